@@ -1,0 +1,341 @@
+//! The eBPF backend: load linkmeter's TC counting programs, attach them to interfaces, and read
+//! their per-interface packet and byte counters.
+//!
+//! ```no_run
+//! use collector::ebpf::{AttachMode, EbpfCounters, LoadOptions};
+//!
+//! let mut counters = EbpfCounters::load(&LoadOptions::default())?;
+//! let attachment = counters.attach("cilium_vxlan", AttachMode::Auto)?;
+//! let now = counters.read(attachment.ifindex())?;
+//! println!("rx {} packets, tx {} packets", now.rx.packets, now.tx.packets);
+//! attachment.detach()?; // or drop it
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See [`collector_common`] for the byte definition.
+
+mod attach;
+mod maps;
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{MapError, PerCpuArray, PerCpuHashMap},
+    programs::{ProgramError, SchedClassifier},
+};
+use aya_log::EbpfLogger;
+use collector_common::{COUNTERS_MAP, Counter, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP};
+
+pub use attach::{
+    AttachError, AttachMode, AttachedMode, Hook, HookAttachment, LEGACY_HANDLE, LEGACY_PRIORITY,
+    kernel_has_tcx,
+};
+pub use maps::{InterfaceCounters, MapReadError};
+
+use self::maps::CounterMaps;
+
+/// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linkmeter-tc"));
+
+/// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
+const IFNAME_MAX: usize = 15;
+
+/// Options for [`EbpfCounters::load`].
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// How many interfaces the counter map can hold (two entries each: rx and tx). Packets of
+    /// interfaces beyond that are counted in the overflow counter. Default 1024.
+    pub max_interfaces: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_interfaces: 1024,
+        }
+    }
+}
+
+/// Errors from loading the eBPF object.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `max_interfaces` is zero or too large.
+    #[error("max_interfaces must be between 1 and {max}, got {got}")]
+    Capacity {
+        /// The rejected value.
+        got: u32,
+        /// The largest accepted value.
+        max: u32,
+    },
+    /// The kernel refused to create the maps or load the object (no privilege, no BPF, ...).
+    #[error("loading the eBPF object failed: {source}")]
+    Object {
+        /// The underlying error.
+        #[source]
+        source: EbpfError,
+    },
+    /// A program is missing from the object or is not a TC classifier.
+    #[error("eBPF program {program} missing from the object or not a classifier")]
+    MissingProgram {
+        /// The program name.
+        program: &'static str,
+    },
+    /// The verifier rejected a program.
+    #[error("verifying eBPF program {program} failed: {source}")]
+    Verify {
+        /// The program name.
+        program: &'static str,
+        /// The underlying error (includes the verifier log).
+        #[source]
+        source: ProgramError,
+    },
+    /// A map is missing from the object or has the wrong type.
+    #[error("eBPF map {map} missing from the object or of the wrong type")]
+    MissingMap {
+        /// The map name.
+        map: &'static str,
+        /// The underlying error, when the type was wrong.
+        #[source]
+        source: Option<MapError>,
+    },
+}
+
+/// The loaded counting programs and their maps.
+///
+/// One instance serves any number of interfaces: attach with [`EbpfCounters::attach`], read with
+/// [`EbpfCounters::read`] / [`EbpfCounters::read_all`]. Dropping it unloads the programs; keep
+/// it alive as long as any [`InterfaceAttachment`] is meant to count.
+pub struct EbpfCounters {
+    ebpf: Ebpf,
+    maps: CounterMaps,
+    logger: Option<EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl std::fmt::Debug for EbpfCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbpfCounters").finish_non_exhaustive()
+    }
+}
+
+impl EbpfCounters {
+    /// Loads and verifies the embedded object with the counter map sized for
+    /// `options.max_interfaces`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the kernel refuses (missing privileges or BPF support) or the object
+    /// is not what this build expects.
+    pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        const MAX_INTERFACES: u32 = 1 << 20;
+        if options.max_interfaces == 0 || options.max_interfaces > MAX_INTERFACES {
+            return Err(LoadError::Capacity {
+                got: options.max_interfaces,
+                max: MAX_INTERFACES,
+            });
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(COUNTERS_MAP, options.max_interfaces * 2)
+            .load(OBJECT)
+            .map_err(|source| LoadError::Object { source })?;
+
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                tracing::warn!(error = %err, "eBPF log forwarding unavailable");
+                None
+            }
+        };
+        for program in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
+            classifier(&mut ebpf, program)?
+                .load()
+                .map_err(|source| LoadError::Verify { program, source })?;
+        }
+        let counters = ebpf
+            .take_map(COUNTERS_MAP)
+            .ok_or(LoadError::MissingMap {
+                map: COUNTERS_MAP,
+                source: None,
+            })
+            .and_then(|map| {
+                PerCpuHashMap::try_from(map).map_err(|source| LoadError::MissingMap {
+                    map: COUNTERS_MAP,
+                    source: Some(source),
+                })
+            })?;
+        let overflow = ebpf
+            .take_map(OVERFLOW_MAP)
+            .ok_or(LoadError::MissingMap {
+                map: OVERFLOW_MAP,
+                source: None,
+            })
+            .and_then(|map| {
+                PerCpuArray::try_from(map).map_err(|source| LoadError::MissingMap {
+                    map: OVERFLOW_MAP,
+                    source: Some(source),
+                })
+            })?;
+        Ok(Self {
+            ebpf,
+            maps: CounterMaps::new(counters, overflow),
+            logger,
+        })
+    }
+
+    /// Attaches the counting programs to both TC hooks of `interface` (in the calling thread's
+    /// network namespace). Counting starts immediately.
+    ///
+    /// With [`AttachMode::Auto`], TCX is used where the kernel has it and legacy tc otherwise.
+    /// If the second hook fails, the first is detached again before the error is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`] naming the interface and hook.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<InterfaceAttachment, AttachError> {
+        let ifindex = ifindex_of(interface)?;
+        let mode = mode.resolve();
+        let mut hooks = Vec::with_capacity(2);
+        for (hook, program) in [
+            (Hook::Ingress, INGRESS_PROGRAM),
+            (Hook::Egress, EGRESS_PROGRAM),
+        ] {
+            let classifier =
+                classifier(&mut self.ebpf, program).map_err(|_| AttachError::Attach {
+                    interface: interface.to_owned(),
+                    hook,
+                    mode,
+                    source: ProgramError::NotLoaded,
+                })?;
+            // On error, `hooks` is dropped here, which detaches what was attached.
+            hooks.push(attach::attach_hook(
+                classifier, program, interface, hook, mode,
+            )?);
+        }
+        Ok(InterfaceAttachment {
+            interface: interface.to_owned(),
+            ifindex,
+            mode,
+            hooks,
+        })
+    }
+
+    /// Current counters of `ifindex`, summed over CPUs; zero before the first packet.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the map lookup.
+    pub fn read(&self, ifindex: u32) -> Result<InterfaceCounters, MapReadError> {
+        self.maps.interface(ifindex)
+    }
+
+    /// Counters of every interface that has seen a packet, keyed by ifindex.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the map iteration.
+    pub fn read_all(&self) -> Result<BTreeMap<u32, InterfaceCounters>, MapReadError> {
+        self.maps.all()
+    }
+
+    /// Packets (and bytes) that could not be counted per interface because the counter map was
+    /// full. Non-zero means `max_interfaces` is too small.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the map lookup.
+    pub fn overflow(&self) -> Result<Counter, MapReadError> {
+        self.maps.overflow()
+    }
+
+    /// Frees the map entries of `ifindex`, e.g. after its interface was deleted. Counting
+    /// restarts from zero if packets arrive for it again.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the deletion.
+    pub fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        self.maps.remove(ifindex)
+    }
+
+    /// Forwards pending log records of the eBPF programs to the `log` facade (and so to
+    /// `tracing`). Cheap when there are none.
+    pub fn flush_logs(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut SchedClassifier, LoadError> {
+    ebpf.program_mut(program)
+        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+        .ok_or(LoadError::MissingProgram { program })
+}
+
+/// Resolves an interface name in the calling thread's network namespace.
+fn ifindex_of(interface: &str) -> Result<u32, AttachError> {
+    let not_found = || AttachError::NoSuchInterface {
+        interface: interface.to_owned(),
+    };
+    if interface.is_empty() || interface.len() > IFNAME_MAX || interface.contains(['/', '\0']) {
+        return Err(not_found());
+    }
+    nix::net::if_::if_nametoindex(interface).map_err(|_| not_found())
+}
+
+/// linkmeter's programs attached to both hooks of one interface.
+///
+/// Dropping it detaches both hooks (errors ignored); [`InterfaceAttachment::detach`] reports
+/// them. Its counters stay in the map until [`EbpfCounters::forget`].
+#[derive(Debug)]
+pub struct InterfaceAttachment {
+    interface: String,
+    ifindex: u32,
+    mode: AttachedMode,
+    hooks: Vec<HookAttachment>,
+}
+
+impl InterfaceAttachment {
+    /// The interface name at attach time.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The interface index the counters are keyed by.
+    pub const fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The mechanism used (TCX or legacy tc).
+    pub const fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// Detaches both hooks. An interface that vanished counts as detached.
+    ///
+    /// # Errors
+    ///
+    /// The first [`AttachError::Detach`]; the other hook is still detached.
+    pub fn detach(self) -> Result<(), AttachError> {
+        let Self {
+            interface,
+            mode,
+            hooks,
+            ..
+        } = self;
+        let mut first_error = None;
+        for hook in hooks {
+            if let Err(err) = hook.detach(&interface, mode) {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
