@@ -1,1 +1,148 @@
-fn main() {}
+//! linkmeter's developer tasks. Run as `cargo xtask <task>`:
+//!
+//! - `build-ebpf`: build the eBPF object with nightly for `bpfel-unknown-none`;
+//! - `run [-- ARGS]`: build linkmeter (release) and run it on this machine's interfaces;
+//! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests.
+//!
+//! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
+//! Debian packages) and says so.
+
+mod prereq;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, is_root, run};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "linkmeter developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the eBPF object (installs nightly rust-src and bpf-linker when missing).
+    BuildEbpf {
+        /// Build with the dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build linkmeter (release) and run it on this machine's interfaces; needs root.
+    Run {
+        /// Arguments for `linkmeter` (default: `watch`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting and lints, then run every test, the kernel tests included; needs root.
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The Debian packages the test suite uses, by the command that shows they are installed.
+const TEST_TOOLS: &[Tool] = &[Tool {
+    command: "ip",
+    package: "iproute2",
+    why: "creating network namespaces, veth and vxlan devices in the tests",
+}];
+
+fn main() -> ExitCode {
+    match Cli::parse().task.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Task {
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::BuildEbpf { debug } => build_ebpf(!debug),
+            Self::Run { args } => run_linkmeter(args),
+            Self::Test { no_lint, args } => test(no_lint, &args),
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+fn build_ebpf(release: bool) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    let mut build = cmd("rustup");
+    build
+        .current_dir(workspace_root())
+        .args(["run", "nightly", "cargo", "build", "--package", "collector-ebpf", "--bins"])
+        .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            ["-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+        );
+    if release {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let profile = if release { "release" } else { "debug" };
+    let object = workspace_root().join(format!("target/bpfel-unknown-none/{profile}/linkmeter-tc"));
+    println!("eBPF object: {}", object.display());
+    Ok(())
+}
+
+fn run_linkmeter(args: Vec<String>) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    if !is_root() {
+        bail!("linkmeter attaches eBPF programs and needs root: run `sudo -E cargo xtask run`");
+    }
+    run(cmd("cargo")
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--package", "collector", "--bin", "linkmeter"]))?;
+    let args = if args.is_empty() { vec!["watch".to_owned()] } else { args };
+    let binary = workspace_root().join("target/release/linkmeter");
+    run(cmd(binary.to_str().context("non-UTF-8 workspace path")?).args(&args))
+}
+
+fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(TEST_TOOLS)?;
+    if !is_root() {
+        bail!(
+            "the test suite creates network namespaces and loads eBPF programs, so it needs root: \
+             run `sudo -E cargo xtask test`"
+        );
+    }
+    let root = workspace_root();
+    if !no_lint {
+        run(cmd("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
+        run(cmd("cargo")
+            .current_dir(&root)
+            .args(["clippy", "--workspace", "--exclude", "collector-ebpf", "--all-targets"])
+            .args(["--", "-D", "warnings"]))?;
+        run(cmd("rustup")
+            .current_dir(&root)
+            .args(["run", "nightly", "cargo", "clippy", "--package", "collector-ebpf", "--bins"])
+            .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none", "--release"])
+            .args(["--", "-D", "warnings"]))?;
+    }
+    // Kernel tests may skip only where a kernel feature is missing; under `cargo xtask test`
+    // a skip is a failure, so a green run always means the eBPF tests ran for real.
+    run(cmd("cargo")
+        .current_dir(&root)
+        .args(["test", "--workspace", "--exclude", "collector-ebpf"])
+        .args(extra)
+        .env("LINKMETER_REQUIRE_KERNEL_TESTS", "1"))
+}

@@ -13,7 +13,9 @@
 //!   ([`LEGACY_PRIORITY`], [`LEGACY_HANDLE`]); before attaching, any stale filter carrying our
 //!   program's name (left by a crashed run) is removed, and nothing else.
 
-use std::{fmt, io};
+use std::{fmt, fs::File, io, os::fd::AsFd as _, os::unix::fs::MetadataExt as _};
+
+use nix::sched::{CloneFlags, setns};
 
 use aya::{
     programs::{
@@ -317,4 +319,49 @@ fn errno_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
         current = e.source();
     }
     None
+}
+
+/// The network namespace an attachment was made in.
+///
+/// Legacy tc filters are removed over netlink, which acts on the *calling thread's* namespace
+/// and names the device by ifindex; detaching from another namespace would miss the filter or,
+/// worse, hit a device with the same ifindex there. Detaching therefore enters this namespace
+/// first when the caller is elsewhere.
+#[derive(Debug)]
+pub(crate) struct AttachNetns {
+    fd: File,
+    inode: u64,
+}
+
+impl AttachNetns {
+    /// The calling thread's namespace.
+    pub(crate) fn current() -> io::Result<Self> {
+        let fd = File::open("/proc/thread-self/ns/net")?;
+        let inode = fd.metadata()?.ino();
+        Ok(Self { fd, inode })
+    }
+
+    /// Moves the calling thread into this namespace (if it is elsewhere) until the guard drops.
+    pub(crate) fn enter(&self) -> io::Result<Option<NetnsRestore>> {
+        let current = Self::current()?;
+        if current.inode == self.inode {
+            return Ok(None);
+        }
+        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        Ok(Some(NetnsRestore { original: current.fd }))
+    }
+}
+
+/// Returns the thread to the namespace it came from.
+#[derive(Debug)]
+pub(crate) struct NetnsRestore {
+    original: File,
+}
+
+impl Drop for NetnsRestore {
+    fn drop(&mut self) {
+        if let Err(err) = setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %err, "cannot return to the original network namespace");
+        }
+    }
 }

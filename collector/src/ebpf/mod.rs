@@ -27,6 +27,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use collector_common::{COUNTERS_MAP, Counter, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP};
 
+use attach::AttachNetns;
 pub use attach::{
     AttachError, AttachMode, AttachedMode, Hook, HookAttachment, LEGACY_HANDLE, LEGACY_PRIORITY,
     kernel_has_tcx,
@@ -198,6 +199,11 @@ impl EbpfCounters {
     ) -> Result<InterfaceAttachment, AttachError> {
         let ifindex = ifindex_of(interface)?;
         let mode = mode.resolve();
+        // Legacy filters must be removed from the namespace they were added in.
+        let netns = match mode {
+            AttachedMode::Tc => AttachNetns::current().ok(),
+            AttachedMode::Tcx => None,
+        };
         let mut hooks = Vec::with_capacity(2);
         for (hook, program) in [
             (Hook::Ingress, INGRESS_PROGRAM),
@@ -210,16 +216,23 @@ impl EbpfCounters {
                     mode,
                     source: ProgramError::NotLoaded,
                 })?;
-            // On error, `hooks` is dropped here, which detaches what was attached.
-            hooks.push(attach::attach_hook(
-                classifier, program, interface, hook, mode,
-            )?);
+            match attach::attach_hook(classifier, program, interface, hook, mode) {
+                Ok(attached) => hooks.push(attached),
+                Err(err) => {
+                    // Undo the first hook (same thread, same namespace) before reporting.
+                    for attached in hooks {
+                        let _ignored = attached.detach(interface, mode);
+                    }
+                    return Err(err);
+                }
+            }
         }
         Ok(InterfaceAttachment {
             interface: interface.to_owned(),
             ifindex,
             mode,
             hooks,
+            netns,
         })
     }
 
@@ -293,13 +306,15 @@ fn ifindex_of(interface: &str) -> Result<u32, AttachError> {
 /// linkmeter's programs attached to both hooks of one interface.
 ///
 /// Dropping it detaches both hooks (errors ignored); [`InterfaceAttachment::detach`] reports
-/// them. Its counters stay in the map until [`EbpfCounters::forget`].
+/// them. Either may run on any thread: a legacy tc attachment is removed from the network
+/// namespace it was made in. Its counters stay in the map until [`EbpfCounters::forget`].
 #[derive(Debug)]
 pub struct InterfaceAttachment {
     interface: String,
     ifindex: u32,
     mode: AttachedMode,
     hooks: Vec<HookAttachment>,
+    netns: Option<AttachNetns>,
 }
 
 impl InterfaceAttachment {
@@ -323,19 +338,36 @@ impl InterfaceAttachment {
     /// # Errors
     ///
     /// The first [`AttachError::Detach`]; the other hook is still detached.
-    pub fn detach(self) -> Result<(), AttachError> {
-        let Self {
-            interface,
-            mode,
-            hooks,
-            ..
-        } = self;
+    pub fn detach(mut self) -> Result<(), AttachError> {
+        let _restore = self.enter_netns();
         let mut first_error = None;
-        for hook in hooks {
-            if let Err(err) = hook.detach(&interface, mode) {
+        for hook in std::mem::take(&mut self.hooks) {
+            if let Err(err) = hook.detach(&self.interface, self.mode) {
                 first_error.get_or_insert(err);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn enter_netns(&self) -> Option<attach::NetnsRestore> {
+        let netns = self.netns.as_ref()?;
+        match netns.enter() {
+            Ok(restore) => restore,
+            Err(err) => {
+                tracing::warn!(interface = %self.interface, error = %err,
+                    "cannot enter the attachment's network namespace to detach");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for InterfaceAttachment {
+    fn drop(&mut self) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        let _restore = self.enter_netns();
+        self.hooks.clear();
     }
 }

@@ -1,0 +1,117 @@
+//! Network namespaces owned by a test.
+
+use std::{
+    fs::File,
+    os::fd::AsFd as _,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use nix::sched::{CloneFlags, setns};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A named network namespace (`ip netns add`), deleted on drop with everything inside it.
+///
+/// IPv6 is disabled inside so that no neighbour discovery, MLD or router solicitation adds
+/// packets the test did not send; `lo` is up.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates a fresh namespace whose name includes `tag`.
+    pub fn new(tag: &str) -> Self {
+        let name = format!(
+            "lmt-{}-{}-{tag}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        for knob in ["all", "default"] {
+            ns.exec(&[
+                "sh",
+                "-c",
+                &format!("echo 1 > /proc/sys/net/ipv6/conf/{knob}/disable_ipv6"),
+            ]);
+        }
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace name (for `ip -n`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip -n <ns> args...`, panicking with its output on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Runs `tc -n <ns> args...`, panicking with its output on failure.
+    pub fn tc(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("tc", &full)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Moves the calling thread into this namespace until the guard is dropped.
+    pub fn enter(&self) -> NsGuard {
+        let original = File::open("/proc/thread-self/ns/net").expect("open own netns");
+        let target = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        setns(target.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns into test netns");
+        NsGuard { original }
+    }
+
+    /// Runs `f` with the calling thread inside this namespace (e.g. to create a socket there:
+    /// sockets keep the namespace they were created in).
+    pub fn within<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.enter();
+        f()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _status = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Returns the thread to its original namespace on drop.
+#[derive(Debug)]
+pub struct NsGuard {
+    original: File,
+}
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns back");
+    }
+}
+
+/// Runs a command, returning stdout; panics with stderr when it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

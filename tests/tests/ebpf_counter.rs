@@ -1,0 +1,314 @@
+//! The eBPF TC counter against the kernel's own interface counters, on real devices in network
+//! namespaces: counts must be exact, traffic untouched, other programs on the same hooks
+//! unaffected, and detaching must leave nothing of ours behind.
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use collector::ebpf::{AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions};
+use collector_common::{Counter, ETH_HLEN};
+use integration_tests::{
+    kernel::{LinkStats, ifindex, link_stats},
+    kernel_tests_enabled,
+    netns::NetNs,
+    tcx_available,
+    testprogs::{Kind, TestProgs},
+    topology::{A_IP, B_IP, VethPair, VxlanMode, VxlanPair},
+    traffic::{IP_OVERHEAD, Sent, udp_exchange},
+};
+
+const A_TO_B: u64 = 1000;
+const B_TO_A: u64 = 700;
+
+fn load() -> EbpfCounters {
+    EbpfCounters::load(&LoadOptions::default()).expect("load the embedded eBPF object")
+}
+
+fn delta(after: InterfaceCounters, before: InterfaceCounters) -> InterfaceCounters {
+    let sub = |a: Counter, b: Counter| Counter {
+        packets: a.packets - b.packets,
+        bytes: a.bytes - b.bytes,
+    };
+    InterfaceCounters {
+        rx: sub(after.rx, before.rx),
+        tx: sub(after.tx, before.tx),
+    }
+}
+
+/// Traffic both ways between `a_ip` (in `a`) and `b_ip` (in `b`), measured on `dev` in `a` by
+/// linkmeter and by the kernel over the same period.
+fn measure(
+    counters: &EbpfCounters,
+    (a, a_ip): (&NetNs, &str),
+    (b, b_ip): (&NetNs, &str),
+    dev: &str,
+) -> (InterfaceCounters, LinkStats, Sent, Sent) {
+    let index = ifindex(a, dev);
+    let ebpf_before = counters.read(index).expect("read counters");
+    let kernel_before = link_stats(a, dev);
+    let out = udp_exchange(a, a_ip, b, b_ip, A_TO_B);
+    let back = udp_exchange(b, b_ip, a, a_ip, B_TO_A);
+    let kernel = link_stats(a, dev).since(&kernel_before);
+    let ebpf = delta(counters.read(index).expect("read counters"), ebpf_before);
+    (ebpf, kernel, out, back)
+}
+
+fn veth_counts_equal_kernel(mode: AttachMode) {
+    let topo = VethPair::new("veq");
+    let mut counters = load();
+    let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach to va");
+
+    let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
+
+    assert_eq!(ebpf.tx.packets, out.packets, "eBPF tx packets vs packets sent");
+    assert_eq!(ebpf.rx.packets, back.packets, "eBPF rx packets vs packets received");
+    assert_eq!(ebpf.tx.packets, kernel.tx_packets, "eBPF vs kernel tx packets");
+    assert_eq!(ebpf.rx.packets, kernel.rx_packets, "eBPF vs kernel rx packets");
+    // On veth the kernel counts the whole frame, as the eBPF byte definition does.
+    assert_eq!(ebpf.tx.bytes, out.frame_bytes(), "eBPF tx bytes vs frames sent");
+    assert_eq!(ebpf.rx.bytes, back.frame_bytes(), "eBPF rx bytes vs frames received");
+    assert_eq!(ebpf.tx.bytes, kernel.tx_bytes, "eBPF vs kernel tx bytes");
+    assert_eq!(ebpf.rx.bytes, kernel.rx_bytes, "eBPF vs kernel rx bytes");
+    assert_eq!(counters.overflow().expect("overflow").packets, 0);
+    attachment.detach().expect("detach");
+}
+
+#[test]
+fn veth_counts_equal_kernel_counters_tcx() {
+    if kernel_tests_enabled() && tcx_available() {
+        veth_counts_equal_kernel(AttachMode::Tcx);
+    }
+}
+
+#[test]
+fn veth_counts_equal_kernel_counters_legacy_tc() {
+    if kernel_tests_enabled() {
+        veth_counts_equal_kernel(AttachMode::Tc);
+    }
+}
+
+fn vxlan_counts_equal_kernel(mode: VxlanMode, attach: AttachMode) {
+    let topo = VxlanPair::new("vxq", mode);
+    let (a, b) = (&topo.underlay.a, &topo.underlay.b);
+    let mut counters = load();
+    let attachment = a.within(|| counters.attach(topo.device, attach)).expect("attach to vxlan");
+
+    let (ebpf, kernel, out, back) = measure(
+        &counters,
+        (a, VxlanPair::A_OVERLAY),
+        (b, VxlanPair::B_OVERLAY),
+        topo.device,
+    );
+
+    assert_eq!(ebpf.tx.packets, out.packets, "eBPF tx packets vs packets sent");
+    assert_eq!(ebpf.rx.packets, back.packets, "eBPF rx packets vs packets received");
+    assert_eq!(ebpf.tx.packets, kernel.tx_packets, "eBPF vs kernel tx packets");
+    assert_eq!(ebpf.rx.packets, kernel.rx_packets, "eBPF vs kernel rx packets");
+    // The eBPF definition counts the inner Ethernet header, the kernel's vxlan counters do not.
+    assert_eq!(ebpf.tx.bytes, out.frame_bytes(), "eBPF tx bytes vs inner frames sent");
+    assert_eq!(ebpf.rx.bytes, back.frame_bytes(), "eBPF rx bytes vs inner frames received");
+    assert_eq!(kernel.tx_bytes, out.payload_bytes + out.packets * IP_OVERHEAD);
+    assert_eq!(ebpf.tx.bytes, kernel.tx_bytes + ETH_HLEN * kernel.tx_packets);
+    assert_eq!(ebpf.rx.bytes, kernel.rx_bytes + ETH_HLEN * kernel.rx_packets);
+    attachment.detach().expect("detach");
+}
+
+#[test]
+fn cilium_vxlan_external_mode_counts_equal_kernel_counters() {
+    if kernel_tests_enabled() {
+        vxlan_counts_equal_kernel(VxlanMode::CiliumExternal, AttachMode::Auto);
+    }
+}
+
+#[test]
+fn cilium_vxlan_external_mode_counts_equal_kernel_counters_legacy_tc() {
+    if kernel_tests_enabled() {
+        vxlan_counts_equal_kernel(VxlanMode::CiliumExternal, AttachMode::Tc);
+    }
+}
+
+#[test]
+fn vxlan_fixed_remote_counts_equal_kernel_counters() {
+    if kernel_tests_enabled() {
+        vxlan_counts_equal_kernel(VxlanMode::FixedRemote, AttachMode::Auto);
+    }
+}
+
+/// linkmeter's programs attached to `dev` in `ns` under `mode`, by name prefix, per hook.
+fn our_attachments(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
+    attached_names(ns, dev, mode)
+        .into_iter()
+        .filter(|n| n.starts_with("linkmeter_"))
+        .collect()
+}
+
+/// Names of all programs attached to `dev`'s hooks under `mode` (TCX query or tc filter list).
+fn attached_names(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
+    let mut names = Vec::new();
+    for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
+        match mode {
+            AttachedMode::Tcx => {
+                let (_revision, programs) = ns
+                    .within(|| SchedClassifier::query_tcx(dev, attach))
+                    .expect("query_tcx");
+                names.extend(programs.iter().map(|p| {
+                    p.name_as_str().unwrap_or_default().to_owned()
+                }));
+            }
+            AttachedMode::Tc => {
+                let hook = if attach == TcAttachType::Ingress { "ingress" } else { "egress" };
+                let json = ns.tc(&["-j", "filter", "show", "dev", dev, hook]);
+                let filters: serde_json::Value = serde_json::from_str(&json).expect("tc -j");
+                for f in filters.as_array().into_iter().flatten() {
+                    if let Some(name) = f["options"]["bpf_name"].as_str() {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Another program is on the hooks before linkmeter starts; both must see every packet, the
+/// traffic must flow, and detaching linkmeter must leave the other program in place.
+fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
+    let topo = VethPair::new("cox");
+    let mut other = TestProgs::load();
+    topo.a.within(|| other.attach(kind, "va", attached));
+    let other_before = other.packets(kind);
+
+    let mut counters = load();
+    let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach to va");
+    assert_eq!(attachment.mode(), attached);
+    let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
+
+    assert_eq!((ebpf.tx.packets, ebpf.rx.packets), (out.packets, back.packets));
+    assert_eq!((ebpf.tx.packets, ebpf.rx.packets), (kernel.tx_packets, kernel.rx_packets));
+    assert_eq!((ebpf.tx.bytes, ebpf.rx.bytes), (kernel.tx_bytes, kernel.rx_bytes));
+    let other_now = other.packets(kind);
+    assert_eq!(
+        (other_now.0 - other_before.0, other_now.1 - other_before.1),
+        (back.packets, out.packets),
+        "the other program must see every packet (ingress, egress)"
+    );
+
+    // Detach: nothing of ours remains, the other program is still attached and still counts.
+    let names_before = attached_names(&topo.a, "va", attached);
+    assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2, "{names_before:?}");
+    attachment.detach().expect("detach");
+    let names_after = attached_names(&topo.a, "va", attached);
+    assert!(our_attachments(&topo.a, "va", attached).is_empty(), "{names_after:?}");
+    let other_name = kind.kernel_name(TcAttachType::Ingress);
+    assert!(
+        names_after.iter().any(|n| n.starts_with(&other_name)),
+        "other program {other_name} must stay attached: {names_after:?}"
+    );
+    let before = other.packets(kind);
+    udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 10);
+    let after = other.packets(kind);
+    assert_eq!(after.1 - before.1, 10, "other program still counts after our detach");
+}
+
+#[test]
+fn coexists_with_another_program_on_the_same_hook_tcx() {
+    if kernel_tests_enabled() && tcx_available() {
+        coexists_with(Kind::Observer, AttachMode::Tcx, AttachedMode::Tcx);
+    }
+}
+
+#[test]
+fn coexists_with_another_program_on_the_same_hook_legacy_tc() {
+    if kernel_tests_enabled() {
+        coexists_with(Kind::Observer, AttachMode::Tc, AttachedMode::Tc);
+    }
+}
+
+#[test]
+fn chain_ending_program_attached_earlier_does_not_hide_traffic_tcx() {
+    if kernel_tests_enabled() && tcx_available() {
+        coexists_with(Kind::ChainEnd, AttachMode::Tcx, AttachedMode::Tcx);
+    }
+}
+
+#[test]
+fn dropping_the_attachment_detaches_and_keeps_the_clsact_qdisc() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("drp");
+    let mut counters = load();
+    let modes: &[AttachMode] = if tcx_available() {
+        &[AttachMode::Tcx, AttachMode::Tc]
+    } else {
+        &[AttachMode::Tc]
+    };
+    for &mode in modes {
+        let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach");
+        let attached = attachment.mode();
+        assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2);
+        drop(attachment);
+        assert!(our_attachments(&topo.a, "va", attached).is_empty());
+    }
+    let qdiscs = topo.a.tc(&["qdisc", "show", "dev", "va"]);
+    assert!(qdiscs.contains("clsact"), "our clsact qdisc is left for others: {qdiscs}");
+}
+
+#[test]
+fn legacy_attach_removes_our_own_stale_filter_only() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("stl");
+    let mut other = TestProgs::load();
+    topo.a.within(|| other.attach(Kind::Observer, "va", AttachedMode::Tc));
+    // A previous linkmeter that died without detaching leaves its filters behind.
+    let mut crashed = load();
+    let stale = topo.a.within(|| crashed.attach("va", AttachMode::Tc)).expect("attach");
+    std::mem::forget(stale);
+    drop(crashed);
+    assert_eq!(our_attachments(&topo.a, "va", AttachedMode::Tc).len(), 2);
+
+    let mut counters = load();
+    let fresh = topo.a.within(|| counters.attach("va", AttachMode::Tc)).expect("re-attach");
+    let names = attached_names(&topo.a, "va", AttachedMode::Tc);
+    assert_eq!(our_attachments(&topo.a, "va", AttachedMode::Tc).len(), 2, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("observer_")), "{names:?}");
+    let (ebpf, kernel, ..) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
+    assert_eq!(ebpf.tx.packets, kernel.tx_packets);
+    fresh.detach().expect("detach");
+}
+
+#[test]
+fn full_counter_map_counts_overflow_instead_of_losing_packets() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("ovf");
+    // Room for one interface (two entries): `va` takes both, `lo` has no room.
+    let mut counters = EbpfCounters::load(&LoadOptions { max_interfaces: 1 }).expect("load");
+    let _va = topo.a.within(|| counters.attach("va", AttachMode::Auto)).expect("attach va");
+    udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 5);
+    udp_exchange(&topo.b, B_IP, &topo.a, A_IP, 5);
+    let _lo = topo.a.within(|| counters.attach("lo", AttachMode::Auto)).expect("attach lo");
+    let sent = udp_exchange(&topo.a, "127.0.0.1", &topo.a, "127.0.0.1", 50);
+
+    let overflow = counters.overflow().expect("overflow");
+    // Each packet over lo passes its egress and its ingress hook.
+    assert_eq!(overflow.packets, 2 * sent.packets);
+    assert_eq!(overflow.bytes, 2 * sent.frame_bytes());
+    assert_eq!(counters.read(1).expect("read lo"), InterfaceCounters::default());
+    let va = counters.read(ifindex(&topo.a, "va")).expect("read va");
+    assert_eq!((va.tx.packets, va.rx.packets), (5, 5));
+}
+
+#[test]
+fn attaching_to_a_missing_interface_is_a_clear_error() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let ns = NetNs::new("mis");
+    let mut counters = load();
+    for name in ["nope0", "", "a/b", "name-longer-than-ifnamsiz"] {
+        let err = ns.within(|| counters.attach(name, AttachMode::Auto)).expect_err("must fail");
+        assert!(err.to_string().contains("not found"), "{name:?}: {err}");
+    }
+}

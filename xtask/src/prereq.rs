@@ -1,0 +1,127 @@
+//! Installing what the tasks need, with a clear message for each install.
+
+use std::{
+    env,
+    ffi::OsString,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The bpf-linker release that uses the LLVM inside the nightly toolchain (no system LLVM).
+const BPF_LINKER: &str = "bpf-linker@0.10.4";
+
+/// A command the tasks run, and the Debian package that provides it.
+pub struct Tool {
+    /// The command looked up on `PATH`.
+    pub command: &'static str,
+    /// The Debian package to install when it is missing.
+    pub package: &'static str,
+    /// What it is needed for, printed when it is installed.
+    pub why: &'static str,
+}
+
+/// `$CARGO_HOME/bin`, where `cargo install` puts bpf-linker.
+fn cargo_bin() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// `PATH` with `$CARGO_HOME/bin` in front, so a freshly installed bpf-linker is found.
+fn search_path() -> OsString {
+    let mut paths = vec![cargo_bin()];
+    if let Some(path) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&path));
+    }
+    env::join_paths(paths).unwrap_or_default()
+}
+
+/// A command that sees `$CARGO_HOME/bin` on its `PATH`.
+pub fn cmd(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.env("PATH", search_path());
+    command
+}
+
+/// Runs `command`, failing with its command line when it does not succeed.
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure nightly with `rust-src` and `bpf-linker` are there, installing them if not.
+pub fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
+    if which::which("rustup").is_err() {
+        bail!("rustup not found: the eBPF build needs rustup (https://rustup.rs) with a nightly toolchain");
+    }
+    if !succeeds(cmd("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        eprintln!("xtask: installing the nightly toolchain with rust-src (needed to build the eBPF object)");
+        run(cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"])
+            .args(["--component", "rust-src"]))?;
+    }
+    let sysroot = cmd("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .context("asking nightly rustc for its sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+        eprintln!("xtask: installing rust-src for nightly (the eBPF build compiles core with -Z build-std)");
+        run(cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if which::which_in("bpf-linker", Some(search_path()), ".").is_err() {
+        eprintln!("xtask: installing {BPF_LINKER} (links the eBPF object; about 1-2 minutes)");
+        run(cmd("cargo").args(["install", BPF_LINKER, "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages of the tools that are missing (`apt-get`, as root).
+pub fn ensure_debian_tools(tools: &[Tool]) -> anyhow::Result<()> {
+    let missing: Vec<&Tool> = tools
+        .iter()
+        .filter(|t| which::which_in(t.command, Some(search_path()), ".").is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    for tool in &missing {
+        eprintln!(
+            "xtask: installing Debian package {} ({} is missing; needed for {})",
+            tool.package, tool.command, tool.why
+        );
+    }
+    if !is_root() {
+        bail!("missing Debian packages: run `sudo apt-get install -y {}`", packages.join(" "));
+    }
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
