@@ -6,7 +6,10 @@ use std::path::PathBuf;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("tests/ has a parent");
-    println!("cargo:rerun-if-changed={}", root.join("collector-common").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("collector-common").display()
+    );
     let ebpf_dir = root.join("collector-ebpf");
     let package = aya_build::Package {
         name: "collector-ebpf",
@@ -14,7 +17,9 @@ fn main() {
         ..Default::default()
     };
     if let Err(err) = aya_build::build_ebpf([package], aya_build::Toolchain::default()) {
-        eprintln!("error: building the eBPF test programs failed: {err:#} (run `cargo xtask build-ebpf` once to install the toolchain)");
+        eprintln!(
+            "error: building the eBPF test programs failed: {err:#} (run `cargo xtask build-ebpf` once to install the toolchain)"
+        );
         std::process::exit(1);
     }
 }

@@ -11,7 +11,7 @@
 //! out the inner Ethernet header, so there the eBPF byte count is the kernel's plus 14 bytes per
 //! packet ([`ETH_HLEN`]). linkmeter reports the TC definition everywhere rather than correcting
 //! per device kind, so the same number always means the same thing.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Length of an Ethernet header, the difference between TC bytes and the kernel's vxlan bytes.
 pub const ETH_HLEN: u64 = 14;
@@ -106,4 +106,45 @@ mod user {
     // SAFETY: `Counter` is `#[repr(C)]`, `Copy`, has no padding (two `u64`) and every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_round_trips_through_the_map_key() {
+        for direction in Direction::ALL {
+            let key = CounterKey::new(7, direction);
+            assert_eq!(Direction::from_raw(key.direction), Some(direction));
+        }
+        assert_eq!(Direction::from_raw(2), None);
+        assert_eq!(Direction::Ingress.as_rx_tx(), "rx");
+        assert_eq!(Direction::Egress.as_rx_tx(), "tx");
+    }
+
+    #[test]
+    fn counter_add_sums_and_wraps_like_the_kernel() {
+        let mut total = Counter {
+            packets: u64::MAX,
+            bytes: 10,
+        };
+        total.add(&Counter {
+            packets: 2,
+            bytes: 5,
+        });
+        assert_eq!(
+            total,
+            Counter {
+                packets: 1,
+                bytes: 15
+            }
+        );
+    }
+
+    #[test]
+    fn map_types_have_no_padding() {
+        assert_eq!(core::mem::size_of::<CounterKey>(), 8);
+        assert_eq!(core::mem::size_of::<Counter>(), 16);
+    }
 }

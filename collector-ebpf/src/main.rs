@@ -51,18 +51,18 @@ fn count(ctx: &TcContext, direction: Direction) {
     let len = u64::from(ctx.len());
     let key = CounterKey::new(ifindex, direction);
 
-    if add_to(COUNTERS.get_ptr_mut(&key), len) {
+    if add_to(COUNTERS.get_ptr_mut(key), len) {
         return;
     }
     let first = Counter {
         packets: 1,
         bytes: len,
     };
-    match COUNTERS.insert(&key, &first, u64::from(BPF_NOEXIST)) {
+    match COUNTERS.insert(key, first, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         // Another CPU created the entry between our lookup and insert; our CPU's slot is zero.
         Err(err) if err == -EEXIST => {
-            if !add_to(COUNTERS.get_ptr_mut(&key), len) {
+            if !add_to(COUNTERS.get_ptr_mut(key), len) {
                 overflow(ctx, ifindex, len);
             }
         }

@@ -144,3 +144,16 @@ fn kernel_stat(interface: &str, stat: &str) -> Option<u64> {
         .join(stat);
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+
+    #[test]
+    fn interval_must_be_a_sane_number_of_seconds() {
+        assert_eq!(parse_interval("1.5"), Ok(1.5));
+        for bad in ["0", "-1", "NaN", "inf", "1e9", "abc", ""] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+}

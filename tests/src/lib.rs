@@ -37,6 +37,9 @@ pub fn tcx_available() -> bool {
 fn skip(reason: &str) {
     let required = std::env::var("LINKMETER_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1")
         || std::env::var_os("CI").is_some();
-    assert!(!required, "kernel tests are required here but cannot run: {reason}");
+    assert!(
+        !required,
+        "kernel tests are required here but cannot run: {reason}"
+    );
     println!("SKIP: {reason}");
 }

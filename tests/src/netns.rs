@@ -85,7 +85,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _status = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _status = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

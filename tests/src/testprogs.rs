@@ -41,7 +41,11 @@ impl Kind {
 
     /// The kernel's (16-byte, truncated) name of this kind's ingress program.
     pub fn kernel_name(self, attach: TcAttachType) -> String {
-        let dir = if attach == TcAttachType::Ingress { "ingress" } else { "egress" };
+        let dir = if attach == TcAttachType::Ingress {
+            "ingress"
+        } else {
+            "egress"
+        };
         let mut name = format!("{}_{dir}", self.prefix());
         name.truncate(15);
         name
@@ -64,14 +68,20 @@ impl TestProgs {
         let mut ebpf = Ebpf::load(OBJECT).expect("load test programs");
         for kind in [Kind::Observer, Kind::ChainEnd] {
             for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
-                Self::program(&mut ebpf, kind, attach).load().expect("verify test program");
+                Self::program(&mut ebpf, kind, attach)
+                    .load()
+                    .expect("verify test program");
             }
         }
         Self { ebpf }
     }
 
     fn program(ebpf: &mut Ebpf, kind: Kind, attach: TcAttachType) -> &mut SchedClassifier {
-        let dir = if attach == TcAttachType::Ingress { "ingress" } else { "egress" };
+        let dir = if attach == TcAttachType::Ingress {
+            "ingress"
+        } else {
+            "egress"
+        };
         let name = format!("{}_{dir}", kind.prefix());
         ebpf.program_mut(&name)
             .unwrap_or_else(|| panic!("no program {name}"))

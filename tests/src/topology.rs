@@ -29,18 +29,44 @@ impl VethPair {
         let a = NetNs::new(&format!("{tag}a"));
         let b = NetNs::new(&format!("{tag}b"));
         a.ip(&[
-            "link", "add", "va", "address", A_MAC, "type", "veth", "peer", "name", "vb",
-            "address", B_MAC, "netns", b.name(),
+            "link",
+            "add",
+            "va",
+            "address",
+            A_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "address",
+            B_MAC,
+            "netns",
+            b.name(),
         ]);
         for (ns, dev, ip, peer_ip, peer_mac) in
             [(&a, "va", A_IP, B_IP, B_MAC), (&b, "vb", B_IP, A_IP, A_MAC)]
         {
             for knob in ["all", "default"] {
-                ns.exec(&["sh", "-c", &format!("echo 0 > /proc/sys/net/ipv4/conf/{knob}/rp_filter")]);
+                ns.exec(&[
+                    "sh",
+                    "-c",
+                    &format!("echo 0 > /proc/sys/net/ipv4/conf/{knob}/rp_filter"),
+                ]);
             }
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev]);
             ns.ip(&["link", "set", dev, "up"]);
-            ns.ip(&["neigh", "replace", peer_ip, "lladdr", peer_mac, "dev", dev, "nud", "permanent"]);
+            ns.ip(&[
+                "neigh",
+                "replace",
+                peer_ip,
+                "lladdr",
+                peer_mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
         }
         Self { a, b }
     }
@@ -80,18 +106,39 @@ impl VxlanPair {
             VxlanMode::FixedRemote => "vx0",
         };
         let sides = [
-            (&underlay.a, A_VX_MAC, Self::A_OVERLAY, Self::B_OVERLAY, B_VX_MAC, A_IP, B_IP, "va"),
-            (&underlay.b, B_VX_MAC, Self::B_OVERLAY, Self::A_OVERLAY, A_VX_MAC, B_IP, A_IP, "vb"),
+            (
+                &underlay.a,
+                A_VX_MAC,
+                Self::A_OVERLAY,
+                Self::B_OVERLAY,
+                B_VX_MAC,
+                A_IP,
+                B_IP,
+                "va",
+            ),
+            (
+                &underlay.b,
+                B_VX_MAC,
+                Self::B_OVERLAY,
+                Self::A_OVERLAY,
+                A_VX_MAC,
+                B_IP,
+                A_IP,
+                "vb",
+            ),
         ];
         for (ns, mac, ip, peer_ip, peer_mac, local, remote, lower) in sides {
             match mode {
                 VxlanMode::CiliumExternal => {
-                    ns.ip(&["link", "add", device, "address", mac, "type", "vxlan", "external", "dstport", "8472"]);
+                    ns.ip(&[
+                        "link", "add", device, "address", mac, "type", "vxlan", "external",
+                        "dstport", "8472",
+                    ]);
                 }
                 VxlanMode::FixedRemote => {
                     ns.ip(&[
-                        "link", "add", device, "address", mac, "type", "vxlan", "id", "42", "local",
-                        local, "remote", remote, "dstport", "4789", "dev", lower,
+                        "link", "add", device, "address", mac, "type", "vxlan", "id", "42",
+                        "local", local, "remote", remote, "dstport", "4789", "dev", lower,
                     ]);
                 }
             }
@@ -99,14 +146,33 @@ impl VxlanPair {
             ns.ip(&["link", "set", device, "up"]);
             match mode {
                 VxlanMode::CiliumExternal => ns.ip(&[
-                    "route", "add", &format!("{peer_ip}/32"), "encap", "ip", "id", "2", "dst",
-                    remote, "dev", device,
+                    "route",
+                    "add",
+                    &format!("{peer_ip}/32"),
+                    "encap",
+                    "ip",
+                    "id",
+                    "2",
+                    "dst",
+                    remote,
+                    "dev",
+                    device,
                 ]),
                 VxlanMode::FixedRemote => {
                     ns.ip(&["route", "add", &format!("{peer_ip}/32"), "dev", device])
                 }
             };
-            ns.ip(&["neigh", "replace", peer_ip, "lladdr", peer_mac, "dev", device, "nud", "permanent"]);
+            ns.ip(&[
+                "neigh",
+                "replace",
+                peer_ip,
+                "lladdr",
+                peer_mac,
+                "dev",
+                device,
+                "nud",
+                "permanent",
+            ]);
         }
         Self { underlay, device }
     }

@@ -54,17 +54,40 @@ fn measure(
 fn veth_counts_equal_kernel(mode: AttachMode) {
     let topo = VethPair::new("veq");
     let mut counters = load();
-    let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach to va");
+    let attachment = topo
+        .a
+        .within(|| counters.attach("va", mode))
+        .expect("attach to va");
 
     let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
 
-    assert_eq!(ebpf.tx.packets, out.packets, "eBPF tx packets vs packets sent");
-    assert_eq!(ebpf.rx.packets, back.packets, "eBPF rx packets vs packets received");
-    assert_eq!(ebpf.tx.packets, kernel.tx_packets, "eBPF vs kernel tx packets");
-    assert_eq!(ebpf.rx.packets, kernel.rx_packets, "eBPF vs kernel rx packets");
+    assert_eq!(
+        ebpf.tx.packets, out.packets,
+        "eBPF tx packets vs packets sent"
+    );
+    assert_eq!(
+        ebpf.rx.packets, back.packets,
+        "eBPF rx packets vs packets received"
+    );
+    assert_eq!(
+        ebpf.tx.packets, kernel.tx_packets,
+        "eBPF vs kernel tx packets"
+    );
+    assert_eq!(
+        ebpf.rx.packets, kernel.rx_packets,
+        "eBPF vs kernel rx packets"
+    );
     // On veth the kernel counts the whole frame, as the eBPF byte definition does.
-    assert_eq!(ebpf.tx.bytes, out.frame_bytes(), "eBPF tx bytes vs frames sent");
-    assert_eq!(ebpf.rx.bytes, back.frame_bytes(), "eBPF rx bytes vs frames received");
+    assert_eq!(
+        ebpf.tx.bytes,
+        out.frame_bytes(),
+        "eBPF tx bytes vs frames sent"
+    );
+    assert_eq!(
+        ebpf.rx.bytes,
+        back.frame_bytes(),
+        "eBPF rx bytes vs frames received"
+    );
     assert_eq!(ebpf.tx.bytes, kernel.tx_bytes, "eBPF vs kernel tx bytes");
     assert_eq!(ebpf.rx.bytes, kernel.rx_bytes, "eBPF vs kernel rx bytes");
     assert_eq!(counters.overflow().expect("overflow").packets, 0);
@@ -89,7 +112,9 @@ fn vxlan_counts_equal_kernel(mode: VxlanMode, attach: AttachMode) {
     let topo = VxlanPair::new("vxq", mode);
     let (a, b) = (&topo.underlay.a, &topo.underlay.b);
     let mut counters = load();
-    let attachment = a.within(|| counters.attach(topo.device, attach)).expect("attach to vxlan");
+    let attachment = a
+        .within(|| counters.attach(topo.device, attach))
+        .expect("attach to vxlan");
 
     let (ebpf, kernel, out, back) = measure(
         &counters,
@@ -98,16 +123,45 @@ fn vxlan_counts_equal_kernel(mode: VxlanMode, attach: AttachMode) {
         topo.device,
     );
 
-    assert_eq!(ebpf.tx.packets, out.packets, "eBPF tx packets vs packets sent");
-    assert_eq!(ebpf.rx.packets, back.packets, "eBPF rx packets vs packets received");
-    assert_eq!(ebpf.tx.packets, kernel.tx_packets, "eBPF vs kernel tx packets");
-    assert_eq!(ebpf.rx.packets, kernel.rx_packets, "eBPF vs kernel rx packets");
+    assert_eq!(
+        ebpf.tx.packets, out.packets,
+        "eBPF tx packets vs packets sent"
+    );
+    assert_eq!(
+        ebpf.rx.packets, back.packets,
+        "eBPF rx packets vs packets received"
+    );
+    assert_eq!(
+        ebpf.tx.packets, kernel.tx_packets,
+        "eBPF vs kernel tx packets"
+    );
+    assert_eq!(
+        ebpf.rx.packets, kernel.rx_packets,
+        "eBPF vs kernel rx packets"
+    );
     // The eBPF definition counts the inner Ethernet header, the kernel's vxlan counters do not.
-    assert_eq!(ebpf.tx.bytes, out.frame_bytes(), "eBPF tx bytes vs inner frames sent");
-    assert_eq!(ebpf.rx.bytes, back.frame_bytes(), "eBPF rx bytes vs inner frames received");
-    assert_eq!(kernel.tx_bytes, out.payload_bytes + out.packets * IP_OVERHEAD);
-    assert_eq!(ebpf.tx.bytes, kernel.tx_bytes + ETH_HLEN * kernel.tx_packets);
-    assert_eq!(ebpf.rx.bytes, kernel.rx_bytes + ETH_HLEN * kernel.rx_packets);
+    assert_eq!(
+        ebpf.tx.bytes,
+        out.frame_bytes(),
+        "eBPF tx bytes vs inner frames sent"
+    );
+    assert_eq!(
+        ebpf.rx.bytes,
+        back.frame_bytes(),
+        "eBPF rx bytes vs inner frames received"
+    );
+    assert_eq!(
+        kernel.tx_bytes,
+        out.payload_bytes + out.packets * IP_OVERHEAD
+    );
+    assert_eq!(
+        ebpf.tx.bytes,
+        kernel.tx_bytes + ETH_HLEN * kernel.tx_packets
+    );
+    assert_eq!(
+        ebpf.rx.bytes,
+        kernel.rx_bytes + ETH_HLEN * kernel.rx_packets
+    );
     attachment.detach().expect("detach");
 }
 
@@ -149,12 +203,18 @@ fn attached_names(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
                 let (_revision, programs) = ns
                     .within(|| SchedClassifier::query_tcx(dev, attach))
                     .expect("query_tcx");
-                names.extend(programs.iter().map(|p| {
-                    p.name_as_str().unwrap_or_default().to_owned()
-                }));
+                names.extend(
+                    programs
+                        .iter()
+                        .map(|p| p.name_as_str().unwrap_or_default().to_owned()),
+                );
             }
             AttachedMode::Tc => {
-                let hook = if attach == TcAttachType::Ingress { "ingress" } else { "egress" };
+                let hook = if attach == TcAttachType::Ingress {
+                    "ingress"
+                } else {
+                    "egress"
+                };
                 let json = ns.tc(&["-j", "filter", "show", "dev", dev, hook]);
                 let filters: serde_json::Value = serde_json::from_str(&json).expect("tc -j");
                 for f in filters.as_array().into_iter().flatten() {
@@ -177,13 +237,25 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
     let other_before = other.packets(kind);
 
     let mut counters = load();
-    let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach to va");
+    let attachment = topo
+        .a
+        .within(|| counters.attach("va", mode))
+        .expect("attach to va");
     assert_eq!(attachment.mode(), attached);
     let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
 
-    assert_eq!((ebpf.tx.packets, ebpf.rx.packets), (out.packets, back.packets));
-    assert_eq!((ebpf.tx.packets, ebpf.rx.packets), (kernel.tx_packets, kernel.rx_packets));
-    assert_eq!((ebpf.tx.bytes, ebpf.rx.bytes), (kernel.tx_bytes, kernel.rx_bytes));
+    assert_eq!(
+        (ebpf.tx.packets, ebpf.rx.packets),
+        (out.packets, back.packets)
+    );
+    assert_eq!(
+        (ebpf.tx.packets, ebpf.rx.packets),
+        (kernel.tx_packets, kernel.rx_packets)
+    );
+    assert_eq!(
+        (ebpf.tx.bytes, ebpf.rx.bytes),
+        (kernel.tx_bytes, kernel.rx_bytes)
+    );
     let other_now = other.packets(kind);
     assert_eq!(
         (other_now.0 - other_before.0, other_now.1 - other_before.1),
@@ -193,10 +265,17 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
 
     // Detach: nothing of ours remains, the other program is still attached and still counts.
     let names_before = attached_names(&topo.a, "va", attached);
-    assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2, "{names_before:?}");
+    assert_eq!(
+        our_attachments(&topo.a, "va", attached).len(),
+        2,
+        "{names_before:?}"
+    );
     attachment.detach().expect("detach");
     let names_after = attached_names(&topo.a, "va", attached);
-    assert!(our_attachments(&topo.a, "va", attached).is_empty(), "{names_after:?}");
+    assert!(
+        our_attachments(&topo.a, "va", attached).is_empty(),
+        "{names_after:?}"
+    );
     let other_name = kind.kernel_name(TcAttachType::Ingress);
     assert!(
         names_after.iter().any(|n| n.starts_with(&other_name)),
@@ -205,7 +284,11 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
     let before = other.packets(kind);
     udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 10);
     let after = other.packets(kind);
-    assert_eq!(after.1 - before.1, 10, "other program still counts after our detach");
+    assert_eq!(
+        after.1 - before.1,
+        10,
+        "other program still counts after our detach"
+    );
 }
 
 #[test]
@@ -242,14 +325,20 @@ fn dropping_the_attachment_detaches_and_keeps_the_clsact_qdisc() {
         &[AttachMode::Tc]
     };
     for &mode in modes {
-        let attachment = topo.a.within(|| counters.attach("va", mode)).expect("attach");
+        let attachment = topo
+            .a
+            .within(|| counters.attach("va", mode))
+            .expect("attach");
         let attached = attachment.mode();
         assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2);
         drop(attachment);
         assert!(our_attachments(&topo.a, "va", attached).is_empty());
     }
     let qdiscs = topo.a.tc(&["qdisc", "show", "dev", "va"]);
-    assert!(qdiscs.contains("clsact"), "our clsact qdisc is left for others: {qdiscs}");
+    assert!(
+        qdiscs.contains("clsact"),
+        "our clsact qdisc is left for others: {qdiscs}"
+    );
 }
 
 #[test]
@@ -259,19 +348,33 @@ fn legacy_attach_removes_our_own_stale_filter_only() {
     }
     let topo = VethPair::new("stl");
     let mut other = TestProgs::load();
-    topo.a.within(|| other.attach(Kind::Observer, "va", AttachedMode::Tc));
+    topo.a
+        .within(|| other.attach(Kind::Observer, "va", AttachedMode::Tc));
     // A previous linkmeter that died without detaching leaves its filters behind.
     let mut crashed = load();
-    let stale = topo.a.within(|| crashed.attach("va", AttachMode::Tc)).expect("attach");
+    let stale = topo
+        .a
+        .within(|| crashed.attach("va", AttachMode::Tc))
+        .expect("attach");
     std::mem::forget(stale);
     drop(crashed);
     assert_eq!(our_attachments(&topo.a, "va", AttachedMode::Tc).len(), 2);
 
     let mut counters = load();
-    let fresh = topo.a.within(|| counters.attach("va", AttachMode::Tc)).expect("re-attach");
+    let fresh = topo
+        .a
+        .within(|| counters.attach("va", AttachMode::Tc))
+        .expect("re-attach");
     let names = attached_names(&topo.a, "va", AttachedMode::Tc);
-    assert_eq!(our_attachments(&topo.a, "va", AttachedMode::Tc).len(), 2, "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("observer_")), "{names:?}");
+    assert_eq!(
+        our_attachments(&topo.a, "va", AttachedMode::Tc).len(),
+        2,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("observer_")),
+        "{names:?}"
+    );
     let (ebpf, kernel, ..) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
     assert_eq!(ebpf.tx.packets, kernel.tx_packets);
     fresh.detach().expect("detach");
@@ -285,17 +388,26 @@ fn full_counter_map_counts_overflow_instead_of_losing_packets() {
     let topo = VethPair::new("ovf");
     // Room for one interface (two entries): `va` takes both, `lo` has no room.
     let mut counters = EbpfCounters::load(&LoadOptions { max_interfaces: 1 }).expect("load");
-    let _va = topo.a.within(|| counters.attach("va", AttachMode::Auto)).expect("attach va");
+    let _va = topo
+        .a
+        .within(|| counters.attach("va", AttachMode::Auto))
+        .expect("attach va");
     udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 5);
     udp_exchange(&topo.b, B_IP, &topo.a, A_IP, 5);
-    let _lo = topo.a.within(|| counters.attach("lo", AttachMode::Auto)).expect("attach lo");
+    let _lo = topo
+        .a
+        .within(|| counters.attach("lo", AttachMode::Auto))
+        .expect("attach lo");
     let sent = udp_exchange(&topo.a, "127.0.0.1", &topo.a, "127.0.0.1", 50);
 
     let overflow = counters.overflow().expect("overflow");
     // Each packet over lo passes its egress and its ingress hook.
     assert_eq!(overflow.packets, 2 * sent.packets);
     assert_eq!(overflow.bytes, 2 * sent.frame_bytes());
-    assert_eq!(counters.read(1).expect("read lo"), InterfaceCounters::default());
+    assert_eq!(
+        counters.read(1).expect("read lo"),
+        InterfaceCounters::default()
+    );
     let va = counters.read(ifindex(&topo.a, "va")).expect("read va");
     assert_eq!((va.tx.packets, va.rx.packets), (5, 5));
 }
@@ -308,7 +420,9 @@ fn attaching_to_a_missing_interface_is_a_clear_error() {
     let ns = NetNs::new("mis");
     let mut counters = load();
     for name in ["nope0", "", "a/b", "name-longer-than-ifnamsiz"] {
-        let err = ns.within(|| counters.attach(name, AttachMode::Auto)).expect_err("must fail");
+        let err = ns
+            .within(|| counters.attach(name, AttachMode::Auto))
+            .expect_err("must fail");
         assert!(err.to_string().contains("not found"), "{name:?}: {err}");
     }
 }

@@ -87,7 +87,15 @@ fn build_ebpf(release: bool) -> anyhow::Result<()> {
     let mut build = cmd("rustup");
     build
         .current_dir(workspace_root())
-        .args(["run", "nightly", "cargo", "build", "--package", "collector-ebpf", "--bins"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--package",
+            "collector-ebpf",
+            "--bins",
+        ])
         .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none"])
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
@@ -108,10 +116,19 @@ fn run_linkmeter(args: Vec<String>) -> anyhow::Result<()> {
     if !is_root() {
         bail!("linkmeter attaches eBPF programs and needs root: run `sudo -E cargo xtask run`");
     }
-    run(cmd("cargo")
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--package", "collector", "--bin", "linkmeter"]))?;
-    let args = if args.is_empty() { vec!["watch".to_owned()] } else { args };
+    run(cmd("cargo").current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "--package",
+        "collector",
+        "--bin",
+        "linkmeter",
+    ]))?;
+    let args = if args.is_empty() {
+        vec!["watch".to_owned()]
+    } else {
+        args
+    };
     let binary = workspace_root().join("target/release/linkmeter");
     run(cmd(binary.to_str().context("non-UTF-8 workspace path")?).args(&args))
 }
@@ -127,15 +144,37 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
     }
     let root = workspace_root();
     if !no_lint {
-        run(cmd("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
         run(cmd("cargo")
             .current_dir(&root)
-            .args(["clippy", "--workspace", "--exclude", "collector-ebpf", "--all-targets"])
+            .args(["fmt", "--all", "--check"]))?;
+        run(cmd("cargo")
+            .current_dir(&root)
+            .args([
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "collector-ebpf",
+                "--all-targets",
+            ])
             .args(["--", "-D", "warnings"]))?;
         run(cmd("rustup")
             .current_dir(&root)
-            .args(["run", "nightly", "cargo", "clippy", "--package", "collector-ebpf", "--bins"])
-            .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none", "--release"])
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "--package",
+                "collector-ebpf",
+                "--bins",
+            ])
+            .args([
+                "-Z",
+                "build-std=core",
+                "--target",
+                "bpfel-unknown-none",
+                "--release",
+            ])
             .args(["--", "-D", "warnings"]))?;
     }
     // Kernel tests may skip only where a kernel feature is missing; under `cargo xtask test`

@@ -77,11 +77,16 @@ pub fn is_root() -> bool {
 /// Makes sure nightly with `rust-src` and `bpf-linker` are there, installing them if not.
 pub fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
     if which::which("rustup").is_err() {
-        bail!("rustup not found: the eBPF build needs rustup (https://rustup.rs) with a nightly toolchain");
+        bail!(
+            "rustup not found: the eBPF build needs rustup (https://rustup.rs) with a nightly toolchain"
+        );
     }
     if !succeeds(cmd("rustup").args(["run", "nightly", "rustc", "--version"])) {
-        eprintln!("xtask: installing the nightly toolchain with rust-src (needed to build the eBPF object)");
-        run(cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"])
+        eprintln!(
+            "xtask: installing the nightly toolchain with rust-src (needed to build the eBPF object)"
+        );
+        run(cmd("rustup")
+            .args(["toolchain", "install", "nightly", "--profile", "minimal"])
             .args(["--component", "rust-src"]))?;
     }
     let sysroot = cmd("rustup")
@@ -90,7 +95,9 @@ pub fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
         .context("asking nightly rustc for its sysroot")?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        eprintln!("xtask: installing rust-src for nightly (the eBPF build compiles core with -Z build-std)");
+        eprintln!(
+            "xtask: installing rust-src for nightly (the eBPF build compiles core with -Z build-std)"
+        );
         run(cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
     if which::which_in("bpf-linker", Some(search_path()), ".").is_err() {
@@ -117,7 +124,10 @@ pub fn ensure_debian_tools(tools: &[Tool]) -> anyhow::Result<()> {
         );
     }
     if !is_root() {
-        bail!("missing Debian packages: run `sudo apt-get install -y {}`", packages.join(" "));
+        bail!(
+            "missing Debian packages: run `sudo apt-get install -y {}`",
+            packages.join(" ")
+        );
     }
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")

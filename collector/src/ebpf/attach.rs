@@ -348,7 +348,9 @@ impl AttachNetns {
             return Ok(None);
         }
         setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        Ok(Some(NetnsRestore { original: current.fd }))
+        Ok(Some(NetnsRestore {
+            original: current.fd,
+        }))
     }
 }
 
@@ -363,5 +365,36 @@ impl Drop for NetnsRestore {
         if let Err(err) = setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET) {
             tracing::error!(error = %err, "cannot return to the original network namespace");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_modes_resolve_to_themselves() {
+        assert_eq!(AttachMode::Tcx.resolve(), AttachedMode::Tcx);
+        assert_eq!(AttachMode::Tc.resolve(), AttachedMode::Tc);
+    }
+
+    #[test]
+    fn auto_mode_follows_the_kernel() {
+        let expected = if kernel_has_tcx() {
+            AttachedMode::Tcx
+        } else {
+            AttachedMode::Tc
+        };
+        assert_eq!(AttachMode::Auto.resolve(), expected);
+    }
+
+    #[test]
+    fn errno_is_found_through_the_error_chain() {
+        let err =
+            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::ENODEV)));
+        assert!(is_no_such_device(&err));
+        let other =
+            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!is_no_such_device(&other));
     }
 }

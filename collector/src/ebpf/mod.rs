@@ -371,3 +371,39 @@ impl Drop for InterfaceAttachment {
         self.hooks.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_outside_bounds_is_rejected_before_touching_the_kernel() {
+        for max_interfaces in [0, (1 << 20) + 1] {
+            let err = EbpfCounters::load(&LoadOptions { max_interfaces }).expect_err("rejected");
+            assert!(matches!(err, LoadError::Capacity { got, .. } if got == max_interfaces));
+        }
+    }
+
+    #[test]
+    fn odd_interface_names_are_not_found_not_a_panic() {
+        for name in [
+            "",
+            "a/b",
+            "nul\0byte",
+            "sixteen-chars-xx",
+            "\u{1F600}\u{1F600}\u{1F600}\u{1F600}x",
+        ] {
+            match ifindex_of(name) {
+                Err(AttachError::NoSuchInterface { interface }) => assert_eq!(interface, name),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_object_is_an_ebpf_elf() {
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        // EM_BPF (247) in the ELF header's e_machine field.
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+    }
+}
