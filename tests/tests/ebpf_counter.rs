@@ -426,3 +426,12 @@ fn attaching_to_a_missing_interface_is_a_clear_error() {
         assert!(err.to_string().contains("not found"), "{name:?}: {err}");
     }
 }
+
+/// cls_bpf runs the newest filter of a priority first, so linkmeter's filter, added after a
+/// Cilium-like chain-ending filter at the same priority 1, still sees every packet.
+#[test]
+fn chain_ending_filter_at_the_same_priority_does_not_hide_traffic_legacy_tc() {
+    if kernel_tests_enabled() {
+        coexists_with(Kind::ChainEnd, AttachMode::Tc, AttachedMode::Tc);
+    }
+}
