@@ -11,5 +11,6 @@
 //! - [`watch`]: the `linkmeter watch` command, a terminal view of eBPF counts next to the
 //!   kernel's own counters.
 
+pub mod backend;
 pub mod ebpf;
 pub mod watch;

@@ -1,0 +1,78 @@
+//! Link speed and duplex from the ethtool generic-netlink family (`ETHTOOL_MSG_LINKMODES_GET`).
+
+use std::collections::HashMap;
+
+use ethtool::{EthtoolAttr, EthtoolLinkModeAttr, EthtoolLinkModeDuplex};
+use futures_util::StreamExt as _;
+
+/// Speed and duplex of one interface, as its driver reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkMode {
+    /// Megabits per second.
+    pub speed_mbps: u32,
+    /// Full duplex (`true`), half (`false`), or unknown (`None`).
+    pub full_duplex: Option<bool>,
+}
+
+/// `SPEED_UNKNOWN` in the kernel's ethtool API.
+const SPEED_UNKNOWN: u32 = u32::MAX;
+
+/// Dumps the link modes of every interface in the caller's namespace that reports a speed.
+///
+/// # Errors
+///
+/// The generic-netlink connection cannot be opened (e.g. no ethtool netlink family) or the
+/// dump fails; the message says which.
+pub async fn link_modes() -> Result<HashMap<String, LinkMode>, String> {
+    let (connection, mut handle, _) =
+        ethtool::new_connection().map_err(|e| format!("ethtool netlink socket: {e}"))?;
+    let task = tokio::spawn(connection);
+    let mut out = HashMap::new();
+    let mut stream = match handle.link_mode().get(None).execute().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            task.abort();
+            return Err(format!("ethtool link modes dump: {e}"));
+        }
+    };
+    while let Some(msg) = stream.next().await {
+        let Ok(msg) = msg else { continue };
+        let mut name = None;
+        let mut speed = None;
+        let mut duplex = None;
+        for attr in &msg.payload.nlas {
+            let EthtoolAttr::LinkMode(attr) = attr else {
+                continue;
+            };
+            match attr {
+                EthtoolLinkModeAttr::Header(headers) => {
+                    for h in headers {
+                        if let ethtool::EthtoolHeader::DevName(n) = h {
+                            name = Some(n.clone());
+                        }
+                    }
+                }
+                EthtoolLinkModeAttr::Speed(s) if *s != SPEED_UNKNOWN && *s != 0 => speed = Some(*s),
+                EthtoolLinkModeAttr::Duplex(d) => {
+                    duplex = match d {
+                        EthtoolLinkModeDuplex::Full => Some(true),
+                        EthtoolLinkModeDuplex::Half => Some(false),
+                        _ => None,
+                    };
+                }
+                _ => {}
+            }
+        }
+        if let (Some(name), Some(speed_mbps)) = (name, speed) {
+            out.insert(
+                name,
+                LinkMode {
+                    speed_mbps,
+                    full_duplex: duplex,
+                },
+            );
+        }
+    }
+    task.abort();
+    Ok(out)
+}
