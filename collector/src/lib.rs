@@ -12,5 +12,8 @@
 //!   kernel's own counters.
 
 pub mod backend;
+pub mod config;
 pub mod ebpf;
+pub mod filter;
+pub mod policy;
 pub mod watch;
