@@ -74,13 +74,28 @@ pub struct RunArgs {
     #[arg(long, env = "LINKMETER_LISTEN", value_name = "IP:PORT")]
     pub listen: Option<String>,
     /// Interface pattern to monitor, repeatable or comma-separated [default: all].
-    #[arg(long, env = "LINKMETER_INCLUDE", value_delimiter = ',', value_name = "PATTERN")]
+    #[arg(
+        long,
+        env = "LINKMETER_INCLUDE",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
     pub include: Option<Vec<String>>,
     /// Interface pattern never monitored, repeatable or comma-separated [default: lo].
-    #[arg(long, env = "LINKMETER_EXCLUDE", value_delimiter = ',', value_name = "PATTERN")]
+    #[arg(
+        long,
+        env = "LINKMETER_EXCLUDE",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
     pub exclude: Option<Vec<String>>,
     /// Force a backend: PATTERN=ethtool|ebpf|netdev|none, repeatable or comma-separated.
-    #[arg(long = "override", env = "LINKMETER_OVERRIDES", value_delimiter = ',', value_name = "PATTERN=BACKEND")]
+    #[arg(
+        long = "override",
+        env = "LINKMETER_OVERRIDES",
+        value_delimiter = ',',
+        value_name = "PATTERN=BACKEND"
+    )]
     pub overrides: Option<Vec<String>>,
     /// TC attach mode: auto, tcx or tc [default: auto].
     #[arg(long, env = "LINKMETER_ATTACH_MODE", value_name = "MODE")]
@@ -89,7 +104,11 @@ pub struct RunArgs {
     #[arg(long, env = "LINKMETER_MAX_INTERFACES", value_name = "N")]
     pub max_interfaces: Option<u32>,
     /// Seconds between full re-discoveries [default: 60].
-    #[arg(long = "resync-interval", env = "LINKMETER_RESYNC_INTERVAL", value_name = "SECONDS")]
+    #[arg(
+        long = "resync-interval",
+        env = "LINKMETER_RESYNC_INTERVAL",
+        value_name = "SECONDS"
+    )]
     pub resync_interval_seconds: Option<u64>,
     /// Regex on driver stat names to export [default: .*].
     #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
@@ -155,7 +174,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl FileConfig {
@@ -181,8 +203,10 @@ impl Config {
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
                 FileConfig::parse(&text, path)?
             }
             None => FileConfig::default(),
@@ -200,9 +224,15 @@ impl Config {
         let listen = listen_text
             .parse()
             .map_err(|e| invalid("listen", format!("{listen_text:?} is not IP:PORT ({e})")))?;
-        let patterns = |key: &'static str, list: Vec<String>| -> Result<Vec<Pattern>, ConfigError> {
-            list.iter().map(|p| p.parse().map_err(|e: crate::filter::PatternError| invalid(key, e.to_string()))).collect()
-        };
+        let patterns =
+            |key: &'static str, list: Vec<String>| -> Result<Vec<Pattern>, ConfigError> {
+                list.iter()
+                    .map(|p| {
+                        p.parse()
+                            .map_err(|e: crate::filter::PatternError| invalid(key, e.to_string()))
+                    })
+                    .collect()
+            };
         let include = patterns("include", file.include.unwrap_or_default())?;
         let exclude = patterns("exclude", file.exclude.unwrap_or_else(|| vec!["lo".into()]))?;
         let mut overrides = Vec::new();
@@ -211,31 +241,52 @@ impl Config {
                 .rsplit_once('=')
                 .ok_or_else(|| invalid("overrides", format!("{entry:?} is not PATTERN=BACKEND")))?;
             let backend = Backend::parse(backend.trim()).ok_or_else(|| {
-                invalid("overrides", format!("{entry:?}: backend must be ethtool, ebpf, netdev or none"))
+                invalid(
+                    "overrides",
+                    format!("{entry:?}: backend must be ethtool, ebpf, netdev or none"),
+                )
             })?;
-            let pattern = pattern.trim().parse().map_err(|e: crate::filter::PatternError| invalid("overrides", e.to_string()))?;
+            let pattern = pattern
+                .trim()
+                .parse()
+                .map_err(|e: crate::filter::PatternError| invalid("overrides", e.to_string()))?;
             overrides.push((pattern, backend));
         }
         let attach_mode = match file.attach_mode.as_deref().unwrap_or("auto") {
             "auto" => AttachMode::Auto,
             "tcx" => AttachMode::Tcx,
             "tc" => AttachMode::Tc,
-            other => return Err(invalid("attach_mode", format!("{other:?}: must be auto, tcx or tc"))),
+            other => {
+                return Err(invalid(
+                    "attach_mode",
+                    format!("{other:?}: must be auto, tcx or tc"),
+                ));
+            }
         };
         let max_interfaces = file.max_interfaces.unwrap_or(1024);
         if !(1..=1 << 20).contains(&max_interfaces) {
-            return Err(invalid("max_interfaces", format!("{max_interfaces}: must be 1 to 1048576")));
+            return Err(invalid(
+                "max_interfaces",
+                format!("{max_interfaces}: must be 1 to 1048576"),
+            ));
         }
         let resync = file.resync_interval_seconds.unwrap_or(60);
         if !(1..=86_400).contains(&resync) {
-            return Err(invalid("resync_interval_seconds", format!("{resync}: must be 1 to 86400")));
+            return Err(invalid(
+                "resync_interval_seconds",
+                format!("{resync}: must be 1 to 86400"),
+            ));
         }
         let allow_text = file.ethtool_stats_allowlist.unwrap_or_else(|| ".*".into());
         let ethtool_stats_allowlist = Regex::new(&allow_text)
             .map_err(|e| invalid("ethtool_stats_allowlist", format!("{allow_text:?}: {e}")))?;
         Ok(Self {
             listen,
-            policy: Policy { include, exclude, overrides },
+            policy: Policy {
+                include,
+                exclude,
+                overrides,
+            },
             attach_mode,
             max_interfaces,
             resync_interval: Duration::from_secs(resync),
@@ -255,8 +306,12 @@ impl RunArgs {
             overrides: self.overrides.or(file.overrides),
             attach_mode: self.attach_mode.or(file.attach_mode),
             max_interfaces: self.max_interfaces.or(file.max_interfaces),
-            resync_interval_seconds: self.resync_interval_seconds.or(file.resync_interval_seconds),
-            ethtool_stats_allowlist: self.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
+            resync_interval_seconds: self
+                .resync_interval_seconds
+                .or(file.resync_interval_seconds),
+            ethtool_stats_allowlist: self
+                .ethtool_stats_allowlist
+                .or(file.ethtool_stats_allowlist),
             log_format: self.log_format.or(file.log_format),
         }
     }
@@ -331,8 +386,15 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let file = FileConfig::parse("listen = \"127.0.0.1:1\"\nmax_interfaces = 8", Path::new("t")).expect("ok");
-        let args = RunArgs { listen: Some("127.0.0.1:2".into()), ..RunArgs::default() };
+        let file = FileConfig::parse(
+            "listen = \"127.0.0.1:1\"\nmax_interfaces = 8",
+            Path::new("t"),
+        )
+        .expect("ok");
+        let args = RunArgs {
+            listen: Some("127.0.0.1:2".into()),
+            ..RunArgs::default()
+        };
         let c = Config::build(args.over(file)).expect("valid");
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.max_interfaces, 8);

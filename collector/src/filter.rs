@@ -37,7 +37,10 @@ impl FromStr for Pattern {
     type Err = PatternError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| PatternError { pattern: s.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| PatternError {
+            pattern: s.to_owned(),
+            reason: reason.to_owned(),
+        };
         let matcher = if let Some(kind) = s.strip_prefix("kind:") {
             if kind.contains(|c: char| c.is_whitespace()) {
                 return Err(err("a link kind has no spaces"));
@@ -51,7 +54,10 @@ impl FromStr for Pattern {
         } else {
             Matcher::Name(glob_regex(s).map_err(|e| err(&e.to_string()))?)
         };
-        Ok(Self { source: s.to_owned(), matcher })
+        Ok(Self {
+            source: s.to_owned(),
+            matcher,
+        })
     }
 }
 
@@ -111,7 +117,11 @@ mod tests {
         ];
         for &(pattern, name, kind, expected) in table {
             let p: Pattern = pattern.parse().expect(pattern);
-            assert_eq!(p.matches(name, kind), expected, "{pattern} vs {name} ({kind:?})");
+            assert_eq!(
+                p.matches(name, kind),
+                expected,
+                "{pattern} vs {name} ({kind:?})"
+            );
         }
     }
 

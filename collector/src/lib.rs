@@ -13,7 +13,9 @@
 
 pub mod backend;
 pub mod config;
+pub mod discovery;
 pub mod ebpf;
 pub mod filter;
+pub mod metrics;
 pub mod policy;
 pub mod watch;

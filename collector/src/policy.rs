@@ -136,16 +136,17 @@ pub fn route(
     if !policy.include.is_empty() && !policy.include.iter().any(|p| p.matches(name, kind)) {
         return Route::new(Backend::None, Reason::NotIncluded);
     }
-    let wanted = if let Some((_, backend)) = policy.overrides.iter().find(|(p, _)| p.matches(name, kind)) {
-        Route::new(*backend, Reason::Override)
-    } else {
-        match probe() {
-            Probe::Stats { .. } => Route::new(Backend::Ethtool, Reason::EthtoolStats),
-            Probe::NoStats { .. } => Route::new(Backend::Ebpf, Reason::EthtoolNoStats),
-            Probe::Unsupported { .. } => Route::new(Backend::Ebpf, Reason::EthtoolUnsupported),
-            Probe::Failed { .. } => Route::new(Backend::Netdev, Reason::EthtoolError),
-        }
-    };
+    let wanted =
+        if let Some((_, backend)) = policy.overrides.iter().find(|(p, _)| p.matches(name, kind)) {
+            Route::new(*backend, Reason::Override)
+        } else {
+            match probe() {
+                Probe::Stats { .. } => Route::new(Backend::Ethtool, Reason::EthtoolStats),
+                Probe::NoStats { .. } => Route::new(Backend::Ebpf, Reason::EthtoolNoStats),
+                Probe::Unsupported { .. } => Route::new(Backend::Ebpf, Reason::EthtoolUnsupported),
+                Probe::Failed { .. } => Route::new(Backend::Netdev, Reason::EthtoolError),
+            }
+        };
     if wanted.backend == Backend::Ebpf && !ebpf_available {
         return Route::new(Backend::Netdev, Reason::EbpfUnavailable);
     }
@@ -168,26 +169,110 @@ mod tests {
     }
 
     fn stats() -> Probe {
-        Probe::Stats { driver: "veth".into(), names: vec!["peer_ifindex".into()] }
+        Probe::Stats {
+            driver: "veth".into(),
+            names: vec!["peer_ifindex".into()],
+        }
     }
 
     #[test]
     fn routing_table() {
-        let unsupported = || Probe::Unsupported { errno: libc::EOPNOTSUPP };
-        let no_stats = || Probe::NoStats { driver: "vxlan".into() };
+        let unsupported = || Probe::Unsupported {
+            errno: libc::EOPNOTSUPP,
+        };
+        let no_stats = || Probe::NoStats {
+            driver: "vxlan".into(),
+        };
         let failed = || Probe::Failed { errno: libc::EPERM };
-        type Case = (&'static str, Option<&'static str>, bool, fn() -> Probe, Backend, Reason);
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            bool,
+            fn() -> Probe,
+            Backend,
+            Reason,
+        );
         let table: &[Case] = &[
-            ("lo", None, true, unsupported, Backend::None, Reason::Excluded),
-            ("eth0", None, true, stats, Backend::Ethtool, Reason::EthtoolStats),
-            ("lxc12ab", Some("veth"), true, stats, Backend::Ethtool, Reason::EthtoolStats),
-            ("cilium_vxlan", Some("vxlan"), true, unsupported, Backend::Ebpf, Reason::EthtoolUnsupported),
-            ("cilium_vxlan", Some("vxlan"), false, unsupported, Backend::Netdev, Reason::EbpfUnavailable),
-            ("vx0", Some("vxlan"), true, no_stats, Backend::Ebpf, Reason::EthtoolNoStats),
-            ("br0", Some("bridge"), true, no_stats, Backend::Netdev, Reason::Override),
-            ("cilium_geneve", Some("geneve"), true, stats, Backend::Ebpf, Reason::Override),
-            ("cilium_geneve", Some("geneve"), false, stats, Backend::Netdev, Reason::EbpfUnavailable),
-            ("weird0", None, true, failed, Backend::Netdev, Reason::EthtoolError),
+            (
+                "lo",
+                None,
+                true,
+                unsupported,
+                Backend::None,
+                Reason::Excluded,
+            ),
+            (
+                "eth0",
+                None,
+                true,
+                stats,
+                Backend::Ethtool,
+                Reason::EthtoolStats,
+            ),
+            (
+                "lxc12ab",
+                Some("veth"),
+                true,
+                stats,
+                Backend::Ethtool,
+                Reason::EthtoolStats,
+            ),
+            (
+                "cilium_vxlan",
+                Some("vxlan"),
+                true,
+                unsupported,
+                Backend::Ebpf,
+                Reason::EthtoolUnsupported,
+            ),
+            (
+                "cilium_vxlan",
+                Some("vxlan"),
+                false,
+                unsupported,
+                Backend::Netdev,
+                Reason::EbpfUnavailable,
+            ),
+            (
+                "vx0",
+                Some("vxlan"),
+                true,
+                no_stats,
+                Backend::Ebpf,
+                Reason::EthtoolNoStats,
+            ),
+            (
+                "br0",
+                Some("bridge"),
+                true,
+                no_stats,
+                Backend::Netdev,
+                Reason::Override,
+            ),
+            (
+                "cilium_geneve",
+                Some("geneve"),
+                true,
+                stats,
+                Backend::Ebpf,
+                Reason::Override,
+            ),
+            (
+                "cilium_geneve",
+                Some("geneve"),
+                false,
+                stats,
+                Backend::Netdev,
+                Reason::EbpfUnavailable,
+            ),
+            (
+                "weird0",
+                None,
+                true,
+                failed,
+                Backend::Netdev,
+                Reason::EthtoolError,
+            ),
         ];
         for &(name, kind, ebpf, probe, backend, reason) in table {
             assert_eq!(
@@ -201,17 +286,32 @@ mod tests {
     #[test]
     fn excluded_and_overridden_interfaces_are_never_probed() {
         let never = || -> Probe { panic!("probed") };
-        assert_eq!(route(&policy(), "lo", None, true, never).backend, Backend::None);
-        assert_eq!(route(&policy(), "br0", Some("bridge"), true, never).backend, Backend::Netdev);
+        assert_eq!(
+            route(&policy(), "lo", None, true, never).backend,
+            Backend::None
+        );
+        assert_eq!(
+            route(&policy(), "br0", Some("bridge"), true, never).backend,
+            Backend::Netdev
+        );
     }
 
     #[test]
     fn include_list_limits_monitoring() {
-        let p = Policy { include: vec!["eth*".parse().expect("pattern")], ..policy() };
-        assert_eq!(route(&p, "eth1", None, true, stats).backend, Backend::Ethtool);
+        let p = Policy {
+            include: vec!["eth*".parse().expect("pattern")],
+            ..policy()
+        };
+        assert_eq!(
+            route(&p, "eth1", None, true, stats).backend,
+            Backend::Ethtool
+        );
         assert_eq!(
             route(&p, "lxc1", Some("veth"), true, stats),
-            Route { backend: Backend::None, reason: Reason::NotIncluded }
+            Route {
+                backend: Backend::None,
+                reason: Reason::NotIncluded
+            }
         );
     }
 }
