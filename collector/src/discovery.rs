@@ -113,6 +113,41 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// Whether a cls_bpf filter with `handle` sits on both the ingress and the egress hook of
+    /// `ifindex` (legacy tc attachments). A failed dump counts as present, so that a netlink
+    /// hiccup never triggers a re-attach.
+    pub async fn has_filter_on_both_hooks(&self, ifindex: u32, handle: u32) -> bool {
+        let Ok(index) = i32::try_from(ifindex) else {
+            return true;
+        };
+        let mut found = [false, false];
+        for (slot, egress) in [(0, false), (1, true)] {
+            let mut tc = self.handle.traffic_filter(index);
+            let request = tc.get();
+            let request = if egress {
+                request.egress()
+            } else {
+                request.ingress()
+            };
+            let mut stream = request.execute();
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(msg)) => {
+                        let h = msg.header.handle;
+                        if (u32::from(h.major) << 16 | u32::from(h.minor)) == handle {
+                            found[slot] = true;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return true,
+                }
+            }
+        }
+        found[0] && found[1]
+    }
+}
+
 /// Subscribes to link events (`RTNLGRP_LINK`).
 ///
 /// A lost event (socket overrun) is repaired by the periodic full resync.

@@ -13,9 +13,12 @@
 
 pub mod backend;
 pub mod config;
+pub mod daemon;
 pub mod discovery;
 pub mod ebpf;
 pub mod filter;
+pub mod http;
 pub mod metrics;
+pub mod node;
 pub mod policy;
 pub mod watch;

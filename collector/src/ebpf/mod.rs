@@ -274,6 +274,35 @@ impl EbpfCounters {
         self.maps.remove(ifindex)
     }
 
+    /// Kernel ids of the ingress and egress programs, to recognise our attachments.
+    pub fn program_ids(&self) -> Vec<u32> {
+        [INGRESS_PROGRAM, EGRESS_PROGRAM]
+            .iter()
+            .filter_map(|name| {
+                let program: &SchedClassifier = self.ebpf.program(name)?.try_into().ok()?;
+                Some(program.info().ok()?.id())
+            })
+            .collect()
+    }
+
+    /// Whether both TCX hooks of `attachment`'s interface still run our programs (someone may
+    /// have removed them). Legacy tc attachments are checked by the caller over netlink.
+    ///
+    /// # Errors
+    ///
+    /// The TCX query fails (e.g. the interface vanished).
+    pub fn tcx_attached(&self, attachment: &InterfaceAttachment) -> Result<bool, ProgramError> {
+        let ids = self.program_ids();
+        for hook in Hook::ALL {
+            let (_, programs) =
+                SchedClassifier::query_tcx(attachment.interface(), hook.attach_type())?;
+            if !programs.iter().any(|p| ids.contains(&p.id())) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Forwards pending log records of the eBPF programs to the `log` facade (and so to
     /// `tracing`). Cheap when there are none.
     pub fn flush_logs(&mut self) {

@@ -115,9 +115,8 @@ impl Ioctl {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-        Ok(Self {
-            socket: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { socket })
     }
 
     /// Issues `SIOCETHTOOL` for `interface` with `data` as the ethtool command buffer.
