@@ -5,8 +5,10 @@
 //! Every test builds what it needs inside namespaces it creates (`lmt-<pid>-<n>-<tag>`) and the
 //! guards delete them on drop, also when the test panics. Nothing touches the host's interfaces.
 
+pub mod daemon;
 pub mod kernel;
 pub mod netns;
+pub mod prometheus;
 pub mod testprogs;
 pub mod topology;
 pub mod traffic;
@@ -33,8 +35,9 @@ pub fn tcx_available() -> bool {
     false
 }
 
-/// Prints the skip reason, or panics where skipping is not allowed.
-fn skip(reason: &str) {
+/// Prints the skip reason, or panics where skipping is not allowed (see
+/// [`kernel_tests_enabled`]).
+pub fn skip(reason: &str) {
     let required = std::env::var("LINKMETER_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1")
         || std::env::var_os("CI").is_some();
     assert!(

@@ -14,7 +14,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// A named network namespace (`ip netns add`), deleted on drop with everything inside it.
 ///
 /// IPv6 is disabled inside so that no neighbour discovery, MLD or router solicitation adds
-/// packets the test did not send; `lo` is up.
+/// packets the test did not send; reverse-path filtering is off; `lo` is up.
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
@@ -30,13 +30,13 @@ impl NetNs {
         );
         run("ip", &["netns", "add", &name]);
         let ns = Self { name };
-        for knob in ["all", "default"] {
-            ns.exec(&[
-                "sh",
-                "-c",
-                &format!("echo 1 > /proc/sys/net/ipv6/conf/{knob}/disable_ipv6"),
-            ]);
-        }
+        // No IPv6 (no ND/MLD/RS packets), no reverse-path filtering (overlay replies).
+        ns.exec(&[
+            "sh",
+            "-c",
+            "for k in all default; do echo 1 > /proc/sys/net/ipv6/conf/$k/disable_ipv6; \
+             echo 0 > /proc/sys/net/ipv4/conf/$k/rp_filter; done",
+        ]);
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }

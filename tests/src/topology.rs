@@ -177,3 +177,246 @@ impl VxlanPair {
         Self { underlay, device }
     }
 }
+
+/// A Cilium-like node (namespace `node`) as linkmeter sees it on a real cluster:
+///
+/// - `cilium_vxlan`: external (collect_md) vxlan on UDP 8472, routes with tunnel keys to a
+///   remote node (namespace `remote`, overlay address [`CiliumNode::REMOTE_OVERLAY`]);
+/// - `cilium_host` / `cilium_net`: a veth pair, `cilium_host` holding the node's overlay address;
+/// - `lxc1111`, `lxc2222`: veths whose peers (`eth0`) sit in pod namespaces `pods[0]`, `pods[1]`
+///   with [`CiliumNode::POD_IPS`]; the node forwards between them and to the overlay;
+/// - `eth1`: the NIC-like underlay veth to the remote node;
+/// - `br0`: a bridge; `lo`.
+#[derive(Debug)]
+pub struct CiliumNode {
+    /// The node's namespace (where linkmeter runs).
+    pub node: NetNs,
+    /// The remote node across the vxlan overlay.
+    pub remote: NetNs,
+    /// The two pods.
+    pub pods: [NetNs; 2],
+}
+
+impl CiliumNode {
+    /// Pod addresses.
+    pub const POD_IPS: [&'static str; 2] = ["10.0.1.11", "10.0.1.12"];
+    /// The remote node's overlay address.
+    pub const REMOTE_OVERLAY: &'static str = "10.0.2.1";
+    /// Lxc interface names on the node, per pod.
+    pub const LXC: [&'static str; 2] = ["lxc1111", "lxc2222"];
+
+    /// Builds the topology.
+    pub fn new(tag: &str) -> Self {
+        let node = NetNs::new(&format!("{tag}n"));
+        let remote = NetNs::new(&format!("{tag}r"));
+        let pods = [
+            NetNs::new(&format!("{tag}p1")),
+            NetNs::new(&format!("{tag}p2")),
+        ];
+        node.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+
+        // Underlay: eth1 (node) <-> eth1 (remote).
+        node.ip(&[
+            "link",
+            "add",
+            "eth1",
+            "address",
+            "02:00:00:00:50:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth1",
+            "address",
+            "02:00:00:00:50:02",
+            "netns",
+            remote.name(),
+        ]);
+        for (ns, ip, peer_ip, peer_mac) in [
+            (
+                &node,
+                "192.168.50.1/24",
+                "192.168.50.2",
+                "02:00:00:00:50:02",
+            ),
+            (
+                &remote,
+                "192.168.50.2/24",
+                "192.168.50.1",
+                "02:00:00:00:50:01",
+            ),
+        ] {
+            ns.ip(&["addr", "add", ip, "dev", "eth1"]);
+            ns.ip(&["link", "set", "eth1", "up"]);
+            ns.ip(&[
+                "neigh",
+                "replace",
+                peer_ip,
+                "lladdr",
+                peer_mac,
+                "dev",
+                "eth1",
+                "nud",
+                "permanent",
+            ]);
+        }
+
+        // Overlay: cilium_vxlan on both nodes, tunnel keys on the routes.
+        let (node_vx, remote_vx) = ("02:00:00:00:60:01", "02:00:00:00:60:02");
+        for (ns, mac) in [(&node, node_vx), (&remote, remote_vx)] {
+            ns.ip(&[
+                "link",
+                "add",
+                "cilium_vxlan",
+                "address",
+                mac,
+                "type",
+                "vxlan",
+                "external",
+                "dstport",
+                "8472",
+            ]);
+            ns.ip(&["link", "set", "cilium_vxlan", "up"]);
+        }
+        node.ip(&[
+            "route",
+            "add",
+            "10.0.2.0/24",
+            "encap",
+            "ip",
+            "id",
+            "2",
+            "dst",
+            "192.168.50.2",
+            "dev",
+            "cilium_vxlan",
+        ]);
+        node.ip(&[
+            "neigh",
+            "replace",
+            Self::REMOTE_OVERLAY,
+            "lladdr",
+            remote_vx,
+            "dev",
+            "cilium_vxlan",
+            "nud",
+            "permanent",
+        ]);
+        remote.ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", Self::REMOTE_OVERLAY),
+            "dev",
+            "cilium_vxlan",
+        ]);
+        remote.ip(&[
+            "route",
+            "add",
+            "10.0.1.0/24",
+            "encap",
+            "ip",
+            "id",
+            "1",
+            "dst",
+            "192.168.50.1",
+            "dev",
+            "cilium_vxlan",
+        ]);
+        for ip in Self::POD_IPS {
+            remote.ip(&[
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                node_vx,
+                "dev",
+                "cilium_vxlan",
+                "nud",
+                "permanent",
+            ]);
+        }
+
+        // cilium_host / cilium_net.
+        node.ip(&[
+            "link",
+            "add",
+            "cilium_host",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "cilium_net",
+        ]);
+        node.ip(&["addr", "add", "10.0.1.1/32", "dev", "cilium_host"]);
+        node.ip(&["link", "set", "cilium_host", "up"]);
+        node.ip(&["link", "set", "cilium_net", "up"]);
+
+        // Pods behind lxc veths.
+        for (i, pod) in pods.iter().enumerate() {
+            let lxc = Self::LXC[i];
+            let lxc_mac = format!("02:00:00:00:70:0{i}");
+            let pod_mac = format!("02:00:00:00:71:0{i}");
+            node.ip(&[
+                "link",
+                "add",
+                lxc,
+                "address",
+                &lxc_mac,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "address",
+                &pod_mac,
+                "netns",
+                pod.name(),
+            ]);
+            node.ip(&["link", "set", lxc, "up"]);
+            node.ip(&[
+                "route",
+                "add",
+                &format!("{}/32", Self::POD_IPS[i]),
+                "dev",
+                lxc,
+            ]);
+            node.ip(&[
+                "neigh",
+                "replace",
+                Self::POD_IPS[i],
+                "lladdr",
+                &pod_mac,
+                "dev",
+                lxc,
+                "nud",
+                "permanent",
+            ]);
+            pod.ip(&[
+                "addr",
+                "add",
+                &format!("{}/32", Self::POD_IPS[i]),
+                "dev",
+                "eth0",
+            ]);
+            pod.ip(&["link", "set", "eth0", "up"]);
+            pod.ip(&["route", "add", "10.0.0.0/8", "dev", "eth0"]);
+            for peer in [Self::POD_IPS[1 - i], Self::REMOTE_OVERLAY] {
+                pod.ip(&[
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    &lxc_mac,
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "permanent",
+                ]);
+            }
+        }
+
+        node.ip(&["link", "add", "br0", "type", "bridge"]);
+        node.ip(&["link", "set", "br0", "up"]);
+        Self { node, remote, pods }
+    }
+}

@@ -1,0 +1,240 @@
+//! Running the real `linkmeter` binary inside a test namespace and talking to it over HTTP.
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use crate::netns::NetNs;
+
+/// Where linkmeter listens inside its namespace.
+pub const LISTEN: &str = "127.0.0.1:9977";
+
+/// Builds `linkmeter` (once per test process) and returns its path. Building from here keeps
+/// the binary fresh whichever package `cargo test` was asked to test.
+pub fn binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "--quiet",
+                    "--package",
+                    "collector",
+                    "--bin",
+                    "linkmeter",
+                ])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building linkmeter failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from);
+            target.join("debug/linkmeter")
+        })
+        .clone()
+}
+
+/// A `linkmeter` process in a namespace, killed on drop. Its log (JSON lines) goes to a file.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+    ns_name: String,
+}
+
+impl Daemon {
+    /// Starts `linkmeter run --listen 127.0.0.1:9977 --log-format json <extra>` in `ns` and
+    /// waits until `/readyz` answers 200.
+    pub fn start(ns: &NetNs, extra: &[&str]) -> Self {
+        let log = std::env::temp_dir().join(format!("{}.linkmeter.log", ns.name()));
+        let file = fs::File::create(&log).expect("create log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(binary())
+            .args(["run", "--listen", LISTEN, "--log-format", "json"])
+            .args(extra)
+            .env("LINKMETER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start linkmeter");
+        let daemon = Self {
+            child,
+            log,
+            ns_name: ns.name().to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((200, _)) = http_get(ns, "/readyz", None) {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "linkmeter not ready: {}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines as JSON objects.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it; returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let _ignored = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.child.wait().expect("wait for linkmeter")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ignored = self.child.kill();
+        let _ignored = self.child.wait();
+        let _ignored = fs::remove_file(&self.log);
+        let _ = &self.ns_name;
+    }
+}
+
+/// `GET path` on linkmeter in `ns`; `(status, body)`, or `None` when nothing listens yet.
+pub fn http_get(ns: &NetNs, path: &str, accept: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = ns.within(|| TcpStream::connect(LISTEN)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: linkmeter\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Scrapes `/metrics` (Prometheus text format) and panics unless it answers 200.
+pub fn scrape(ns: &NetNs) -> Metrics {
+    let (status, body) = http_get(ns, "/metrics", None).expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    Metrics(body)
+}
+
+/// A scraped exposition with simple lookups.
+#[derive(Debug, Clone)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the first sample of `name` whose labels include every `labels` pair.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples(name)
+            .into_iter()
+            .find(|(l, _)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, v)| v)
+    }
+
+    /// All samples of `name` as (labels, value).
+    pub fn samples(&self, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+        let mut out = Vec::new();
+        for line in self.0.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let (labels, value) = if let Some(rest) = rest.strip_prefix('{') {
+                let Some((labels, value)) = rest.rsplit_once("} ") else {
+                    continue;
+                };
+                (parse_labels(labels), value)
+            } else if let Some(value) = rest.strip_prefix(' ') {
+                (std::collections::BTreeMap::new(), value)
+            } else {
+                continue;
+            };
+            if let Ok(v) = value.trim().parse() {
+                out.push((labels, v));
+            }
+        }
+        out
+    }
+}
+
+fn parse_labels(s: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            break;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_owned(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}

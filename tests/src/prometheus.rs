@@ -1,0 +1,146 @@
+//! A real Prometheus server (Debian's `prometheus`) inside a test namespace, and `promtool`.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::netns::NetNs;
+
+const ADDRESS: &str = "127.0.0.1:9090";
+
+/// Whether `promtool` and `prometheus` are installed; prints why not (or panics where the
+/// kernel tests are required, as the suite installs them).
+pub fn available() -> bool {
+    let found = ["prometheus", "promtool"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    if !found {
+        crate::skip(
+            "Debian package prometheus (prometheus, promtool) is not installed; `cargo xtask test` installs it",
+        );
+    }
+    found
+}
+
+/// Runs `promtool check metrics` on `exposition`; returns its combined output on failure.
+pub fn promtool_check(exposition: &str) -> Result<(), String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A Prometheus server scraping `target` every second, killed (and its data removed) on drop.
+#[derive(Debug)]
+pub struct Prometheus<'a> {
+    ns: &'a NetNs,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl<'a> Prometheus<'a> {
+    /// Starts Prometheus in `ns`, scraping `target` (`IP:PORT`) as job `linkmeter`.
+    pub fn start(ns: &'a NetNs, target: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}.prometheus", ns.name()));
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "prometheus"])
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={ADDRESS}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("start prometheus");
+        Self { ns, child, dir }
+    }
+
+    /// Evaluates `query` through the HTTP API; the `data.result` array.
+    pub fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
+        let mut stream = self.ns.within(|| TcpStream::connect(ADDRESS)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let encoded: String = query
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        write!(stream, "GET /api/v1/query?query={encoded} HTTP/1.1\r\nHost: prometheus\r\nConnection: close\r\n\r\n").ok()?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).ok()?;
+        let body = raw.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+        v["data"]["result"].as_array().cloned()
+    }
+
+    /// Waits until `query` returns at least one series, up to `timeout`.
+    pub fn wait_for(&self, query: &str, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(result) = self.query(query)
+                && !result.is_empty()
+            {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus: no series for {query} within {timeout:?}; log: {}",
+                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus<'_> {
+    fn drop(&mut self) {
+        let _ignored = self.child.kill();
+        let _ignored = self.child.wait();
+        let _ignored = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,301 @@
+//! `linkmeter run` on a Cilium-like node in network namespaces: routing, exact eBPF counts for
+//! `cilium_vxlan`, logging, live interface changes, and the exposition as Prometheus sees it.
+
+use std::{
+    collections::BTreeMap,
+    net::UdpSocket,
+    time::{Duration, Instant},
+};
+
+use collector_common::ETH_HLEN;
+use integration_tests::{
+    daemon::{Daemon, LISTEN, Metrics, scrape},
+    kernel::link_stats,
+    kernel_tests_enabled,
+    prometheus::{self, Prometheus},
+    topology::{A_IP, B_IP, CiliumNode, VethPair},
+    traffic::udp_exchange,
+};
+
+const PACKETS: &str = "linkmeter_interface_packets_total";
+const BYTES: &str = "linkmeter_interface_bytes_total";
+const INFO: &str = "linkmeter_interface_info";
+
+/// interface -> (backend, reason) from `linkmeter_interface_info`.
+fn routing(m: &Metrics) -> BTreeMap<String, (String, String)> {
+    m.samples(INFO)
+        .into_iter()
+        .map(|(l, _)| {
+            (
+                l["interface"].clone(),
+                (l["backend"].clone(), l["reason"].clone()),
+            )
+        })
+        .collect()
+}
+
+fn counter(m: &Metrics, name: &str, interface: &str, direction: &str) -> u64 {
+    m.value(name, &[("interface", interface), ("direction", direction)])
+        .unwrap_or_else(|| panic!("no {name} for {interface} {direction}")) as u64
+}
+
+/// Lines of the JSON log at `level` whose message starts with `prefix`, per interface.
+fn log_count(daemon: &Daemon, level: &str, prefix: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for line in daemon.log_lines() {
+        let fields = &line["fields"];
+        if line["level"] == level
+            && fields["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(prefix))
+        {
+            *out.entry(fields["interface"].as_str().unwrap_or("").to_owned())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = CiliumNode::new("cil");
+    let [pod1, pod2] = &topo.pods;
+    let daemon = Daemon::start(&topo.node, &[]);
+
+    for _ in 0..20 {
+        udp_exchange(
+            pod1,
+            CiliumNode::POD_IPS[0],
+            &topo.remote,
+            CiliumNode::REMOTE_OVERLAY,
+            10,
+        );
+        udp_exchange(
+            &topo.remote,
+            CiliumNode::REMOTE_OVERLAY,
+            pod1,
+            CiliumNode::POD_IPS[0],
+            5,
+        );
+        udp_exchange(
+            pod1,
+            CiliumNode::POD_IPS[0],
+            pod2,
+            CiliumNode::POD_IPS[1],
+            10,
+        );
+        let m = scrape(&topo.node);
+        assert!(m.value(INFO, &[("interface", "cilium_vxlan")]).is_some());
+    }
+    let m = scrape(&topo.node);
+    let kernel = link_stats(&topo.node, "cilium_vxlan");
+
+    let route = routing(&m);
+    let expect = |iface: &str, backend: &str, reason: &str| {
+        assert_eq!(
+            route.get(iface),
+            Some(&(backend.to_owned(), reason.to_owned())),
+            "{iface}: {route:?}"
+        );
+    };
+    expect("lo", "none", "excluded");
+    expect("cilium_vxlan", "ebpf", "ethtool_no_stats");
+    expect("br0", "ebpf", "ethtool_no_stats");
+    for veth in ["cilium_host", "cilium_net", "lxc1111", "lxc2222", "eth1"] {
+        expect(veth, "ethtool", "ethtool_stats");
+    }
+
+    // cilium_vxlan: eBPF counts equal the kernel's, and the traffic sent (20 x 10 out, 20 x 5 in).
+    let backend = m.value(
+        PACKETS,
+        &[
+            ("interface", "cilium_vxlan"),
+            ("direction", "tx"),
+            ("backend", "ebpf"),
+        ],
+    );
+    assert!(
+        backend.is_some(),
+        "cilium_vxlan packets come from the ebpf backend"
+    );
+    let (tx, rx) = (
+        counter(&m, PACKETS, "cilium_vxlan", "tx"),
+        counter(&m, PACKETS, "cilium_vxlan", "rx"),
+    );
+    assert_eq!((tx, rx), (200, 100));
+    assert_eq!((tx, rx), (kernel.tx_packets, kernel.rx_packets));
+    assert_eq!(
+        counter(&m, BYTES, "cilium_vxlan", "tx"),
+        kernel.tx_bytes + ETH_HLEN * kernel.tx_packets
+    );
+    assert_eq!(
+        counter(&m, BYTES, "cilium_vxlan", "rx"),
+        kernel.rx_bytes + ETH_HLEN * kernel.rx_packets
+    );
+    // ethtool-routed interfaces report the kernel's link stats.
+    let lxc = link_stats(&topo.node, "lxc1111");
+    assert_eq!(counter(&m, PACKETS, "lxc1111", "rx"), lxc.rx_packets);
+    assert_eq!(lxc.rx_packets, 400);
+    assert!(
+        m.value(
+            "linkmeter_ethtool_stat",
+            &[("interface", "lxc1111"), ("stat", "peer_ifindex")]
+        )
+        .is_some()
+    );
+
+    // Exactly one WARN per interface without ethtool stats, none for the others, no ERROR.
+    let warns = log_count(&daemon, "WARN", "interface has no ethtool statistics");
+    assert_eq!(
+        warns,
+        BTreeMap::from([("br0".to_owned(), 1), ("cilium_vxlan".to_owned(), 1)]),
+        "{}",
+        daemon.log_text()
+    );
+    let errors: Vec<_> = daemon
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(daemon.stop().success());
+}
+
+/// Polls `/metrics` until `done` holds, up to `limit` after `since`; returns the time it took.
+fn within(
+    ns: &integration_tests::netns::NetNs,
+    since: Instant,
+    limit: Duration,
+    done: impl Fn(&Metrics) -> bool,
+) -> Duration {
+    loop {
+        let m = scrape(ns);
+        if done(&m) {
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < limit, "not within {limit:?}: {}", m.0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interfaces_created_and_deleted_while_running_come_and_go_within_a_second() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("dyn");
+    let daemon = Daemon::start(&topo.a, &[]);
+    let second = Duration::from_secs(1);
+    let create = || {
+        topo.a.ip(&[
+            "link", "add", "vxdyn", "type", "vxlan", "id", "77", "local", A_IP, "remote", B_IP,
+            "dstport", "4789", "dev", "va",
+        ]);
+        topo.a.ip(&["addr", "add", "10.203.0.1/24", "dev", "vxdyn"]);
+        topo.a.ip(&[
+            "neigh",
+            "replace",
+            "10.203.0.2",
+            "lladdr",
+            "02:00:00:00:77:02",
+            "dev",
+            "vxdyn",
+            "nud",
+            "permanent",
+        ]);
+        topo.a.ip(&["link", "set", "vxdyn", "up"]);
+    };
+    let ifindex_of = |m: &Metrics| {
+        m.samples(INFO)
+            .into_iter()
+            .find(|(l, _)| l["interface"] == "vxdyn")
+            .map(|(l, _)| l["ifindex"].clone())
+    };
+
+    let started = Instant::now();
+    create();
+    within(&topo.a, started, second, |m| {
+        m.value(PACKETS, &[("interface", "vxdyn"), ("backend", "ebpf")])
+            .is_some()
+    });
+    let sender = topo
+        .a
+        .within(|| UdpSocket::bind("10.203.0.1:0"))
+        .expect("bind");
+    for _ in 0..5 {
+        sender.send_to(b"linkmeter", "10.203.0.2:9").expect("send");
+    }
+    let m = scrape(&topo.a);
+    assert_eq!(counter(&m, PACKETS, "vxdyn", "tx"), 5);
+    assert_eq!(
+        counter(&m, PACKETS, "vxdyn", "tx"),
+        link_stats(&topo.a, "vxdyn").tx_packets
+    );
+    let first_ifindex = ifindex_of(&m).expect("vxdyn listed");
+
+    let deleted = Instant::now();
+    topo.a.ip(&["link", "del", "vxdyn"]);
+    within(&topo.a, deleted, second, |m| {
+        !m.0.contains("interface=\"vxdyn\"")
+    });
+
+    let recreated = Instant::now();
+    create();
+    within(&topo.a, recreated, second, |m| {
+        m.value(PACKETS, &[("interface", "vxdyn"), ("backend", "ebpf")])
+            .is_some()
+    });
+    let m = scrape(&topo.a);
+    assert_eq!(
+        counter(&m, PACKETS, "vxdyn", "tx"),
+        0,
+        "a new lifetime counts from zero"
+    );
+    assert_ne!(ifindex_of(&m).expect("vxdyn listed"), first_ifindex);
+    // Probed and routed again, but warned about only once.
+    assert_eq!(
+        log_count(&daemon, "INFO", "interface routed").get("vxdyn"),
+        Some(&2)
+    );
+    assert_eq!(
+        log_count(&daemon, "WARN", "interface has no ethtool statistics").get("vxdyn"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn exposition_passes_promtool_and_a_real_prometheus_scrapes_it() {
+    if !kernel_tests_enabled() || !prometheus::available() {
+        return;
+    }
+    let topo = CiliumNode::new("prm");
+    let _daemon = Daemon::start(&topo.node, &[]);
+    udp_exchange(
+        &topo.pods[0],
+        CiliumNode::POD_IPS[0],
+        &topo.remote,
+        CiliumNode::REMOTE_OVERLAY,
+        20,
+    );
+    let m = scrape(&topo.node);
+    if let Err(problems) = prometheus::promtool_check(&m.0) {
+        panic!("promtool check metrics failed:\n{problems}\n{}", m.0);
+    }
+
+    let server = Prometheus::start(&topo.node, LISTEN);
+    let up = server.wait_for("up{job=\"linkmeter\"} == 1", Duration::from_secs(60));
+    assert_eq!(up.len(), 1);
+    let vxlan = server.wait_for(
+        "linkmeter_interface_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",backend=\"ebpf\"}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(vxlan[0]["value"][1], "20");
+    let routed = server.wait_for(
+        "linkmeter_interface_info{backend=\"ebpf\"}",
+        Duration::from_secs(10),
+    );
+    assert_eq!(routed.len(), 2, "cilium_vxlan and br0: {routed:?}");
+}
