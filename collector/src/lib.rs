@@ -2,14 +2,22 @@
 //!
 //! Every interface is routed to the statistics backend that works for it: ethtool driver
 //! statistics for physical NICs, an eBPF TC counter for virtual interfaces that reject ethtool
-//! (Cilium's `cilium_vxlan`, `cilium_geneve`, ...), and kernel link statistics for all.
+//! (Cilium's `cilium_vxlan`, `cilium_geneve`, ...), and kernel link statistics for all. The
+//! results are merged into one Prometheus / OpenMetrics endpoint.
 //!
 //! # Layout
 //!
+//! - [`config`]: the TOML file, flags and environment of `linkmeter run`, validated.
+//! - [`discovery`]: rtnetlink link dumps and link events.
+//! - [`filter`] and [`policy`]: interface patterns and the pure routing decision.
+//! - [`backend`]: ethtool (`SIOCETHTOOL`, link modes over genetlink) and kernel link stats.
 //! - [`ebpf`]: load the TC counting programs, attach/detach them (TCX or legacy tc), read the
 //!   per-CPU counters.
-//! - [`watch`]: the `linkmeter watch` command, a terminal view of eBPF counts next to the
-//!   kernel's own counters.
+//! - [`node`]: the node's interfaces, their routes and attachments; collection into a snapshot.
+//! - [`metrics`]: metric names, the snapshot and its prometheus-client collector.
+//! - [`http`] and [`daemon`]: the endpoints and the `linkmeter run` loop (events, resync,
+//!   shutdown).
+//! - [`watch`]: the `linkmeter watch` terminal view.
 
 pub mod backend;
 pub mod config;

@@ -54,10 +54,17 @@ impl Daemon {
     /// Starts `linkmeter run --listen 127.0.0.1:9977 --log-format json <extra>` in `ns` and
     /// waits until `/readyz` answers 200.
     pub fn start(ns: &NetNs, extra: &[&str]) -> Self {
+        Self::start_with_prefix(ns, &[], extra)
+    }
+
+    /// As [`Daemon::start`], with `prefix` run before the binary inside the namespace (e.g.
+    /// `setpriv ... --` to drop capabilities).
+    pub fn start_with_prefix(ns: &NetNs, prefix: &[&str], extra: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!("{}.linkmeter.log", ns.name()));
         let file = fs::File::create(&log).expect("create log file");
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name()])
+            .args(prefix)
             .arg(binary())
             .args(["run", "--listen", LISTEN, "--log-format", "json"])
             .args(extra)

@@ -299,3 +299,95 @@ fn exposition_passes_promtool_and_a_real_prometheus_scrapes_it() {
     );
     assert_eq!(routed.len(), 2, "cilium_vxlan and br0: {routed:?}");
 }
+
+#[test]
+fn a_removed_legacy_filter_is_reattached_by_the_resync_and_counted() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("rea");
+    topo.a.ip(&[
+        "link", "add", "vxr", "type", "vxlan", "id", "5", "local", A_IP, "remote", B_IP, "dstport",
+        "4789", "dev", "va",
+    ]);
+    topo.a.ip(&["link", "set", "vxr", "up"]);
+    let daemon = Daemon::start(&topo.a, &["--attach-mode", "tc", "--resync-interval", "1"]);
+    let ours = |hook: &str| {
+        topo.a
+            .tc(&["filter", "show", "dev", "vxr", hook])
+            .contains("linkmeter_")
+    };
+    assert!(ours("ingress") && ours("egress"));
+    assert_eq!(
+        scrape(&topo.a).value("linkmeter_ebpf_reattach_total", &[]),
+        Some(0.0)
+    );
+
+    // Someone (e.g. Cilium's TCX migration) deletes our filter.
+    topo.a.tc(&[
+        "filter", "del", "dev", "vxr", "ingress", "pref", "1", "handle", "0x4c4d", "bpf",
+    ]);
+    assert!(!ours("ingress"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ours("ingress") {
+        assert!(
+            Instant::now() < deadline,
+            "not re-attached: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = scrape(&topo.a);
+    assert_eq!(m.value("linkmeter_ebpf_reattach_total", &[]), Some(1.0));
+    assert!(ours("egress"));
+    let warns: usize = log_count(&daemon, "WARN", "eBPF counter was removed")
+        .values()
+        .sum();
+    assert_eq!(warns, 1);
+}
+
+#[test]
+fn without_bpf_privileges_interfaces_fall_back_to_kernel_stats_and_the_daemon_serves() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("nob");
+    topo.a.ip(&[
+        "link", "add", "vxn", "type", "vxlan", "id", "6", "local", A_IP, "remote", B_IP, "dstport",
+        "4789", "dev", "va",
+    ]);
+    topo.a.ip(&["link", "set", "vxn", "up"]);
+    let daemon = Daemon::start_with_prefix(
+        &topo.a,
+        &[
+            "setpriv",
+            "--bounding-set",
+            "-bpf,-sys_admin,-perfmon",
+            "--inh-caps",
+            "-bpf,-sys_admin,-perfmon",
+            "--",
+        ],
+        &[],
+    );
+    let m = scrape(&topo.a);
+    assert_eq!(
+        routing(&m).get("vxn"),
+        Some(&("netdev".to_owned(), "ebpf_unavailable".to_owned()))
+    );
+    assert_eq!(
+        routing(&m).get("va"),
+        Some(&("ethtool".to_owned(), "ethtool_stats".to_owned()))
+    );
+    assert_eq!(m.value("linkmeter_ebpf_available", &[]), Some(0.0));
+    assert!(
+        m.value(PACKETS, &[("interface", "vxn"), ("backend", "netdev")])
+            .is_some()
+    );
+    let unavailable = daemon.log_lines().into_iter().filter(|l| {
+        l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("eBPF backend unavailable"))
+    });
+    assert_eq!(unavailable.count(), 1, "{}", daemon.log_text());
+}

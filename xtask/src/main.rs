@@ -33,7 +33,7 @@ enum Task {
     },
     /// Build linkmeter (release) and run it on this machine's interfaces; needs root.
     Run {
-        /// Arguments for `linkmeter` (default: `watch`).
+        /// Arguments for `linkmeter` (default: `run`, the daemon on this machine's interfaces).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -49,11 +49,33 @@ enum Task {
 }
 
 /// The Debian packages the test suite uses, by the command that shows they are installed.
-const TEST_TOOLS: &[Tool] = &[Tool {
-    command: "ip",
-    package: "iproute2",
-    why: "creating network namespaces, veth and vxlan devices in the tests",
-}];
+const TEST_TOOLS: &[Tool] = &[
+    Tool {
+        command: "ip",
+        package: "iproute2",
+        why: "creating network namespaces, veth and vxlan devices in the tests",
+    },
+    Tool {
+        command: "tc",
+        package: "iproute2",
+        why: "inspecting legacy tc filters in the tests",
+    },
+    Tool {
+        command: "setpriv",
+        package: "util-linux",
+        why: "running linkmeter without BPF capabilities in the tests",
+    },
+    Tool {
+        command: "promtool",
+        package: "prometheus",
+        why: "checking /metrics with `promtool check metrics`",
+    },
+    Tool {
+        command: "prometheus",
+        package: "prometheus",
+        why: "a real Prometheus server scraping linkmeter in the tests",
+    },
+];
 
 fn main() -> ExitCode {
     match Cli::parse().task.run() {

@@ -116,7 +116,9 @@ pub fn ensure_debian_tools(tools: &[Tool]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.sort_unstable();
+    packages.dedup();
     for tool in &missing {
         eprintln!(
             "xtask: installing Debian package {} ({} is missing; needed for {})",
