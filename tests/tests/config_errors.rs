@@ -6,8 +6,15 @@ use std::process::Command;
 use integration_tests::daemon::binary;
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(binary()).arg("run").args(args).output().expect("run linkmeter");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(binary())
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run linkmeter");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -30,7 +37,10 @@ fn bad_flags_exit_2_naming_the_key() {
         (&["--override", "cilium_*=xdp"][..], "overrides"),
         (&["--attach-mode", "xdp"][..], "attach_mode"),
         (&["--max-interfaces", "0"][..], "max_interfaces"),
-        (&["--ethtool-stats-allowlist", "("][..], "ethtool_stats_allowlist"),
+        (
+            &["--ethtool-stats-allowlist", "("][..],
+            "ethtool_stats_allowlist",
+        ),
     ] {
         let (code, stderr) = run(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
