@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod netns;
 pub mod prometheus;
+pub mod tcx;
 pub mod testprogs;
 pub mod topology;
 pub mod traffic;

@@ -391,3 +391,56 @@ fn without_bpf_privileges_interfaces_fall_back_to_kernel_stats_and_the_daemon_se
     });
     assert_eq!(unavailable.count(), 1, "{}", daemon.log_text());
 }
+
+#[test]
+fn a_removed_tcx_link_is_reattached_by_the_resync_and_counted() {
+    if !kernel_tests_enabled() || !integration_tests::tcx_available() {
+        return;
+    }
+    let topo = VethPair::new("ret");
+    topo.a.ip(&[
+        "link", "add", "vxt", "type", "vxlan", "id", "8", "local", A_IP, "remote", B_IP, "dstport",
+        "4789", "dev", "va",
+    ]);
+    topo.a.ip(&["link", "set", "vxt", "up"]);
+    let daemon = Daemon::start(&topo.a, &["--attach-mode", "tcx", "--resync-interval", "1"]);
+    assert_eq!(
+        integration_tests::tcx::detach_links_of(&topo.a, "vxt", "linkmeter_"),
+        1
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape(&topo.a);
+        if m.value("linkmeter_ebpf_reattach_total", &[]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not re-attached: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Counting again: packets over vxt reach the eBPF counter.
+    let before = counter(&scrape(&topo.a), PACKETS, "vxt", "tx");
+    topo.a.ip(&["addr", "add", "10.204.0.1/24", "dev", "vxt"]);
+    topo.a.ip(&[
+        "neigh",
+        "replace",
+        "10.204.0.2",
+        "lladdr",
+        "02:00:00:00:78:02",
+        "dev",
+        "vxt",
+        "nud",
+        "permanent",
+    ]);
+    let sender = topo
+        .a
+        .within(|| UdpSocket::bind("10.204.0.1:0"))
+        .expect("bind");
+    for _ in 0..3 {
+        sender.send_to(b"x", "10.204.0.2:9").expect("send");
+    }
+    assert_eq!(counter(&scrape(&topo.a), PACKETS, "vxt", "tx") - before, 3);
+}
