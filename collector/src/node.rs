@@ -37,7 +37,7 @@ struct Interface {
     stat_values: Vec<u64>,
     attachment: Option<InterfaceAttachment>,
     ebpf: Option<InterfaceCounters>,
-    speed_mbps: Option<u32>,
+    link_mode: Option<LinkMode>,
 }
 
 /// Counters about linkmeter itself.
@@ -138,7 +138,7 @@ impl<I: EthtoolIo> Node<I> {
     /// Updates link speeds from an ethtool link-mode dump (keyed by name).
     pub fn set_link_modes(&mut self, modes: &HashMap<String, LinkMode>) {
         for interface in self.interfaces.values_mut() {
-            interface.speed_mbps = modes.get(&interface.facts.name).map(|m| m.speed_mbps);
+            interface.link_mode = modes.get(&interface.facts.name).copied();
         }
     }
 
@@ -202,7 +202,7 @@ impl<I: EthtoolIo> Node<I> {
             stat_values: Vec::new(),
             attachment: None,
             ebpf: None,
-            speed_mbps: None,
+            link_mode: None,
             facts,
         };
         if let Some(Probe::Stats { names, .. }) = probe.as_ref() {
@@ -467,7 +467,8 @@ fn interface_snapshot(i: &Interface) -> InterfaceSnapshot {
             tx: s.tx_dropped,
         },
         ethtool,
-        speed_bytes: i.speed_mbps.map(|m| u64::from(m) * 1_000_000 / 8),
+        speed_bytes: i.link_mode.map(|m| u64::from(m.speed_mbps) * 1_000_000 / 8),
+        full_duplex: i.link_mode.and_then(|m| m.full_duplex),
     }
 }
 

@@ -147,6 +147,12 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
         .is_some()
     );
 
+    // Link speed and duplex over ethtool netlink (veth reports 10 Gb/s, full duplex).
+    let speed = m.value("linkmeter_link_speed_bytes", &[("interface", "lxc1111")]);
+    assert_eq!(speed, Some(1_250_000_000.0));
+    let duplex = m.value("linkmeter_link_full_duplex", &[("interface", "lxc1111")]);
+    assert_eq!(duplex, Some(1.0));
+
     // Exactly one WARN per interface without ethtool stats, none for the others, no ERROR.
     let warns = log_count(&daemon, "WARN", "interface has no ethtool statistics");
     assert_eq!(

@@ -60,6 +60,8 @@ pub struct InterfaceSnapshot {
     pub ethtool: Vec<(String, u64)>,
     /// Link speed, bytes per second.
     pub speed_bytes: Option<u64>,
+    /// Duplex: full (`true`) or half, where the driver reports it.
+    pub full_duplex: Option<bool>,
 }
 
 /// Everything `/metrics` shows, prepared by one collection.
@@ -279,6 +281,18 @@ impl Collector for SnapshotCollector {
             "Link speed reported by the driver, in bytes per second.",
             MetricType::Gauge,
             monitored().filter_map(|i| Some((vec![("interface", i.name.clone())], i.speed_bytes?))),
+        )?;
+        gauge(
+            &mut encoder,
+            names::LINK_FULL_DUPLEX,
+            "1 if the link runs full duplex, 0 if half duplex, where the driver reports it.",
+            MetricType::Gauge,
+            monitored().filter_map(|i| {
+                Some((
+                    vec![("interface", i.name.clone())],
+                    i64::from(i.full_duplex?),
+                ))
+            }),
         )?;
         let mut per_backend: BTreeMap<Backend, i64> =
             Backend::ALL.iter().map(|b| (*b, 0)).collect();

@@ -15,6 +15,8 @@ pub const INTERFACE_DROPPED: &str = "linkmeter_interface_dropped";
 pub const ETHTOOL_STAT: &str = "linkmeter_ethtool_stat";
 /// Gauge: link speed in bytes per second per `interface`.
 pub const LINK_SPEED_BYTES: &str = "linkmeter_link_speed_bytes";
+/// Gauge: 1 full duplex, 0 half duplex, per `interface`.
+pub const LINK_FULL_DUPLEX: &str = "linkmeter_link_full_duplex";
 /// Gauge: interfaces per `backend`.
 pub const BACKEND_INTERFACES: &str = "linkmeter_backend_interfaces";
 /// Gauge: duration of the last collection per `backend`, seconds.

@@ -17,12 +17,14 @@ fn fixture() -> Snapshot {
         dropped: RxTx { rx: 3, tx: 4 },
         ethtool: Vec::new(),
         speed_bytes: None,
+        full_duplex: None,
     };
     let mut eth = iface("eth0", Backend::Ethtool, Reason::EthtoolStats);
     eth.kind = String::new();
     eth.driver = "virtio_net".into();
     eth.ethtool = vec![("rx_queue_0_packets".into(), 5)];
     eth.speed_bytes = Some(1_250_000_000);
+    eth.full_duplex = Some(true);
     let mut lo = iface("lo", Backend::None, Reason::Excluded);
     lo.packets = None;
     lo.bytes = None;
@@ -60,6 +62,7 @@ fn prometheus_text_has_total_suffixes_and_no_eof() {
         text.contains("linkmeter_ethtool_stat{interface=\"eth0\",stat=\"rx_queue_0_packets\"} 5\n")
     );
     assert!(text.contains("linkmeter_link_speed_bytes{interface=\"eth0\"} 1250000000\n"));
+    assert!(text.contains("linkmeter_link_full_duplex{interface=\"eth0\"} 1\n"));
     assert!(!text.contains("# EOF"));
 }
 
