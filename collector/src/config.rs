@@ -63,16 +63,13 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
 }
 
-/// Flags (and environment variables) of `linkmeter run`. Unset ones fall back to the file,
-/// then to the defaults.
+/// Flags (and environment variables) that decide routing, shared by `run`, `list`, `check`
+/// and `dump`. Unset ones fall back to the file, then to the defaults.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct RunArgs {
+pub struct PolicyArgs {
     /// TOML configuration file (keys as the long flags, with `_`; see README).
     #[arg(long, env = "LINKMETER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to serve /metrics, /healthz and /readyz on [default: 0.0.0.0:9977].
-    #[arg(long, env = "LINKMETER_LISTEN", value_name = "IP:PORT")]
-    pub listen: Option<String>,
     /// Interface pattern to monitor, repeatable or comma-separated [default: all].
     #[arg(
         long,
@@ -103,6 +100,20 @@ pub struct RunArgs {
     /// eBPF counter map capacity, in interfaces [default: 1024].
     #[arg(long, env = "LINKMETER_MAX_INTERFACES", value_name = "N")]
     pub max_interfaces: Option<u32>,
+    /// Regex on driver stat names to export [default: .*].
+    #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
+    pub ethtool_stats_allowlist: Option<String>,
+}
+
+/// Flags (and environment variables) of `linkmeter run`: the routing ones plus the daemon's.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Routing flags.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Address to serve /metrics, /healthz and /readyz on [default: 0.0.0.0:9977].
+    #[arg(long, env = "LINKMETER_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
     /// Seconds between full re-discoveries [default: 60].
     #[arg(
         long = "resync-interval",
@@ -110,12 +121,18 @@ pub struct RunArgs {
         value_name = "SECONDS"
     )]
     pub resync_interval_seconds: Option<u64>,
-    /// Regex on driver stat names to export [default: .*].
-    #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
-    pub ethtool_stats_allowlist: Option<String>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+impl From<PolicyArgs> for RunArgs {
+    fn from(policy: PolicyArgs) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
 }
 
 /// The validated configuration.
@@ -201,7 +218,7 @@ impl Config {
     ///
     /// [`ConfigError`] naming the file or key at fault.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
+        let file = match &args.policy.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
@@ -299,19 +316,18 @@ impl Config {
 impl RunArgs {
     /// Flags over file values.
     fn over(self, file: FileConfig) -> FileConfig {
+        let p = self.policy;
         FileConfig {
             listen: self.listen.or(file.listen),
-            include: self.include.or(file.include),
-            exclude: self.exclude.or(file.exclude),
-            overrides: self.overrides.or(file.overrides),
-            attach_mode: self.attach_mode.or(file.attach_mode),
-            max_interfaces: self.max_interfaces.or(file.max_interfaces),
+            include: p.include.or(file.include),
+            exclude: p.exclude.or(file.exclude),
+            overrides: p.overrides.or(file.overrides),
+            attach_mode: p.attach_mode.or(file.attach_mode),
+            max_interfaces: p.max_interfaces.or(file.max_interfaces),
             resync_interval_seconds: self
                 .resync_interval_seconds
                 .or(file.resync_interval_seconds),
-            ethtool_stats_allowlist: self
-                .ethtool_stats_allowlist
-                .or(file.ethtool_stats_allowlist),
+            ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
             log_format: self.log_format.or(file.log_format),
         }
     }

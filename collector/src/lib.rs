@@ -17,9 +17,11 @@
 //! - [`metrics`]: metric names, the snapshot and its prometheus-client collector.
 //! - [`http`] and [`daemon`]: the endpoints and the `linkmeter run` loop (events, resync,
 //!   shutdown).
-//! - [`watch`]: the `linkmeter watch` terminal view.
+//! - [`cli`]: the command line, one file per subcommand (`run`, `list`, `check`, `dump`,
+//!   `watch`, `completions`).
 
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
@@ -29,4 +31,3 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod policy;
-pub mod watch;

@@ -55,6 +55,8 @@ pub struct Node<I> {
     config: Config,
     ethtool: Ethtool<I>,
     ebpf: Option<EbpfCounters>,
+    /// Whether eBPF can be used here; may be true without `ebpf` for a dry run (`list`).
+    ebpf_available: bool,
     interfaces: BTreeMap<u32, Interface>,
     /// Names already reported (once) as lacking ethtool statistics.
     warned: HashSet<String>,
@@ -75,6 +77,7 @@ impl<I: EthtoolIo> Node<I> {
         Self {
             config,
             ethtool,
+            ebpf_available: ebpf.is_some(),
             ebpf,
             interfaces: BTreeMap::new(),
             warned: HashSet::new(),
@@ -82,9 +85,18 @@ impl<I: EthtoolIo> Node<I> {
         }
     }
 
-    /// Whether the eBPF backend is loaded.
+    /// A node that routes as if eBPF were usable (`available`) but attaches nothing: for
+    /// `linkmeter list` without `--attach`. Its eBPF-routed interfaces show no counts.
+    pub fn dry_run(config: Config, ethtool: Ethtool<I>, available: bool) -> Self {
+        Self {
+            ebpf_available: available,
+            ..Self::new(config, ethtool, None)
+        }
+    }
+
+    /// Whether the eBPF backend is usable.
     pub const fn ebpf_available(&self) -> bool {
-        self.ebpf.is_some()
+        self.ebpf_available
     }
 
     /// Applies one link's facts: routes (and attaches) a new interface, updates a known one.
@@ -191,7 +203,7 @@ impl<I: EthtoolIo> Node<I> {
             &self.config.policy,
             &facts.name,
             facts.kind.as_deref(),
-            self.ebpf.is_some(),
+            self.ebpf_available,
             || probe.insert(ethtool.probe(&facts.name)).clone(),
         );
         let mut interface = Interface {
@@ -383,7 +395,7 @@ impl<I: EthtoolIo> Node<I> {
             attach_failures: self.stats.attach_failures,
             reattach: self.stats.reattach,
             map_overflow: self.stats.map_overflow,
-            ebpf_available: self.ebpf.is_some(),
+            ebpf_available: self.ebpf_available,
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! - `build-ebpf`: build the eBPF object with nightly for `bpfel-unknown-none`;
 //! - `run [-- ARGS]`: build linkmeter (release) and run it on this machine's interfaces;
-//! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests.
+//! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests;
+//! - `man`: generate man pages from the CLI definition into `target/man`.
 //!
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
@@ -37,6 +38,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Generate man pages from the CLI definition into target/man.
+    Man,
     /// Check formatting and lints, then run every test, the kernel tests included; needs root.
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -93,6 +96,7 @@ impl Task {
             Self::BuildEbpf { debug } => build_ebpf(!debug),
             Self::Run { args } => run_linkmeter(args),
             Self::Test { no_lint, args } => test(no_lint, &args),
+            Self::Man => man(),
         }
     }
 }
@@ -153,6 +157,26 @@ fn run_linkmeter(args: Vec<String>) -> anyhow::Result<()> {
     };
     let binary = workspace_root().join("target/release/linkmeter");
     run(cmd(binary.to_str().context("non-UTF-8 workspace path")?).args(&args))
+}
+
+fn man() -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    let root = workspace_root();
+    run(cmd("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "collector",
+        "--bin",
+        "linkmeter",
+    ]))?;
+    let dir = root.join("target/man");
+    let binary = root.join("target/release/linkmeter");
+    run(cmd(binary.to_str().context("non-UTF-8 workspace path")?)
+        .args(["man", "--dir"])
+        .arg(&dir))?;
+    println!("man pages: {}", dir.display());
+    Ok(())
 }
 
 fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {

@@ -70,7 +70,7 @@ pub enum LoadError {
         max: u32,
     },
     /// The kernel refused to create the maps or load the object (no privilege, no BPF, ...).
-    #[error("loading the eBPF object failed: {source}")]
+    #[error("loading the eBPF object failed: {}", chain(source))]
     Object {
         /// The underlying error.
         #[source]
@@ -83,7 +83,7 @@ pub enum LoadError {
         program: &'static str,
     },
     /// The verifier rejected a program.
-    #[error("verifying eBPF program {program} failed: {source}")]
+    #[error("verifying eBPF program {program} failed: {}", chain(source))]
     Verify {
         /// The program name.
         program: &'static str,
@@ -100,6 +100,21 @@ pub enum LoadError {
         #[source]
         source: Option<MapError>,
     },
+}
+
+/// `err` and its sources, joined with `: ` (aya's errors keep the errno in a source).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
 }
 
 /// The loaded counting programs and their maps.

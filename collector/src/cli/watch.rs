@@ -8,6 +8,11 @@ use tokio::time::MissedTickBehavior;
 
 use crate::ebpf::{AttachMode, EbpfCounters, InterfaceAttachment, LoadOptions};
 
+/// Examples shown by `linkmeter watch --help`.
+pub const EXAMPLES: &str = "Examples:
+  linkmeter watch -i cilium_vxlan
+  linkmeter watch --attach-mode tc --interval 5 --count 3";
+
 /// Options of `linkmeter watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {

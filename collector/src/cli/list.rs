@@ -1,0 +1,245 @@
+//! `linkmeter list`: one row per interface, without a running daemon.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{
+    cli::{Failure, collect::collect_once, runtime},
+    config::{Config, PolicyArgs},
+    metrics::{InterfaceSnapshot, Snapshot},
+};
+
+/// Examples shown by `linkmeter list --help`.
+pub const EXAMPLES: &str = "Examples:
+  linkmeter list
+  linkmeter list --output json | jq '.[] | select(.backend == \"ebpf\")'
+  linkmeter list --attach --duration 5";
+
+/// Output format of `list`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// An aligned table for a terminal.
+    #[default]
+    Table,
+    /// A JSON array, one object per interface.
+    Json,
+}
+
+/// Options of `linkmeter list`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Attach the eBPF counter to eBPF-routed interfaces for --duration and report its counts
+    /// (otherwise they show "not attached").
+    #[arg(long)]
+    pub attach: bool,
+    /// Seconds to count with --attach.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Routing configuration, as for `linkmeter run`.
+    #[command(flatten)]
+    pub config: PolicyArgs,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && (0.0..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be 0 to 3600 seconds".into())
+    }
+}
+
+/// One interface as `list --output json` prints it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Row {
+    /// Name.
+    pub interface: String,
+    /// Index.
+    pub ifindex: u32,
+    /// Link kind (empty for NICs).
+    pub kind: String,
+    /// Driver (empty when ethtool does not answer).
+    pub driver: String,
+    /// Backend.
+    pub backend: String,
+    /// Why.
+    pub reason: String,
+    /// Counts from the backend; `null` when not measured (not attached, or `none`).
+    pub rx_packets: Option<u64>,
+    /// See `rx_packets`.
+    pub tx_packets: Option<u64>,
+    /// See `rx_packets`.
+    pub rx_bytes: Option<u64>,
+    /// See `rx_packets`.
+    pub tx_bytes: Option<u64>,
+    /// `tcx` or `tc` for attached eBPF interfaces, else `null`.
+    pub attach_mode: Option<String>,
+}
+
+impl From<&InterfaceSnapshot> for Row {
+    fn from(i: &InterfaceSnapshot) -> Self {
+        Self {
+            interface: i.name.clone(),
+            ifindex: i.ifindex,
+            kind: i.kind.clone(),
+            driver: i.driver.clone(),
+            backend: i.backend.to_string(),
+            reason: i.reason.to_string(),
+            rx_packets: i.packets.map(|p| p.rx),
+            tx_packets: i.packets.map(|p| p.tx),
+            rx_bytes: i.bytes.map(|b| b.rx),
+            tx_bytes: i.bytes.map(|b| b.tx),
+            attach_mode: i.attach_mode.map(|m| m.to_string()),
+        }
+    }
+}
+
+/// Runs `linkmeter list`.
+///
+/// # Errors
+///
+/// Bad configuration (status 2), or netlink / ethtool unusable (status 1).
+pub fn execute(args: &ListArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config.clone().into()).map_err(Failure::usage)?;
+    let sample = Duration::from_secs_f64(args.duration);
+    let snapshot = runtime()?.block_on(collect_once(&config, args.attach, sample))?;
+    let out = match args.output {
+        Output::Json => {
+            let rows: Vec<Row> = snapshot.interfaces.iter().map(Row::from).collect();
+            serde_json::to_string_pretty(&rows).map_err(|e| Failure::runtime(e.to_string()))? + "\n"
+        }
+        Output::Table => table(&snapshot),
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Renders the table: one row per interface, columns sized to their content.
+pub fn table(snapshot: &Snapshot) -> String {
+    let header = [
+        "INTERFACE",
+        "IFINDEX",
+        "KIND",
+        "DRIVER",
+        "BACKEND",
+        "REASON",
+        "RX_PACKETS",
+        "TX_PACKETS",
+        "RX_BYTES",
+        "TX_BYTES",
+        "ATTACH",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for i in &snapshot.interfaces {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        let counts: [String; 4] = match (i.packets, i.bytes) {
+            (Some(p), Some(b)) => [p.rx, p.tx, b.rx, b.tx].map(|v| v.to_string()),
+            _ if i.backend == crate::policy::Backend::Ebpf => {
+                ["not attached", "", "", ""].map(str::to_owned)
+            }
+            _ => ["-", "-", "-", "-"].map(str::to_owned),
+        };
+        let mut row = vec![
+            i.name.clone(),
+            i.ifindex.to_string(),
+            dash(&i.kind),
+            dash(&i.driver),
+            i.backend.to_string(),
+            i.reason.to_string(),
+        ];
+        row.extend(counts);
+        row.push(
+            i.attach_mode
+                .map_or_else(|| "-".to_owned(), |m| m.to_string()),
+        );
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ebpf::AttachedMode,
+        metrics::RxTx,
+        policy::{Backend, Reason},
+    };
+
+    fn iface(name: &str, backend: Backend, reason: Reason, counts: bool) -> InterfaceSnapshot {
+        InterfaceSnapshot {
+            name: name.into(),
+            ifindex: 3,
+            kind: "vxlan".into(),
+            driver: String::new(),
+            backend,
+            reason,
+            attach_mode: counts.then_some(AttachedMode::Tcx),
+            packets: counts.then_some(RxTx { rx: 1, tx: 2 }),
+            bytes: counts.then_some(RxTx { rx: 100, tx: 200 }),
+            errors: RxTx::default(),
+            dropped: RxTx::default(),
+            ethtool: Vec::new(),
+            speed_bytes: None,
+            full_duplex: None,
+        }
+    }
+
+    #[test]
+    fn table_marks_unattached_ebpf_interfaces_and_aligns_columns() {
+        let snapshot = Snapshot {
+            interfaces: vec![
+                iface(
+                    "cilium_vxlan",
+                    Backend::Ebpf,
+                    Reason::EthtoolUnsupported,
+                    false,
+                ),
+                iface("vx1", Backend::Ebpf, Reason::EthtoolNoStats, true),
+                iface("lo", Backend::None, Reason::Excluded, false),
+            ],
+            ..Snapshot::default()
+        };
+        let text = table(&snapshot);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("INTERFACE     IFINDEX  KIND   DRIVER  BACKEND"),
+            "{text}"
+        );
+        assert!(lines[1].contains("not attached"), "{text}");
+        assert!(lines[2].ends_with("tcx"), "{text}");
+        assert!(
+            lines[3].starts_with("lo ") && lines[3].contains("none"),
+            "{text}"
+        );
+        let json = serde_json::to_value(Row::from(&snapshot.interfaces[0])).expect("json");
+        assert!(json["rx_packets"].is_null() && json["attach_mode"].is_null());
+        assert_eq!(
+            serde_json::to_value(Row::from(&snapshot.interfaces[1])).expect("json")["attach_mode"],
+            "tcx"
+        );
+    }
+}

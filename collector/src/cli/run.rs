@@ -1,0 +1,52 @@
+//! `linkmeter run`: the daemon.
+
+use crate::{
+    cli::{Failure, runtime},
+    config::Config,
+    daemon,
+};
+
+/// Examples shown by `linkmeter run --help`.
+pub const EXAMPLES: &str = "Examples:
+  linkmeter run
+  linkmeter run --listen 127.0.0.1:9100 --exclude lo,docker0 --override 'kind:bridge=netdev'
+  LINKMETER_ATTACH_MODE=tc linkmeter run --config /etc/linkmeter/config.toml";
+
+/// Runs the daemon until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// The listen address cannot be bound, or netlink / the ethtool socket are unusable.
+pub fn execute(config: Config) -> Result<(), Failure> {
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| {
+                Failure::runtime(format!(
+                    "cannot listen on {}: {e}; choose another address with --listen",
+                    config.listen
+                ))
+            })?;
+        daemon::run(config, listener, shutdown_signal())
+            .await
+            .map_err(|e| {
+                Failure::runtime(format!("{e}; `linkmeter check` shows what this node lacks"))
+            })
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (Kubernetes stopping the pod).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

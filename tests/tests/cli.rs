@@ -1,0 +1,180 @@
+//! The operator commands (`list`, `check`, `dump`) as the real binary, on a Cilium-like node.
+
+use std::{collections::BTreeMap, process::Command};
+
+use integration_tests::{
+    daemon::{Daemon, binary, scrape},
+    kernel_tests_enabled,
+    netns::NetNs,
+    prometheus,
+    topology::CiliumNode,
+    traffic::udp_exchange,
+};
+
+/// Runs `linkmeter <args>` inside `ns` (optionally behind `prefix`); (exit code, stdout, stderr).
+fn linkmeter(ns: &NetNs, prefix: &[&str], args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .args(prefix)
+        .arg(binary())
+        .args(args)
+        .output()
+        .expect("run linkmeter");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const NO_BPF: &[&str] = &[
+    "setpriv",
+    "--bounding-set",
+    "-bpf,-sys_admin,-perfmon",
+    "--inh-caps",
+    "-bpf,-sys_admin,-perfmon",
+    "--",
+];
+
+#[test]
+fn list_json_reports_the_same_routing_as_the_daemon() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = CiliumNode::new("lst");
+    let _daemon = Daemon::start(&topo.node, &[]);
+    let from_metrics: BTreeMap<String, (String, String)> = scrape(&topo.node)
+        .samples("linkmeter_interface_info")
+        .into_iter()
+        .map(|(l, _)| {
+            (
+                l["interface"].clone(),
+                (l["backend"].clone(), l["reason"].clone()),
+            )
+        })
+        .collect();
+
+    let (code, stdout, stderr) = linkmeter(&topo.node, &[], &["list", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON array");
+    let from_list: BTreeMap<String, (String, String)> = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().expect(k).to_owned();
+            (s("interface"), (s("backend"), s("reason")))
+        })
+        .collect();
+    assert_eq!(from_list, from_metrics);
+    let vxlan = rows
+        .iter()
+        .find(|r| r["interface"] == "cilium_vxlan")
+        .expect("cilium_vxlan row");
+    assert!(
+        vxlan["rx_packets"].is_null(),
+        "not attached without --attach: {vxlan}"
+    );
+    let lxc = rows
+        .iter()
+        .find(|r| r["interface"] == "lxc1111")
+        .expect("lxc row");
+    assert!(lxc["rx_packets"].is_u64());
+
+    // With --attach, the eBPF columns carry a short sample and the attach mode.
+    let (code, stdout, stderr) = linkmeter(
+        &topo.node,
+        &[],
+        &["list", "--output", "json", "--attach", "--duration", "0.2"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON array");
+    let vxlan = rows
+        .iter()
+        .find(|r| r["interface"] == "cilium_vxlan")
+        .expect("cilium_vxlan row");
+    assert_eq!(vxlan["attach_mode"], "tcx");
+    assert!(vxlan["tx_packets"].is_u64());
+
+    let (code, table, _) = linkmeter(&topo.node, &[], &["list"]);
+    assert_eq!(code, Some(0));
+    assert!(table.starts_with("INTERFACE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cilium_vxlan") && l.contains("not attached")),
+        "{table}"
+    );
+}
+
+#[test]
+fn check_passes_as_root_and_says_what_is_missing_without_capabilities() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = CiliumNode::new("chk");
+    let (code, stdout, stderr) = linkmeter(&topo.node, &[], &["check"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("ok    ebpf-object"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("cilium_vxlan") && l.contains("-> ebpf")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: linkmeter can run fully"));
+
+    let (code, stdout, _) = linkmeter(&topo.node, NO_BPF, &["check"]);
+    assert_eq!(code, Some(1), "degraded, not fatal: {stdout}");
+    let fail = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with("fail") && l.contains(what))
+            .map(str::to_owned)
+    };
+    let caps = fail("capabilities").unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        caps.contains("CAP_BPF")
+            && caps.contains("run as root or add capabilities BPF, NET_ADMIN, PERFMON"),
+        "{caps}"
+    );
+    assert!(
+        fail("ebpf-object").is_some_and(|l| l.contains("Operation not permitted")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("cilium_vxlan") && l.contains("-> netdev (ebpf_unavailable)")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn dump_passes_promtool_and_matches_the_daemon_metric_families() {
+    if !kernel_tests_enabled() || !prometheus::available() {
+        return;
+    }
+    let topo = CiliumNode::new("dmp");
+    udp_exchange(
+        &topo.pods[0],
+        CiliumNode::POD_IPS[0],
+        &topo.remote,
+        CiliumNode::REMOTE_OVERLAY,
+        5,
+    );
+    let (code, dump, stderr) = linkmeter(&topo.node, &[], &["dump"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    if let Err(problems) = prometheus::promtool_check(&dump) {
+        panic!("promtool check metrics failed:\n{problems}\n{dump}");
+    }
+    let _daemon = Daemon::start(&topo.node, &[]);
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(families(&dump), families(&scrape(&topo.node).0));
+    let (code, om, _) = linkmeter(&topo.node, &[], &["dump", "--format", "openmetrics"]);
+    assert_eq!(code, Some(0));
+    assert!(om.ends_with("# EOF\n"));
+}
