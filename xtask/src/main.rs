@@ -15,7 +15,9 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, is_root, run};
+use crate::prereq::{
+    Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, ensure_python_env, is_root, run,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "linkmeter developer tasks")]
@@ -67,6 +69,11 @@ const TEST_TOOLS: &[Tool] = &[
         command: "setpriv",
         package: "util-linux",
         why: "running linkmeter without BPF capabilities in the tests",
+    },
+    Tool {
+        command: "kubectl",
+        package: "kubernetes-client",
+        why: "rendering the kustomize manifests (`kubectl kustomize`)",
     },
     Tool {
         command: "promtool",
@@ -189,6 +196,7 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
         );
     }
     let root = workspace_root();
+    let python = ensure_python_env(&root)?;
     if !no_lint {
         run(cmd("cargo")
             .current_dir(&root)
@@ -229,5 +237,6 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
         .current_dir(&root)
         .args(["test", "--workspace", "--exclude", "collector-ebpf"])
         .args(extra)
-        .env("LINKMETER_REQUIRE_KERNEL_TESTS", "1"))
+        .env("LINKMETER_REQUIRE_KERNEL_TESTS", "1")
+        .env("LINKMETER_PYTHON", python))
 }

@@ -137,3 +137,41 @@ pub fn ensure_debian_tools(tools: &[Tool]) -> anyhow::Result<()> {
         .args(&packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
+
+/// PyPI packages the manifest validation uses, pinned.
+const PYTHON_PACKAGES: &[&str] = &[
+    "kubernetes-validate==1.37.0",
+    "jsonschema>=4.17,<5",
+    "pyyaml>=6,<7",
+];
+
+/// A Python virtual environment under `target/pyenv` with the manifest validators; returns
+/// its interpreter, creating or completing it when needed.
+pub fn ensure_python_env(root: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/pyenv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        succeeds(Command::new(&python).args(["-c", "import kubernetes_validate, jsonschema, yaml"]))
+    };
+    if python.exists() && ready() {
+        return Ok(python);
+    }
+    eprintln!(
+        "xtask: installing PyPI packages {} into {} (offline validation of the Kubernetes manifests)",
+        PYTHON_PACKAGES.join(" "),
+        venv.display()
+    );
+    let python3 = which::which("python3")
+        .context("python3 not found: install Debian package python3-venv")?;
+    run(Command::new(python3).args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(PYTHON_PACKAGES))?;
+    Ok(python)
+}

@@ -1,0 +1,158 @@
+//! The Grafana dashboard: unique panel ids, everything through the `${datasource}` variable,
+//! the documented variables, and only metric names that linkmeter exports.
+
+use std::collections::BTreeSet;
+
+use collector::{
+    ebpf::AttachedMode,
+    metrics::{Format, InterfaceSnapshot, RxTx, Snapshot, SnapshotCollector, encode},
+    policy::{Backend, Reason},
+};
+use serde_json::Value;
+
+fn dashboard() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/linkmeter.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read dashboard"))
+        .expect("dashboard JSON")
+}
+
+/// Every PromQL expression of the dashboard (panels and variables).
+pub fn expressions(d: &Value) -> Vec<String> {
+    let mut out: Vec<String> = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    for v in d["templating"]["list"].as_array().expect("templating") {
+        if let Some(q) = v["definition"].as_str() {
+            out.push(q.to_owned());
+        }
+    }
+    out
+}
+
+/// Metric names in linkmeter's exposition, with every optional family present.
+fn exported_names() -> BTreeSet<String> {
+    let iface = InterfaceSnapshot {
+        name: "eth0".into(),
+        ifindex: 2,
+        kind: String::new(),
+        driver: "virtio_net".into(),
+        backend: Backend::Ebpf,
+        reason: Reason::EthtoolUnsupported,
+        attach_mode: Some(AttachedMode::Tcx),
+        packets: Some(RxTx::default()),
+        bytes: Some(RxTx::default()),
+        errors: RxTx::default(),
+        dropped: RxTx::default(),
+        ethtool: vec![("rx_drops".into(), 0)],
+        speed_bytes: Some(1),
+        full_duplex: Some(true),
+    };
+    let collector = SnapshotCollector::default();
+    collector.publish(Snapshot {
+        interfaces: vec![iface],
+        collect_duration: [(Backend::Ebpf, 0.1)].into_iter().collect(),
+        ..Snapshot::default()
+    });
+    let text = encode(&collector.registry(), Format::Prometheus).expect("encode");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn panel_ids_are_unique() {
+    let d = dashboard();
+    let ids: Vec<u64> = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id"))
+        .collect();
+    let unique: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn every_panel_and_query_uses_the_datasource_variable() {
+    let d = dashboard();
+    let vars = d["templating"]["list"].as_array().expect("templating");
+    let ds = vars
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .expect("datasource variable");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+    for name in ["node", "interface", "backend"] {
+        let v = vars
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("variable {name}"));
+        assert_eq!(v["datasource"]["uid"], "${datasource}", "{name}");
+    }
+    for p in d["panels"].as_array().expect("panels") {
+        assert_eq!(
+            p["datasource"]["uid"], "${datasource}",
+            "panel {}",
+            p["title"]
+        );
+        for t in p["targets"].as_array().expect("targets") {
+            assert_eq!(
+                t["datasource"]["uid"], "${datasource}",
+                "panel {}",
+                p["title"]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_metric_the_dashboard_names_is_exported() {
+    let exported = exported_names();
+    let d = dashboard();
+    let mut named = BTreeSet::new();
+    for expr in expressions(&d) {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("linkmeter_") {
+                named.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    let missing: Vec<_> = named.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "not exported: {missing:?} (exported: {exported:?})"
+    );
+}
+
+#[test]
+fn the_required_panels_are_there() {
+    let d = dashboard();
+    let titles: Vec<&str> = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for needed in [
+        "Routing table",
+        "RX packets/s",
+        "TX packets/s",
+        "RX bytes/s",
+        "TX bytes/s",
+        "Kernel errors and drops/s",
+        "ethtool error and drop statistics/s",
+        "eBPF map overflow and attach problems",
+        "Collect duration per backend",
+    ] {
+        assert!(titles.contains(&needed), "{needed} missing: {titles:?}");
+    }
+}
