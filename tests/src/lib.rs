@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod kernel;
+pub mod lab;
 pub mod netns;
 pub mod prometheus;
 pub mod tcx;

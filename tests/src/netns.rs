@@ -18,6 +18,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
+    /// Whether dropping this value deletes the namespace.
+    owned: bool,
 }
 
 impl NetNs {
@@ -29,7 +31,7 @@ impl NetNs {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         run("ip", &["netns", "add", &name]);
-        let ns = Self { name };
+        let ns = Self { name, owned: true };
         // No IPv6 (no ND/MLD/RS packets), no reverse-path filtering (overlay replies).
         ns.exec(&[
             "sh",
@@ -39,6 +41,14 @@ impl NetNs {
         ]);
         ns.ip(&["link", "set", "lo", "up"]);
         ns
+    }
+
+    /// A handle on a namespace owned elsewhere (not deleted on drop).
+    pub fn borrowed(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            owned: false,
+        }
     }
 
     /// The namespace name (for `ip -n`).
@@ -69,26 +79,39 @@ impl NetNs {
 
     /// Moves the calling thread into this namespace until the guard is dropped.
     pub fn enter(&self) -> NsGuard {
-        let original = File::open("/proc/thread-self/ns/net").expect("open own netns");
-        let target = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        setns(target.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns into test netns");
-        NsGuard { original }
+        enter_named(&self.name)
     }
 
     /// Runs `f` with the calling thread inside this namespace (e.g. to create a socket there:
     /// sockets keep the namespace they were created in).
     pub fn within<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self.enter();
-        f()
+        within_named(&self.name, f)
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _status = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Moves the calling thread into the namespace named `name` until the guard is dropped.
+pub fn enter_named(name: &str) -> NsGuard {
+    let original = File::open("/proc/thread-self/ns/net").expect("open own netns");
+    let target = File::open(format!("/run/netns/{name}")).expect("open netns");
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns into test netns");
+    NsGuard { original }
+}
+
+/// Runs `f` with the calling thread inside the namespace named `name`.
+pub fn within_named<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let _guard = enter_named(name);
+    f()
 }
 
 /// Returns the thread to its original namespace on drop.

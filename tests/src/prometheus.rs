@@ -60,22 +60,32 @@ pub fn promtool_check(exposition: &str) -> Result<(), String> {
 
 /// A Prometheus server scraping `target` every second, killed (and its data removed) on drop.
 #[derive(Debug)]
-pub struct Prometheus<'a> {
-    ns: &'a NetNs,
+pub struct Prometheus {
+    ns: String,
     child: Child,
     dir: PathBuf,
 }
 
-impl<'a> Prometheus<'a> {
+/// Where Prometheus listens inside its namespace.
+pub const PROMETHEUS_LISTEN: &str = ADDRESS;
+
+impl Prometheus {
     /// Starts Prometheus in `ns`, scraping `target` (`IP:PORT`) as job `linkmeter`.
-    pub fn start(ns: &'a NetNs, target: &str) -> Self {
+    pub fn start(ns: &NetNs, target: &str) -> Self {
+        Self::start_with_labels(ns, target, &[])
+    }
+
+    /// As [`Prometheus::start`], attaching `labels` to the target (as the PodMonitor's
+    /// relabeling adds `node`).
+    pub fn start_with_labels(ns: &NetNs, target: &str, labels: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("{}.prometheus", ns.name()));
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n    static_configs:\n      - targets: ['{target}']\n        labels: {{{}}}\n",
+                labels.iter().map(|(k, v)| format!("{k}: '{v}'")).collect::<Vec<_>>().join(", ")
             ),
         )
         .expect("write prometheus.yml");
@@ -91,12 +101,17 @@ impl<'a> Prometheus<'a> {
             .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
             .spawn()
             .expect("start prometheus");
-        Self { ns, child, dir }
+        Self {
+            ns: ns.name().to_owned(),
+            child,
+            dir,
+        }
     }
 
     /// Evaluates `query` through the HTTP API; the `data.result` array.
     pub fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
-        let mut stream = self.ns.within(|| TcpStream::connect(ADDRESS)).ok()?;
+        let mut stream =
+            crate::netns::within_named(&self.ns, || TcpStream::connect(ADDRESS)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .ok()?;
@@ -110,7 +125,7 @@ impl<'a> Prometheus<'a> {
                 }
             })
             .collect();
-        write!(stream, "GET /api/v1/query?query={encoded} HTTP/1.1\r\nHost: prometheus\r\nConnection: close\r\n\r\n").ok()?;
+        write!(stream, "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: prometheus\r\nConnection: close\r\n\r\n").ok()?;
         let mut raw = String::new();
         stream.read_to_string(&mut raw).ok()?;
         let body = raw.split_once("\r\n\r\n")?.1;
@@ -137,7 +152,7 @@ impl<'a> Prometheus<'a> {
     }
 }
 
-impl Drop for Prometheus<'_> {
+impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ignored = self.child.kill();
         let _ignored = self.child.wait();

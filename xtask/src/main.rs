@@ -3,7 +3,8 @@
 //! - `build-ebpf`: build the eBPF object with nightly for `bpfel-unknown-none`;
 //! - `run [-- ARGS]`: build linkmeter (release) and run it on this machine's interfaces;
 //! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests;
-//! - `man`: generate man pages from the CLI definition into `target/man`.
+//! - `man`: generate man pages from the CLI definition into `target/man`;
+//! - `demo`: a Cilium-like node in network namespaces with linkmeter and Prometheus.
 //!
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
@@ -42,6 +43,12 @@ enum Task {
     },
     /// Generate man pages from the CLI definition into target/man.
     Man,
+    /// A Cilium-like node in network namespaces with traffic, linkmeter and Prometheus; needs root.
+    Demo {
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
     /// Check formatting and lints, then run every test, the kernel tests included; needs root.
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -104,6 +111,7 @@ impl Task {
             Self::Run { args } => run_linkmeter(args),
             Self::Test { no_lint, args } => test(no_lint, &args),
             Self::Man => man(),
+            Self::Demo { duration } => demo(duration),
         }
     }
 }
@@ -164,6 +172,38 @@ fn run_linkmeter(args: Vec<String>) -> anyhow::Result<()> {
     };
     let binary = workspace_root().join("target/release/linkmeter");
     run(cmd(binary.to_str().context("non-UTF-8 workspace path")?).args(&args))
+}
+
+fn demo(duration: Option<f64>) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(TEST_TOOLS)?;
+    if !is_root() {
+        bail!(
+            "the demo creates network namespaces and loads eBPF programs: run `sudo -E cargo xtask demo`"
+        );
+    }
+    let root = workspace_root();
+    // Build linkmeter first so the lab starts at once.
+    run(cmd("cargo").current_dir(&root).args([
+        "build",
+        "--package",
+        "collector",
+        "--bin",
+        "linkmeter",
+    ]))?;
+    let mut lab = cmd("cargo");
+    lab.current_dir(&root).args([
+        "run",
+        "--quiet",
+        "--package",
+        "integration-tests",
+        "--bin",
+        "linkmeter-lab",
+    ]);
+    if let Some(d) = duration {
+        lab.args(["--", "--duration", &d.to_string()]);
+    }
+    run(&mut lab)
 }
 
 fn man() -> anyhow::Result<()> {
