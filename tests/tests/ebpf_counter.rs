@@ -181,6 +181,21 @@ fn our_attachments(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that none of linkmeter's programs remain on `dev`. A TCX link goes away when its
+/// last file reference closes; a process forked by a concurrent test may hold a copy until it
+/// execs (the fd is close-on-exec), so this waits up to 2 s for that.
+fn assert_detached(ns: &NetNs, dev: &str, mode: AttachedMode) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !our_attachments(ns, dev, mode).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still attached: {:?}",
+            attached_names(ns, dev, mode)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Names of all programs attached to `dev`'s hooks under `mode` (TCX query or tc filter list).
 fn attached_names(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
     let mut names = Vec::new();
@@ -247,11 +262,8 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
         "{names_before:?}"
     );
     attachment.detach().expect("detach");
+    assert_detached(&topo.a, "va", attached);
     let names_after = attached_names(&topo.a, "va", attached);
-    assert!(
-        our_attachments(&topo.a, "va", attached).is_empty(),
-        "{names_after:?}"
-    );
     let other_name = kind.kernel_name(TcAttachType::Ingress);
     assert!(
         names_after.iter().any(|n| n.starts_with(&other_name)),
@@ -308,7 +320,7 @@ fn dropping_the_attachment_detaches_and_keeps_the_clsact_qdisc() {
         let attached = attachment.mode();
         assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2);
         drop(attachment);
-        assert!(our_attachments(&topo.a, "va", attached).is_empty());
+        assert_detached(&topo.a, "va", attached);
     }
     let qdiscs = topo.a.tc(&["qdisc", "show", "dev", "va"]);
     assert!(
