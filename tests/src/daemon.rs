@@ -16,11 +16,15 @@ use crate::netns::NetNs;
 pub const LISTEN: &str = "127.0.0.1:9977";
 
 /// Builds `linkmeter` (once per test process) and returns its path. Building from here keeps
-/// the binary fresh whichever package `cargo test` was asked to test.
+/// the binary fresh whichever package `cargo test` was asked to test. `LINKMETER_BINARY`
+/// names a prebuilt binary instead (the benchmarks use the release build).
 pub fn binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
+            if let Some(path) = std::env::var_os("LINKMETER_BINARY") {
+                return PathBuf::from(path);
+            }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let status = Command::new(env!("CARGO"))
                 .current_dir(&root)
@@ -92,6 +96,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's pid (`ip netns exec` execs linkmeter, which keeps the pid).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -124,7 +133,17 @@ impl Drop for Daemon {
 
 /// `GET path` on linkmeter in `ns`; `(status, body)`, or `None` when nothing listens yet.
 pub fn http_get(ns: &NetNs, path: &str, accept: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = ns.within(|| TcpStream::connect(LISTEN)).ok()?;
+    http_get_at(ns, LISTEN, path, accept)
+}
+
+/// `GET path` on `address` in `ns`; `(status, body)`, or `None` when nothing listens.
+pub fn http_get_at(
+    ns: &NetNs,
+    address: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> Option<(u16, String)> {
+    let mut stream = ns.within(|| TcpStream::connect(address)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;

@@ -22,6 +22,8 @@ pub enum Kind {
     Observer,
     /// Counts and ends the chain (`TC_ACT_OK`).
     ChainEnd,
+    /// Does nothing and continues: the benchmark baseline.
+    Noop,
 }
 
 impl Kind {
@@ -29,13 +31,14 @@ impl Kind {
         match self {
             Self::Observer => "observer",
             Self::ChainEnd => "chain_end",
+            Self::Noop => "noop",
         }
     }
 
     const fn map(self) -> &'static str {
         match self {
             Self::Observer => "OBSERVER_PACKETS",
-            Self::ChainEnd => "CHAIN_END_PACKETS",
+            Self::ChainEnd | Self::Noop => "CHAIN_END_PACKETS",
         }
     }
 
@@ -66,7 +69,7 @@ impl TestProgs {
     /// Loads and verifies all test programs.
     pub fn load() -> Self {
         let mut ebpf = Ebpf::load(OBJECT).expect("load test programs");
-        for kind in [Kind::Observer, Kind::ChainEnd] {
+        for kind in [Kind::Observer, Kind::ChainEnd, Kind::Noop] {
             for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
                 Self::program(&mut ebpf, kind, attach)
                     .load()
@@ -113,6 +116,44 @@ impl TestProgs {
                 .attach_with_options(interface, attach, options)
                 .unwrap_or_else(|e| panic!("attach {kind:?} to {interface} {attach:?}: {e}"));
         }
+    }
+
+    /// Attaches `kind` to both TCX hooks of `interface`, first or last in the chain.
+    pub fn attach_tcx(&mut self, kind: Kind, interface: &str, first: bool) {
+        for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let order = if first {
+                LinkOrder::first()
+            } else {
+                LinkOrder::last()
+            };
+            Self::program(&mut self.ebpf, kind, attach)
+                .attach_with_options(interface, attach, TcAttachOptions::TcxOrder(order))
+                .unwrap_or_else(|e| panic!("attach {kind:?} to {interface} {attach:?}: {e}"));
+        }
+    }
+
+    /// Detaches every attachment of `kind` (by unloading its programs, which drops their links,
+    /// and loading them again: the kernel ids change).
+    pub fn detach_all(&mut self, kind: Kind) {
+        for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let program = Self::program(&mut self.ebpf, kind, attach);
+            program.unload().expect("unload test program");
+            program.load().expect("re-verify test program");
+        }
+    }
+
+    /// Kernel ids of `kind`'s (ingress, egress) programs.
+    pub fn program_ids(&mut self, kind: Kind) -> (u32, u32) {
+        let id = |ebpf: &mut Ebpf, attach| {
+            Self::program(ebpf, kind, attach)
+                .info()
+                .expect("program info")
+                .id()
+        };
+        (
+            id(&mut self.ebpf, TcAttachType::Ingress),
+            id(&mut self.ebpf, TcAttachType::Egress),
+        )
     }
 
     /// Packets `kind` has seen so far: (ingress, egress), summed over CPUs.

@@ -4,7 +4,8 @@
 //! - `run [-- ARGS]`: build linkmeter (release) and run it on this machine's interfaces;
 //! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests;
 //! - `man`: generate man pages from the CLI definition into `target/man`;
-//! - `demo`: a Cilium-like node in network namespaces with linkmeter and Prometheus.
+//! - `demo`: a Cilium-like node in network namespaces with linkmeter and Prometheus;
+//! - `bench`: cost benchmarks against node_exporter and an empty eBPF program.
 //!
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
@@ -43,6 +44,15 @@ enum Task {
     },
     /// Generate man pages from the CLI definition into target/man.
     Man,
+    /// Benchmarks against node_exporter and an empty eBPF program; writes target/bench; needs root.
+    Bench {
+        /// Repetitions per comparison.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Length of the idle-cost scenario, seconds.
+        #[arg(long, default_value_t = 300)]
+        idle_seconds: u64,
+    },
     /// A Cilium-like node in network namespaces with traffic, linkmeter and Prometheus; needs root.
     Demo {
         /// Stop after this many seconds (default: at Ctrl-C).
@@ -112,6 +122,7 @@ impl Task {
             Self::Test { no_lint, args } => test(no_lint, &args),
             Self::Man => man(),
             Self::Demo { duration } => demo(duration),
+            Self::Bench { reps, idle_seconds } => bench(reps, idle_seconds),
         }
     }
 }
@@ -204,6 +215,61 @@ fn demo(duration: Option<f64>) -> anyhow::Result<()> {
         lab.args(["--", "--duration", &d.to_string()]);
     }
     run(&mut lab)
+}
+
+/// What the benchmarks run besides linkmeter.
+const BENCH_TOOLS: &[Tool] = &[
+    Tool {
+        command: "iperf3",
+        package: "iperf3",
+        why: "TCP bulk throughput in the datapath benchmark",
+    },
+    Tool {
+        command: "prometheus-node-exporter",
+        package: "prometheus-node-exporter",
+        why: "the peer of the scrape-cost benchmark",
+    },
+];
+
+fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(TEST_TOOLS)?;
+    ensure_debian_tools(BENCH_TOOLS)?;
+    if !is_root() {
+        bail!(
+            "the benchmarks create network namespaces and load eBPF programs: run `sudo -E cargo xtask bench`"
+        );
+    }
+    let root = workspace_root();
+    run(cmd("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "collector",
+        "--bin",
+        "linkmeter",
+    ]))?;
+    run(cmd("cargo")
+        .current_dir(&root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "integration-tests",
+            "--bin",
+            "linkmeter-bench",
+            "--",
+        ])
+        .args([
+            "--reps",
+            &reps.to_string(),
+            "--idle-seconds",
+            &idle_seconds.to_string(),
+        ])
+        .arg("--out")
+        .arg(root.join("target/bench"))
+        .env("LINKMETER_BINARY", root.join("target/release/linkmeter")))
 }
 
 fn man() -> anyhow::Result<()> {

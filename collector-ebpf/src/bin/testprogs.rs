@@ -4,7 +4,8 @@
 //! - `observer_*` counts packets per hook and continues (`TC_ACT_UNSPEC`), like a second
 //!   independent tool;
 //! - `chain_end_*` counts packets per hook and ends the chain with `TC_ACT_OK`, like Cilium's
-//!   programs do.
+//!   programs do;
+//! - `noop_*` does nothing and continues: the baseline of the per-packet cost benchmark.
 #![no_std]
 #![no_main]
 
@@ -53,6 +54,16 @@ pub fn chain_end_ingress(_ctx: TcContext) -> i32 {
 pub fn chain_end_egress(_ctx: TcContext) -> i32 {
     bump(&CHAIN_END_PACKETS, 1);
     TC_ACT_OK
+}
+
+#[classifier]
+pub fn noop_ingress(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn noop_egress(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]
