@@ -59,6 +59,21 @@ fn main() {
         std::process::exit(2);
     }
     let args = args();
+    // `--render report.json` re-renders the Markdown of an earlier run.
+    if let Some(i) = std::env::args().position(|a| a == "--render") {
+        let path = std::env::args().nth(i + 1).expect("--render FILE");
+        let value: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read report"))
+                .expect("report JSON");
+        print!("{}", markdown(&value));
+        return;
+    }
+    if std::env::var_os("LINKMETER_BINARY").is_none() {
+        eprintln!(
+            "linkmeter-bench: LINKMETER_BINARY must name a release build of linkmeter; run `cargo xtask bench`"
+        );
+        std::process::exit(2);
+    }
     let mut report = BTreeMap::new();
     report.insert("machine".to_owned(), machine());
     let started = Instant::now();
@@ -459,22 +474,24 @@ fn markdown(r: &Value) -> String {
     );
     let _ = writeln!(
         md,
-        "| load | attached | detached | loss |\n| --- | --- | --- | --- |"
+        "| load | no program | linkmeter attached | loss | empty TC program | loss |\n| --- | --- | --- | --- | --- | --- |"
     );
-    let _ = writeln!(
-        md,
-        "| TCP bulk (iperf3), Gbit/s | {} | {} | {:.2} % |",
-        s(&d["tcp_gbps"]["attached"], 2),
-        s(&d["tcp_gbps"]["detached"], 2),
-        f(&d["tcp_gbps"]["loss_percent"])
-    );
-    let _ = writeln!(
-        md,
-        "| UDP 64-byte, packets/s | {} | {} | {:.2} % |\n",
-        s(&d["udp64_pps"]["attached"], 0),
-        s(&d["udp64_pps"]["detached"], 0),
-        f(&d["udp64_pps"]["loss_percent"])
-    );
+    for (label, key, digits) in [
+        ("TCP bulk (iperf3), Gbit/s", "tcp_gbps", 2),
+        ("UDP 64-byte, packets/s", "udp64_pps", 0),
+    ] {
+        let x = &d[key];
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {:.2} % | {} | {:.2} % |",
+            s(&x["detached"], digits),
+            s(&x["attached"], digits),
+            f(&x["loss_percent"]),
+            s(&x["empty_program"], digits),
+            f(&x["empty_program_loss_percent"]),
+        );
+    }
+    let _ = writeln!(md);
     let _ = writeln!(
         md,
         "## 3. Scrape cost vs node_exporter (`netdev` + `ethtool` collectors only)\n"
