@@ -47,7 +47,7 @@ enum Task {
     /// Benchmarks against node_exporter and an empty eBPF program; writes target/bench; needs root.
     Bench {
         /// Repetitions per comparison.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 7)]
         reps: usize,
         /// Length of the idle-cost scenario, seconds.
         #[arg(long, default_value_t = 300)]

@@ -3,7 +3,7 @@
 //! `target/bench/report.md`. Every comparison alternates its two sides over repetitions and
 //! reports the median with the spread (min–max).
 //!
-//! `--reps N` repetitions per comparison (default 5), `--idle-seconds S` for the idle scenario
+//! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
 //! (default 300), `--out DIR` (default `target/bench`).
 
 use std::{
@@ -43,7 +43,7 @@ fn args() -> Args {
             .cloned()
     };
     Args {
-        reps: get("--reps").and_then(|v| v.parse().ok()).unwrap_or(5),
+        reps: get("--reps").and_then(|v| v.parse().ok()).unwrap_or(7),
         idle_seconds: get("--idle-seconds")
             .and_then(|v| v.parse().ok())
             .unwrap_or(300),
