@@ -209,6 +209,19 @@ impl Metrics {
             .map(|(_, v)| v)
     }
 
+    /// interface -> (backend, reason), from `linkmeter_interface_info`.
+    pub fn routing(&self) -> std::collections::BTreeMap<String, (String, String)> {
+        self.samples("linkmeter_interface_info")
+            .into_iter()
+            .map(|(l, _)| {
+                (
+                    l["interface"].clone(),
+                    (l["backend"].clone(), l["reason"].clone()),
+                )
+            })
+            .collect()
+    }
+
     /// All samples of `name` as (labels, value).
     pub fn samples(&self, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
         let mut out = Vec::new();

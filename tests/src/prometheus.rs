@@ -58,6 +58,38 @@ pub fn promtool_check(exposition: &str) -> Result<(), String> {
     }
 }
 
+/// Evaluates `query` through the HTTP API of the Prometheus `connect` reaches; the
+/// `data.result` array, or `None` when it does not answer (yet).
+pub fn query_with(
+    connect: impl FnOnce() -> std::io::Result<TcpStream>,
+    query: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let mut stream = connect().ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let encoded: String = query
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    // HTTP/1.0: the answer is never chunked.
+    write!(
+        stream,
+        "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: prometheus\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let v: serde_json::Value = serde_json::from_str(raw.split_once("\r\n\r\n")?.1.trim()).ok()?;
+    v["data"]["result"].as_array().cloned()
+}
+
 /// A Prometheus server scraping `target` every second, killed (and its data removed) on drop.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -110,27 +142,10 @@ impl Prometheus {
 
     /// Evaluates `query` through the HTTP API; the `data.result` array.
     pub fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
-        let mut stream =
-            crate::netns::within_named(&self.ns, || TcpStream::connect(ADDRESS)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        let encoded: String = query
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        write!(stream, "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: prometheus\r\nConnection: close\r\n\r\n").ok()?;
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).ok()?;
-        let body = raw.split_once("\r\n\r\n")?.1;
-        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-        v["data"]["result"].as_array().cloned()
+        query_with(
+            || crate::netns::within_named(&self.ns, || TcpStream::connect(ADDRESS)),
+            query,
+        )
     }
 
     /// Waits until `query` returns at least one series, up to `timeout`.

@@ -43,16 +43,7 @@ fn list_json_reports_the_same_routing_as_the_daemon() {
     }
     let topo = CiliumNode::new("lst");
     let _daemon = Daemon::start(&topo.node, &[]);
-    let from_metrics: BTreeMap<String, (String, String)> = scrape(&topo.node)
-        .samples("linkmeter_interface_info")
-        .into_iter()
-        .map(|(l, _)| {
-            (
-                l["interface"].clone(),
-                (l["backend"].clone(), l["reason"].clone()),
-            )
-        })
-        .collect();
+    let from_metrics = scrape(&topo.node).routing();
 
     let (code, stdout, stderr) = linkmeter(&topo.node, &[], &["list", "--output", "json"]);
     assert_eq!(code, Some(0), "{stderr}");

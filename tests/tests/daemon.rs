@@ -21,19 +21,6 @@ const PACKETS: &str = "linkmeter_interface_packets_total";
 const BYTES: &str = "linkmeter_interface_bytes_total";
 const INFO: &str = "linkmeter_interface_info";
 
-/// interface -> (backend, reason) from `linkmeter_interface_info`.
-fn routing(m: &Metrics) -> BTreeMap<String, (String, String)> {
-    m.samples(INFO)
-        .into_iter()
-        .map(|(l, _)| {
-            (
-                l["interface"].clone(),
-                (l["backend"].clone(), l["reason"].clone()),
-            )
-        })
-        .collect()
-}
-
 fn counter(m: &Metrics, name: &str, interface: &str, direction: &str) -> u64 {
     m.value(name, &[("interface", interface), ("direction", direction)])
         .unwrap_or_else(|| panic!("no {name} for {interface} {direction}")) as u64
@@ -93,7 +80,7 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
     let m = scrape(&topo.node);
     let kernel = link_stats(&topo.node, "cilium_vxlan");
 
-    let route = routing(&m);
+    let route = m.routing();
     let expect = |iface: &str, backend: &str, reason: &str| {
         assert_eq!(
             route.get(iface),
@@ -377,11 +364,11 @@ fn without_bpf_privileges_interfaces_fall_back_to_kernel_stats_and_the_daemon_se
     );
     let m = scrape(&topo.a);
     assert_eq!(
-        routing(&m).get("vxn"),
+        m.routing().get("vxn"),
         Some(&("netdev".to_owned(), "ebpf_unavailable".to_owned()))
     );
     assert_eq!(
-        routing(&m).get("va"),
+        m.routing().get("va"),
         Some(&("ethtool".to_owned(), "ethtool_stats".to_owned()))
     );
     assert_eq!(m.value("linkmeter_ebpf_available", &[]), Some(0.0));

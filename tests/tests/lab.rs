@@ -167,26 +167,5 @@ fn the_demo_shows_cilium_vxlan_counts_and_leaves_nothing_behind_after_ctrl_c() {
 
 /// Queries the demo's Prometheus through its host-loopback forward.
 fn host_query(query: &str) -> Option<Vec<Value>> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect("127.0.0.1:19090").ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let encoded: String = query
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    write!(
-        s,
-        "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: p\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let v: Value = serde_json::from_str(raw.split_once("\r\n\r\n")?.1.trim()).ok()?;
-    v["data"]["result"].as_array().cloned()
+    prometheus::query_with(|| std::net::TcpStream::connect("127.0.0.1:19090"), query)
 }

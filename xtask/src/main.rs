@@ -168,40 +168,51 @@ fn run_linkmeter(args: Vec<String>) -> anyhow::Result<()> {
     if !is_root() {
         bail!("linkmeter attaches eBPF programs and needs root: run `sudo -E cargo xtask run`");
     }
-    run(cmd("cargo").current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "--package",
-        "collector",
-        "--bin",
-        "linkmeter",
-    ]))?;
+    let binary = build_linkmeter(&workspace_root(), true)?;
     let args = if args.is_empty() {
-        vec!["watch".to_owned()]
+        vec!["run".to_owned()]
     } else {
         args
     };
-    let binary = workspace_root().join("target/release/linkmeter");
     run(cmd(binary.to_str().context("non-UTF-8 workspace path")?).args(&args))
 }
 
-fn demo(duration: Option<f64>) -> anyhow::Result<()> {
+/// Installs what a root task needs, checks that it runs as root (`what` names it in the
+/// message), and returns the workspace root.
+fn prepare_root_task(tools: &[&[Tool]], what: &str, task: &str) -> anyhow::Result<PathBuf> {
     ensure_ebpf_toolchain()?;
-    ensure_debian_tools(TEST_TOOLS)?;
+    for t in tools {
+        ensure_debian_tools(t)?;
+    }
     if !is_root() {
         bail!(
-            "the demo creates network namespaces and loads eBPF programs: run `sudo -E cargo xtask demo`"
+            "{what} creates network namespaces and loads eBPF programs: run `sudo -E cargo xtask {task}`"
         );
     }
-    let root = workspace_root();
+    Ok(workspace_root())
+}
+
+/// Builds `linkmeter` (`release` or dev profile) and returns its path.
+fn build_linkmeter(root: &std::path::Path, release: bool) -> anyhow::Result<PathBuf> {
+    let mut build = cmd("cargo");
+    build
+        .current_dir(root)
+        .args(["build", "--package", "collector", "--bin", "linkmeter"]);
+    if release {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    Ok(root.join(if release {
+        "target/release/linkmeter"
+    } else {
+        "target/debug/linkmeter"
+    }))
+}
+
+fn demo(duration: Option<f64>) -> anyhow::Result<()> {
+    let root = prepare_root_task(&[TEST_TOOLS], "the demo", "demo")?;
     // Build linkmeter first so the lab starts at once.
-    run(cmd("cargo").current_dir(&root).args([
-        "build",
-        "--package",
-        "collector",
-        "--bin",
-        "linkmeter",
-    ]))?;
+    build_linkmeter(&root, false)?;
     let mut lab = cmd("cargo");
     lab.current_dir(&root).args([
         "run",
@@ -232,23 +243,8 @@ const BENCH_TOOLS: &[Tool] = &[
 ];
 
 fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
-    ensure_ebpf_toolchain()?;
-    ensure_debian_tools(TEST_TOOLS)?;
-    ensure_debian_tools(BENCH_TOOLS)?;
-    if !is_root() {
-        bail!(
-            "the benchmarks create network namespaces and load eBPF programs: run `sudo -E cargo xtask bench`"
-        );
-    }
-    let root = workspace_root();
-    run(cmd("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "collector",
-        "--bin",
-        "linkmeter",
-    ]))?;
+    let root = prepare_root_task(&[TEST_TOOLS, BENCH_TOOLS], "the benchmark", "bench")?;
+    let binary = build_linkmeter(&root, true)?;
     run(cmd("cargo")
         .current_dir(&root)
         .args([
@@ -269,22 +265,14 @@ fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
         ])
         .arg("--out")
         .arg(root.join("target/bench"))
-        .env("LINKMETER_BINARY", root.join("target/release/linkmeter")))
+        .env("LINKMETER_BINARY", binary))
 }
 
 fn man() -> anyhow::Result<()> {
     ensure_ebpf_toolchain()?;
     let root = workspace_root();
-    run(cmd("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "collector",
-        "--bin",
-        "linkmeter",
-    ]))?;
+    let binary = build_linkmeter(&root, true)?;
     let dir = root.join("target/man");
-    let binary = root.join("target/release/linkmeter");
     run(cmd(binary.to_str().context("non-UTF-8 workspace path")?)
         .args(["man", "--dir"])
         .arg(&dir))?;
