@@ -218,7 +218,11 @@ impl<I: EthtoolIo> Node<I> {
             facts,
         };
         if let Some(Probe::Stats { names, .. }) = probe.as_ref() {
-            self.set_stat_names(&mut interface, names.clone());
+            set_stat_names(
+                &self.config.ethtool_stats_allowlist,
+                &mut interface,
+                names.clone(),
+            );
         }
         if interface.route.backend == Backend::Ebpf {
             self.attach(&mut interface);
@@ -228,18 +232,6 @@ impl<I: EthtoolIo> Node<I> {
             kind = interface.facts.kind.as_deref().unwrap_or(""),
             backend = %interface.route.backend, reason = %interface.route.reason, "interface routed");
         interface
-    }
-
-    fn set_stat_names(&self, interface: &mut Interface, names: Vec<String>) {
-        let allow = &self.config.ethtool_stats_allowlist;
-        interface.stat_allowed = names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| allow.is_match(n))
-            .map(|(i, _)| i)
-            .collect();
-        interface.stat_names = names;
-        interface.stat_values.clear();
     }
 
     fn attach(&mut self, interface: &mut Interface) {
@@ -310,44 +302,29 @@ impl<I: EthtoolIo> Node<I> {
     }
 
     fn collect_ethtool(&mut self) {
-        let ethtool_ifaces: Vec<u32> = self
-            .interfaces
-            .iter()
-            .filter(|(_, i)| i.route.backend == Backend::Ethtool && !i.stat_names.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        for ifindex in ethtool_ifaces {
-            let Some(interface) = self.interfaces.get(&ifindex) else {
+        let allow = &self.config.ethtool_stats_allowlist;
+        for interface in self.interfaces.values_mut() {
+            if interface.route.backend != Backend::Ethtool || interface.stat_names.is_empty() {
                 continue;
-            };
-            let name = interface.facts.name.clone();
-            match self.ethtool.values(&name, interface.stat_names.len()) {
-                Ok(values) => {
-                    if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                        i.stat_values = values;
-                    }
-                }
+            }
+            let name = &interface.facts.name;
+            match self.ethtool.values(name, interface.stat_names.len()) {
+                Ok(values) => interface.stat_values = values,
                 Err(err) => {
                     *self
                         .stats
                         .collect_errors
                         .entry(Backend::Ethtool)
                         .or_default() += 1;
-                    let refetch = matches!(err, EthtoolError::CountChanged { .. });
                     if err.errno() != Some(libc::ENODEV) {
                         warn!(interface = %name, error = %err, "reading ethtool stats");
                     }
-                    let names = if refetch {
-                        self.ethtool.names(&name).ok()
-                    } else {
-                        None
-                    };
-                    if let Some(mut i) = self.interfaces.remove(&ifindex) {
-                        i.stat_values.clear();
-                        if let Some(names) = names {
-                            self.set_stat_names(&mut i, names);
-                        }
-                        self.interfaces.insert(ifindex, i);
+                    interface.stat_values.clear();
+                    // The driver's stat count moved: its names are stale too.
+                    if matches!(err, EthtoolError::CountChanged { .. })
+                        && let Ok(names) = self.ethtool.names(name)
+                    {
+                        set_stat_names(allow, interface, names);
                     }
                 }
             }
@@ -422,6 +399,19 @@ impl<I: EthtoolIo> Node<I> {
             .map(|i| i.facts.ifindex)
             .collect()
     }
+}
+
+/// Sets an interface's stat names (once per lifetime, or again after the driver's count moved)
+/// and which of them pass the allowlist.
+fn set_stat_names(allow: &regex::Regex, interface: &mut Interface, names: Vec<String>) {
+    interface.stat_allowed = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| allow.is_match(n))
+        .map(|(i, _)| i)
+        .collect();
+    interface.stat_names = names;
+    interface.stat_values.clear();
 }
 
 fn interface_snapshot(i: &Interface) -> InterfaceSnapshot {

@@ -12,6 +12,16 @@ use std::{
 
 use crate::netns::NetNs;
 
+/// A `setpriv` prefix that runs a program without the capabilities eBPF needs.
+pub const WITHOUT_BPF_CAPS: &[&str] = &[
+    "setpriv",
+    "--bounding-set",
+    "-bpf,-sys_admin,-perfmon",
+    "--inh-caps",
+    "-bpf,-sys_admin,-perfmon",
+    "--",
+];
+
 /// Where linkmeter listens inside its namespace.
 pub const LISTEN: &str = "127.0.0.1:9977";
 
@@ -51,7 +61,6 @@ pub fn binary() -> PathBuf {
 pub struct Daemon {
     child: Child,
     log: PathBuf,
-    ns_name: String,
 }
 
 impl Daemon {
@@ -77,11 +86,7 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .expect("start linkmeter");
-        let daemon = Self {
-            child,
-            log,
-            ns_name: ns.name().to_owned(),
-        };
+        let daemon = Self { child, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some((200, _)) = http_get(ns, "/readyz", None) {
@@ -127,7 +132,6 @@ impl Drop for Daemon {
         let _ignored = self.child.kill();
         let _ignored = self.child.wait();
         let _ignored = fs::remove_file(&self.log);
-        let _ = &self.ns_name;
     }
 }
 

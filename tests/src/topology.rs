@@ -70,6 +70,17 @@ impl VethPair {
         }
         Self { a, b }
     }
+
+    /// Adds a vxlan device `name` (VNI `vni`, port 4789) in `a` over the underlay, with `b` as
+    /// its fixed remote, and brings it up.
+    pub fn add_vxlan(&self, name: &str, vni: u32) {
+        let vni = vni.to_string();
+        self.a.ip(&[
+            "link", "add", name, "type", "vxlan", "id", &vni, "local", A_IP, "remote", B_IP,
+            "dstport", "4789", "dev", "va",
+        ]);
+        self.a.ip(&["link", "set", name, "up"]);
+    }
 }
 
 /// How the vxlan devices of a [`VxlanPair`] are set up.

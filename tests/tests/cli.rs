@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, process::Command};
 
 use integration_tests::{
-    daemon::{Daemon, binary, scrape},
+    daemon::{Daemon, WITHOUT_BPF_CAPS, binary, scrape},
     kernel_tests_enabled,
     netns::NetNs,
     prometheus,
@@ -26,15 +26,6 @@ fn linkmeter(ns: &NetNs, prefix: &[&str], args: &[&str]) -> (Option<i32>, String
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
-
-const NO_BPF: &[&str] = &[
-    "setpriv",
-    "--bounding-set",
-    "-bpf,-sys_admin,-perfmon",
-    "--inh-caps",
-    "-bpf,-sys_admin,-perfmon",
-    "--",
-];
 
 #[test]
 fn list_json_reports_the_same_routing_as_the_daemon() {
@@ -113,7 +104,7 @@ fn check_passes_as_root_and_says_what_is_missing_without_capabilities() {
     );
     assert!(stdout.contains("result: linkmeter can run fully"));
 
-    let (code, stdout, _) = linkmeter(&topo.node, NO_BPF, &["check"]);
+    let (code, stdout, _) = linkmeter(&topo.node, WITHOUT_BPF_CAPS, &["check"]);
     assert_eq!(code, Some(1), "degraded, not fatal: {stdout}");
     let fail = |what: &str| {
         stdout

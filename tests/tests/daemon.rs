@@ -9,7 +9,7 @@ use std::{
 
 use collector_common::ETH_HLEN;
 use integration_tests::{
-    daemon::{Daemon, LISTEN, Metrics, scrape},
+    daemon::{Daemon, LISTEN, Metrics, WITHOUT_BPF_CAPS, scrape},
     kernel::link_stats,
     kernel_tests_enabled,
     prometheus::{self, Prometheus},
@@ -299,11 +299,7 @@ fn a_removed_legacy_filter_is_reattached_by_the_resync_and_counted() {
         return;
     }
     let topo = VethPair::new("rea");
-    topo.a.ip(&[
-        "link", "add", "vxr", "type", "vxlan", "id", "5", "local", A_IP, "remote", B_IP, "dstport",
-        "4789", "dev", "va",
-    ]);
-    topo.a.ip(&["link", "set", "vxr", "up"]);
+    topo.add_vxlan("vxr", 5);
     let daemon = Daemon::start(&topo.a, &["--attach-mode", "tc", "--resync-interval", "1"]);
     let ours = |hook: &str| {
         topo.a
@@ -345,23 +341,8 @@ fn without_bpf_privileges_interfaces_fall_back_to_kernel_stats_and_the_daemon_se
         return;
     }
     let topo = VethPair::new("nob");
-    topo.a.ip(&[
-        "link", "add", "vxn", "type", "vxlan", "id", "6", "local", A_IP, "remote", B_IP, "dstport",
-        "4789", "dev", "va",
-    ]);
-    topo.a.ip(&["link", "set", "vxn", "up"]);
-    let daemon = Daemon::start_with_prefix(
-        &topo.a,
-        &[
-            "setpriv",
-            "--bounding-set",
-            "-bpf,-sys_admin,-perfmon",
-            "--inh-caps",
-            "-bpf,-sys_admin,-perfmon",
-            "--",
-        ],
-        &[],
-    );
+    topo.add_vxlan("vxn", 6);
+    let daemon = Daemon::start_with_prefix(&topo.a, WITHOUT_BPF_CAPS, &[]);
     let m = scrape(&topo.a);
     assert_eq!(
         m.routing().get("vxn"),
@@ -391,11 +372,7 @@ fn a_removed_tcx_link_is_reattached_by_the_resync_and_counted() {
         return;
     }
     let topo = VethPair::new("ret");
-    topo.a.ip(&[
-        "link", "add", "vxt", "type", "vxlan", "id", "8", "local", A_IP, "remote", B_IP, "dstport",
-        "4789", "dev", "va",
-    ]);
-    topo.a.ip(&["link", "set", "vxt", "up"]);
+    topo.add_vxlan("vxt", 8);
     let daemon = Daemon::start(&topo.a, &["--attach-mode", "tcx", "--resync-interval", "1"]);
     assert_eq!(
         integration_tests::tcx::detach_links_of(&topo.a, "vxt", "linkmeter_"),

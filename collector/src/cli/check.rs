@@ -255,25 +255,19 @@ pub fn system_lines() -> Vec<Line> {
 /// Netlink and ethtool, and one line per interface with its ethtool answer and backend.
 async fn interface_lines(config: &Config, ebpf_ok: bool) -> Vec<Line> {
     let mut lines = Vec::new();
-    let links = match Netlink::open() {
-        Ok(netlink) => match netlink.dump().await {
-            Ok(links) => {
-                lines.push(line(
-                    Status::Ok,
-                    "netlink",
-                    format!("{} interfaces", links.len()),
-                ));
-                links
-            }
-            Err(err) => {
-                lines.push(line(
-                    Status::Fatal,
-                    "netlink",
-                    format!("{err}: linkmeter cannot discover interfaces"),
-                ));
-                return lines;
-            }
-        },
+    let dump = match Netlink::open() {
+        Ok(netlink) => netlink.dump().await,
+        Err(err) => Err(err),
+    };
+    let links = match dump {
+        Ok(links) => {
+            lines.push(line(
+                Status::Ok,
+                "netlink",
+                format!("{} interfaces", links.len()),
+            ));
+            links
+        }
         Err(err) => {
             lines.push(line(
                 Status::Fatal,

@@ -30,7 +30,7 @@ pub struct DumpArgs {
     #[arg(long, value_enum, default_value_t = DumpFormat::Prometheus)]
     pub format: DumpFormat,
     /// Seconds to count with eBPF before collecting (0: attach, collect, detach).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::seconds_in(0.0..=3600.0))]
     pub duration: f64,
     /// Routing configuration, as for `linkmeter run`.
     #[command(flatten)]
@@ -44,9 +44,6 @@ pub struct DumpArgs {
 /// Bad configuration (status 2), or netlink / ethtool unusable (status 1).
 pub fn execute(args: &DumpArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config.clone().into()).map_err(Failure::usage)?;
-    if !(args.duration.is_finite() && (0.0..=3600.0).contains(&args.duration)) {
-        return Err(Failure::usage("--duration must be 0 to 3600 seconds"));
-    }
     let snapshot = runtime()?.block_on(collect_once(
         &config,
         true,

@@ -37,20 +37,11 @@ pub struct ListArgs {
     #[arg(long)]
     pub attach: bool,
     /// Seconds to count with --attach.
-    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::cli::seconds_in(0.0..=3600.0))]
     pub duration: f64,
     /// Routing configuration, as for `linkmeter run`.
     #[command(flatten)]
     pub config: PolicyArgs,
-}
-
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && (0.0..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be 0 to 3600 seconds".into())
-    }
 }
 
 /// One interface as `list --output json` prints it.

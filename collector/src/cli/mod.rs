@@ -154,6 +154,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A clap value parser for a number of seconds within `range` (finite, no NaN).
+pub(crate) fn seconds_in(
+    range: std::ops::RangeInclusive<f64>,
+) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |s: &str| {
+        let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+        if v.is_finite() && range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "must be {} to {} seconds",
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+}
+
 /// The clap definition, for completions, man pages and tests.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()

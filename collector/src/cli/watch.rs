@@ -23,7 +23,7 @@ pub struct WatchArgs {
     #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "LINKMETER_ATTACH_MODE")]
     pub attach_mode: AttachMode,
     /// Seconds between two printed readings.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::seconds_in(0.05..=3600.0))]
     pub interval: f64,
     /// Stop after this many readings (default: until Ctrl-C).
     #[arg(long)]
@@ -31,15 +31,6 @@ pub struct WatchArgs {
     /// Capacity of the counter map, in interfaces.
     #[arg(long, default_value_t = 1024, env = "LINKMETER_MAX_INTERFACES")]
     pub max_interfaces: u32,
-}
-
-fn parse_interval(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && (0.05..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be between 0.05 and 3600 seconds".into())
-    }
 }
 
 /// Runs `linkmeter watch` until Ctrl-C or `--count` readings, then detaches cleanly.
@@ -152,10 +143,11 @@ fn kernel_stat(interface: &str, stat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_interval;
+    use crate::cli::seconds_in;
 
     #[test]
     fn interval_must_be_a_sane_number_of_seconds() {
+        let parse_interval = seconds_in(0.05..=3600.0);
         assert_eq!(parse_interval("1.5"), Ok(1.5));
         for bad in ["0", "-1", "NaN", "inf", "1e9", "abc", ""] {
             assert!(parse_interval(bad).is_err(), "{bad}");

@@ -6,7 +6,6 @@ pub mod names;
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     sync::{Arc, Mutex},
 };
 
@@ -368,15 +367,6 @@ impl Collector for SnapshotCollector {
         )?;
         Ok(())
     }
-}
-
-/// Renders a one-line summary of a snapshot's routing, for logs.
-pub fn routing_summary(s: &Snapshot) -> String {
-    let mut out = String::new();
-    for i in &s.interfaces {
-        let _ignored = write!(out, "{}={}({}) ", i.name, i.backend, i.reason);
-    }
-    out.trim_end().to_owned()
 }
 
 #[cfg(test)]

@@ -283,7 +283,7 @@ fn scrape_cost() -> (Value, Box<(NetNs, Daemon, Process)>) {
             assert!(Instant::now() < deadline, "node_exporter did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let lm_pid = daemon_pid(&daemon);
+        let lm_pid = daemon.pid();
         for _ in 0..3 {
             get_ms(&ns, LISTEN);
             get_ms(&ns, NODE_EXPORTER_LISTEN);
@@ -334,11 +334,6 @@ fn scrape_cost() -> (Value, Box<(NetNs, Daemon, Process)>) {
         out.insert(n.to_string(), entry);
     }
     (Value::Object(out), keep.expect("1000-interface farm"))
-}
-
-/// The pid of the daemon's process (`ip netns exec` execs linkmeter, keeping the pid).
-fn daemon_pid(daemon: &Daemon) -> u32 {
-    daemon.pid()
 }
 
 /// Scenario 5: from creating an interface to its first counted packet appearing in `/metrics`.
@@ -397,7 +392,7 @@ fn attach_latency(count: usize) -> Value {
 /// Scenario 6: CPU over `seconds` at 1,000 interfaces with a scrape every 15 s, both exporters.
 fn idle(farm: &(NetNs, Daemon, Process), seconds: u64) -> Value {
     let (ns, daemon, exporter) = farm;
-    let pids = [daemon_pid(daemon), exporter.pid()];
+    let pids = [daemon.pid(), exporter.pid()];
     let before = pids.map(cpu_seconds);
     let started = Instant::now();
     let mut scrapes = 0;
