@@ -12,7 +12,7 @@ use regex::Regex;
 
 /// A parsed interface pattern.
 #[derive(Clone, Debug)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     source: String,
     matcher: Matcher,
 }
@@ -26,11 +26,11 @@ enum Matcher {
 /// A pattern that does not parse; the message says why.
 #[derive(Debug, thiserror::Error)]
 #[error("bad interface pattern {pattern:?}: {reason}")]
-pub struct PatternError {
+pub(crate) struct PatternError {
     /// The rejected pattern.
-    pub pattern: String,
+    pattern: String,
     /// Why.
-    pub reason: String,
+    reason: String,
 }
 
 impl FromStr for Pattern {
@@ -77,7 +77,7 @@ fn glob_regex(glob: &str) -> Result<Regex, regex::Error> {
 
 impl Pattern {
     /// Whether an interface with `name` and link `kind` matches.
-    pub fn matches(&self, name: &str, kind: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, name: &str, kind: Option<&str>) -> bool {
         match &self.matcher {
             Matcher::Name(re) => re.is_match(name),
             Matcher::Kind(k) => kind.unwrap_or("") == k,

@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `/metrics` (OpenMetrics or Prometheus text by content negotiation),
-//! `/healthz` (the process serves) and `/readyz` (the first routing pass is done).
+//! `/healthz` (the process serves) and `/readyz` (the first routing pass is done). A scrape asks
+//! the owner task for a collection ([`Scrapes`]) and never touches the node itself.
 
 use std::{
     future::Future,
@@ -18,22 +19,29 @@ use axum::{
 };
 use tokio::net::TcpListener;
 
-use crate::metrics::{Format, encode};
-
-/// Refreshes the snapshot before a scrape is encoded.
-pub trait Refresh: Send + Sync + 'static {
-    /// Collects every backend and publishes a fresh snapshot.
-    fn refresh(&self) -> impl Future<Output = ()> + Send;
-}
+use crate::{daemon::Scrapes, metrics::Format};
 
 /// What the handlers share.
-pub struct AppState<R> {
-    /// Collects before each scrape.
-    pub refresher: R,
-    /// The registry holding linkmeter's collector.
-    pub registry: prometheus_client::registry::Registry,
-    /// Set after the first routing pass.
-    pub ready: AtomicBool,
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoints {
+    scrapes: Scrapes,
+    ready: Arc<AtomicBool>,
+}
+
+impl Endpoints {
+    /// Endpoints answering scrapes through `scrapes`, ready once `ready` is set.
+    pub(crate) const fn new(scrapes: Scrapes, ready: Arc<AtomicBool>) -> Self {
+        Self { scrapes, ready }
+    }
+}
+
+/// The routes.
+pub(crate) fn router(endpoints: Endpoints) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(endpoints)
 }
 
 /// Serves the endpoints on `listener` until `shutdown` completes.
@@ -41,42 +49,133 @@ pub struct AppState<R> {
 /// # Errors
 ///
 /// The server fails (the listener breaks).
-pub async fn serve<R: Refresh>(
+pub(crate) async fn serve(
     listener: TcpListener,
-    state: Arc<AppState<R>>,
+    endpoints: Endpoints,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics::<R>))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz::<R>))
-        .with_state(state);
-    axum::serve(listener, app)
+    axum::serve(listener, router(endpoints))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn metrics<R: Refresh>(
-    State(state): State<Arc<AppState<R>>>,
-    headers: HeaderMap,
-) -> Response {
-    state.refresher.refresh().await;
+async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Response {
+    let Some(exposition) = endpoints.scrapes.collect().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    match encode(&state.registry, format) {
-        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
-        Err(err) => (
+    match exposition.body(format) {
+        Some(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        None => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {err}\n"),
+            "encoding metrics failed\n",
         )
             .into_response(),
     }
 }
 
-async fn readyz<R: Refresh>(State(state): State<Arc<AppState<R>>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+async fn readyz(State(endpoints): State<Endpoints>) -> Response {
+    if endpoints.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "routing interfaces\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::{daemon, metrics::Exposition};
+
+    /// An owner that answers every scrape with an empty snapshot; `None`: no owner at all.
+    fn endpoints(owner: bool) -> (Endpoints, Arc<AtomicBool>) {
+        let (scrapes, mut requests) = daemon::scrapes();
+        if owner {
+            tokio::spawn(async move {
+                while let Some(reply) = requests.recv().await {
+                    let _gone = reply.send(Arc::new(Exposition::new(Default::default())));
+                }
+            });
+        } else {
+            drop(requests);
+        }
+        let ready = Arc::new(AtomicBool::new(false));
+        (Endpoints::new(scrapes, Arc::clone(&ready)), ready)
+    }
+
+    async fn get(
+        endpoints: &Endpoints,
+        path: &str,
+        accept: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut request = axum::http::Request::get(path);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        let response = router(endpoints.clone())
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_are_negotiated_between_openmetrics_and_prometheus_text() {
+        let (endpoints, _) = endpoints(true);
+        let (status, content_type, body) = get(&endpoints, "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, Format::Prometheus.content_type());
+        assert!(body.contains("linkmeter_build_info{"), "{body}");
+        assert!(!body.contains("# EOF"));
+        let (_, content_type, body) = get(
+            &endpoints,
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+        )
+        .await;
+        assert_eq!(content_type, Format::OpenMetrics.content_type());
+        assert!(body.ends_with("# EOF\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_first_routing_pass_and_health_is_always_ok() {
+        let (endpoints, ready) = endpoints(true);
+        assert_eq!(
+            get(&endpoints, "/readyz", None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(&endpoints, "/healthz", None).await.0, StatusCode::OK);
+        ready.store(true, Ordering::Release);
+        assert_eq!(get(&endpoints, "/readyz", None).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_scrape_after_the_owner_stopped_is_unavailable_not_a_hang() {
+        let (endpoints, _) = endpoints(false);
+        let (status, _, body) = get(&endpoints, "/metrics", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "shutting down\n");
     }
 }

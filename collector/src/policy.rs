@@ -13,7 +13,7 @@ use crate::{backend::ethtool::Probe, filter::Pattern};
 
 /// A statistics backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// ethtool driver statistics (packets/bytes from kernel link stats, plus raw driver stats).
     Ethtool,
     /// The eBPF TC counter.
@@ -26,10 +26,10 @@ pub enum Backend {
 
 impl Backend {
     /// All backends, in label order.
-    pub const ALL: [Self; 4] = [Self::Ethtool, Self::Ebpf, Self::Netdev, Self::None];
+    pub(crate) const ALL: [Self; 4] = [Self::Ethtool, Self::Ebpf, Self::Netdev, Self::None];
 
     /// The label value.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Ethtool => "ethtool",
             Self::Ebpf => "ebpf",
@@ -39,7 +39,7 @@ impl Backend {
     }
 
     /// Parses a label value.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|b| b.as_str() == s)
     }
 }
@@ -52,7 +52,7 @@ impl fmt::Display for Backend {
 
 /// Why an interface got its backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Matched an exclude pattern.
     Excluded,
     /// An include list is configured and does not match.
@@ -75,7 +75,7 @@ pub enum Reason {
 
 impl Reason {
     /// The label value.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Excluded => "excluded",
             Self::NotIncluded => "not_included",
@@ -98,37 +98,37 @@ impl fmt::Display for Reason {
 
 /// A routing decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// The backend.
-    pub backend: Backend,
+    pub(crate) backend: Backend,
     /// Why.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
 }
 
 impl Route {
-    const fn new(backend: Backend, reason: Reason) -> Self {
+    pub(crate) const fn new(backend: Backend, reason: Reason) -> Self {
         Self { backend, reason }
     }
 }
 
 /// The configured part of the policy.
 #[derive(Clone, Debug, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Interfaces to monitor; empty means all.
-    pub include: Vec<Pattern>,
+    pub(crate) include: Vec<Pattern>,
     /// Interfaces never monitored (checked first).
-    pub exclude: Vec<Pattern>,
+    pub(crate) exclude: Vec<Pattern>,
     /// Forced backends, first match wins.
-    pub overrides: Vec<(Pattern, Backend)>,
+    pub(crate) overrides: Vec<(Pattern, Backend)>,
 }
 
 /// Routes one interface. `probe` is called only when the decision needs it.
-pub fn route(
+pub(crate) fn route<'p>(
     policy: &Policy,
     name: &str,
     kind: Option<&str>,
     ebpf_available: bool,
-    probe: impl FnOnce() -> Probe,
+    probe: impl FnOnce() -> &'p Probe,
 ) -> Route {
     if policy.exclude.iter().any(|p| p.matches(name, kind)) {
         return Route::new(Backend::None, Reason::Excluded);
@@ -275,8 +275,9 @@ mod tests {
             ),
         ];
         for &(name, kind, ebpf, probe, backend, reason) in table {
+            let answer = probe();
             assert_eq!(
-                route(&policy(), name, kind, ebpf, probe),
+                route(&policy(), name, kind, ebpf, || &answer),
                 Route { backend, reason },
                 "{name} ({kind:?}), ebpf available: {ebpf}"
             );
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn excluded_and_overridden_interfaces_are_never_probed() {
-        let never = || -> Probe { panic!("probed") };
+        let never = || -> &Probe { panic!("probed") };
         assert_eq!(
             route(&policy(), "lo", None, true, never).backend,
             Backend::None
@@ -302,12 +303,13 @@ mod tests {
             include: vec!["eth*".parse().expect("pattern")],
             ..policy()
         };
+        let stats = stats();
         assert_eq!(
-            route(&p, "eth1", None, true, stats).backend,
+            route(&p, "eth1", None, true, || &stats).backend,
             Backend::Ethtool
         );
         assert_eq!(
-            route(&p, "lxc1", Some("veth"), true, stats),
+            route(&p, "lxc1", Some("veth"), true, || &stats),
             Route {
                 backend: Backend::None,
                 reason: Reason::NotIncluded

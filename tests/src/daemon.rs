@@ -2,15 +2,13 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::netns::NetNs;
+use crate::{http, netns::NetNs};
 
 /// A `setpriv` prefix that runs a program without the capabilities eBPF needs.
 pub const WITHOUT_BPF_CAPS: &[&str] = &[
@@ -87,18 +85,15 @@ impl Daemon {
             .spawn()
             .expect("start linkmeter");
         let daemon = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some((200, _)) = http_get(ns, "/readyz", None) {
-                return daemon;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "linkmeter not ready: {}",
-                daemon.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::eventually(
+            "linkmeter ready",
+            Duration::from_secs(20),
+            || match http::get(ns, LISTEN, "/readyz", &[], &[]) {
+                Some(r) if r.status == 200 => Ok(()),
+                other => Err((other, daemon.log_text())),
+            },
+        );
+        daemon
     }
 
     /// The daemon's pid (`ip netns exec` execs linkmeter, which keeps the pid).
@@ -135,65 +130,12 @@ impl Drop for Daemon {
     }
 }
 
-/// `GET path` on linkmeter in `ns`; `(status, body)`, or `None` when nothing listens yet.
-pub fn http_get(ns: &NetNs, path: &str, accept: Option<&str>) -> Option<(u16, String)> {
-    http_get_at(ns, LISTEN, path, accept)
-}
-
-/// `GET path` on `address` in `ns`; `(status, body)`, or `None` when nothing listens.
-pub fn http_get_at(
-    ns: &NetNs,
-    address: &str,
-    path: &str,
-    accept: Option<&str>,
-) -> Option<(u16, String)> {
-    let mut stream = ns.within(|| TcpStream::connect(address)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: linkmeter\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Scrapes `/metrics` (Prometheus text format) and panics unless it answers 200.
+/// Scrapes `/metrics` (Prometheus text format) of linkmeter in `ns`; panics unless it answers
+/// 200.
 pub fn scrape(ns: &NetNs) -> Metrics {
-    let (status, body) = http_get(ns, "/metrics", None).expect("scrape");
-    assert_eq!(status, 200, "{body}");
-    Metrics(body)
+    let response = http::get(ns, LISTEN, "/metrics", &[], &[]).expect("scrape");
+    assert_eq!(response.status, 200, "{}", response.body);
+    Metrics(response.body)
 }
 
 /// A scraped exposition with simple lookups.

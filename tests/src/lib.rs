@@ -1,20 +1,21 @@
 //! Support for linkmeter's integration tests: network namespaces with RAII cleanup, veth and
-//! vxlan topologies, exact UDP traffic, the kernel's own interface counters, and test-only TC
-//! programs.
+//! vxlan topologies, exact UDP traffic, the kernel's own interface counters, test-only TC
+//! programs, the real `linkmeter` binary and a real Prometheus.
 //!
 //! Every test builds what it needs inside namespaces it creates (`lmt-<pid>-<n>-<tag>`) and the
 //! guards delete them on drop, also when the test panics. Nothing touches the host's interfaces.
 
-pub mod bench;
 pub mod daemon;
+pub mod http;
 pub mod kernel;
-pub mod lab;
 pub mod netns;
 pub mod prometheus;
 pub mod tcx;
 pub mod testprogs;
 pub mod topology;
 pub mod traffic;
+
+use std::time::{Duration, Instant};
 
 /// Whether the kernel tests can run here (root, so namespaces and BPF are available).
 ///
@@ -31,7 +32,7 @@ pub fn kernel_tests_enabled() -> bool {
 
 /// Whether TCX is available; prints why not and returns `false` otherwise.
 pub fn tcx_available() -> bool {
-    if collector::ebpf::kernel_has_tcx() {
+    if collector::backend::ebpf::kernel_has_tcx() {
         return true;
     }
     println!("SKIP: this kernel has no TCX (needs Linux >= 6.6); the tc-mode tests cover it");
@@ -48,4 +49,25 @@ pub fn skip(reason: &str) {
         "kernel tests are required here but cannot run: {reason}"
     );
     println!("SKIP: {reason}");
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`, and returns that value; panics
+/// with `what` and the last `Err` otherwise. The one waiting loop of the tests: they assert
+/// outcomes, never timings.
+pub fn eventually<T, E: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {limit:?}; last: {last:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

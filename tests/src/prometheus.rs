@@ -1,11 +1,10 @@
 //! A real Prometheus server (Debian's `prometheus`) inside a test namespace, and `promtool`.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::TcpStream,
+    io::Write as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::netns::NetNs;
@@ -58,35 +57,12 @@ pub fn promtool_check(exposition: &str) -> Result<(), String> {
     }
 }
 
-/// Evaluates `query` through the HTTP API of the Prometheus `connect` reaches; the
-/// `data.result` array, or `None` when it does not answer (yet).
-pub fn query_with(
-    connect: impl FnOnce() -> std::io::Result<TcpStream>,
-    query: &str,
-) -> Option<Vec<serde_json::Value>> {
-    let mut stream = connect().ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let encoded: String = query
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    // HTTP/1.0: the answer is never chunked.
-    write!(
-        stream,
-        "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: prometheus\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let v: serde_json::Value = serde_json::from_str(raw.split_once("\r\n\r\n")?.1.trim()).ok()?;
+/// Evaluates `query` through the HTTP API of the Prometheus at `address` (reached from the
+/// calling thread's namespace); the `data.result` array, or `None` when it does not answer
+/// (yet).
+pub fn query_at(address: &str, query: &str) -> Option<Vec<serde_json::Value>> {
+    let response = crate::http::get_here(address, "/api/v1/query", &[("query", query)], &[])?;
+    let v: serde_json::Value = serde_json::from_str(&response.body).ok()?;
     v["data"]["result"].as_array().cloned()
 }
 
@@ -142,28 +118,22 @@ impl Prometheus {
 
     /// Evaluates `query` through the HTTP API; the `data.result` array.
     pub fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
-        query_with(
-            || crate::netns::within_named(&self.ns, || TcpStream::connect(ADDRESS)),
-            query,
-        )
+        crate::netns::within_named(&self.ns, || query_at(ADDRESS, query))
     }
 
     /// Waits until `query` returns at least one series, up to `timeout`.
     pub fn wait_for(&self, query: &str, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(result) = self.query(query)
-                && !result.is_empty()
-            {
-                return result;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus: no series for {query} within {timeout:?}; log: {}",
-                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        crate::eventually(
+            &format!("prometheus series for {query}"),
+            timeout,
+            || match self.query(query) {
+                Some(result) if !result.is_empty() => Ok(result),
+                _ => {
+                    Err(std::fs::read_to_string(self.dir.join("prometheus.log"))
+                        .unwrap_or_default())
+                }
+            },
+        )
     }
 }
 

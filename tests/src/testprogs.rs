@@ -9,7 +9,7 @@ use aya::{
         tc::{self, NlOptions, TcAttachOptions, TcHandle},
     },
 };
-use collector::ebpf::AttachedMode;
+use collector::backend::ebpf::AttachedMode;
 
 /// The test programs object, built by `tests/build.rs`.
 pub static OBJECT: &[u8] =

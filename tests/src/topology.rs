@@ -225,8 +225,19 @@ impl CiliumNode {
             NetNs::new(&format!("{tag}p2")),
         ];
         node.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        let topo = Self { node, remote, pods };
+        topo.underlay();
+        topo.overlay();
+        topo.host_devices();
+        topo.pods();
+        topo.node.ip(&["link", "add", "br0", "type", "bridge"]);
+        topo.node.ip(&["link", "set", "br0", "up"]);
+        topo
+    }
 
-        // Underlay: eth1 (node) <-> eth1 (remote).
+    /// `eth1` (node) <-> `eth1` (remote), 192.168.50.0/24.
+    fn underlay(&self) {
+        let (node, remote) = (&self.node, &self.remote);
         node.ip(&[
             "link",
             "add",
@@ -271,8 +282,11 @@ impl CiliumNode {
                 "permanent",
             ]);
         }
+    }
 
-        // Overlay: cilium_vxlan on both nodes, tunnel keys on the routes.
+    /// `cilium_vxlan` on both nodes, tunnel keys on the routes.
+    fn overlay(&self) {
+        let (node, remote) = (&self.node, &self.remote);
         let (node_vx, remote_vx) = ("02:00:00:00:60:01", "02:00:00:00:60:02");
         for (ns, mac) in [(&node, node_vx), (&remote, remote_vx)] {
             ns.ip(&[
@@ -346,8 +360,11 @@ impl CiliumNode {
                 "permanent",
             ]);
         }
+    }
 
-        // cilium_host / cilium_net.
+    /// `cilium_host` / `cilium_net`.
+    fn host_devices(&self) {
+        let node = &self.node;
         node.ip(&[
             "link",
             "add",
@@ -361,8 +378,12 @@ impl CiliumNode {
         node.ip(&["addr", "add", "10.0.1.1/32", "dev", "cilium_host"]);
         node.ip(&["link", "set", "cilium_host", "up"]);
         node.ip(&["link", "set", "cilium_net", "up"]);
+    }
 
-        // Pods behind lxc veths.
+    /// The pods behind their `lxc` veths.
+    fn pods(&self) {
+        let node = &self.node;
+        let pods = &self.pods;
         for (i, pod) in pods.iter().enumerate() {
             let lxc = Self::LXC[i];
             let lxc_mac = format!("02:00:00:00:70:0{i}");
@@ -425,9 +446,5 @@ impl CiliumNode {
                 ]);
             }
         }
-
-        node.ip(&["link", "add", "br0", "type", "bridge"]);
-        node.ip(&["link", "set", "br0", "up"]);
-        Self { node, remote, pods }
     }
 }

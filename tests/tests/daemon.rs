@@ -1,17 +1,15 @@
 //! `linkmeter run` on a Cilium-like node in network namespaces: routing, exact eBPF counts for
 //! `cilium_vxlan`, logging, live interface changes, and the exposition as Prometheus sees it.
 
-use std::{
-    collections::BTreeMap,
-    net::UdpSocket,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::UdpSocket, time::Duration};
 
 use collector_common::ETH_HLEN;
 use integration_tests::{
     daemon::{Daemon, LISTEN, Metrics, WITHOUT_BPF_CAPS, scrape},
+    eventually,
     kernel::link_stats,
     kernel_tests_enabled,
+    netns::NetNs,
     prometheus::{self, Prometheus},
     topology::{A_IP, B_IP, CiliumNode, VethPair},
     traffic::udp_exchange,
@@ -157,21 +155,17 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
     assert!(daemon.stop().success());
 }
 
-/// Polls `/metrics` until `done` holds, up to `limit` after `since`; returns the time it took.
-fn within(
-    ns: &integration_tests::netns::NetNs,
-    since: Instant,
+/// Scrapes until `done` holds, for at most `limit`; returns that scrape.
+fn scrape_until(
+    ns: &NetNs,
+    what: &str,
     limit: Duration,
     done: impl Fn(&Metrics) -> bool,
-) -> Duration {
-    loop {
+) -> Metrics {
+    eventually(what, limit, || {
         let m = scrape(ns);
-        if done(&m) {
-            return since.elapsed();
-        }
-        assert!(since.elapsed() < limit, "not within {limit:?}: {}", m.0);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        if done(&m) { Ok(m) } else { Err(m.0) }
+    })
 }
 
 #[test]
@@ -208,9 +202,8 @@ fn interfaces_created_and_deleted_while_running_come_and_go_within_a_second() {
             .map(|(l, _)| l["ifindex"].clone())
     };
 
-    let started = Instant::now();
     create();
-    within(&topo.a, started, second, |m| {
+    scrape_until(&topo.a, "vxdyn appears", second, |m| {
         m.value(PACKETS, &[("interface", "vxdyn"), ("backend", "ebpf")])
             .is_some()
     });
@@ -229,15 +222,13 @@ fn interfaces_created_and_deleted_while_running_come_and_go_within_a_second() {
     );
     let first_ifindex = ifindex_of(&m).expect("vxdyn listed");
 
-    let deleted = Instant::now();
     topo.a.ip(&["link", "del", "vxdyn"]);
-    within(&topo.a, deleted, second, |m| {
+    scrape_until(&topo.a, "vxdyn leaves", second, |m| {
         !m.0.contains("interface=\"vxdyn\"")
     });
 
-    let recreated = Instant::now();
     create();
-    within(&topo.a, recreated, second, |m| {
+    scrape_until(&topo.a, "vxdyn comes back", second, |m| {
         m.value(PACKETS, &[("interface", "vxdyn"), ("backend", "ebpf")])
             .is_some()
     });
@@ -317,15 +308,13 @@ fn a_removed_legacy_filter_is_reattached_by_the_resync_and_counted() {
         "filter", "del", "dev", "vxr", "ingress", "pref", "1", "handle", "0x4c4d", "bpf",
     ]);
     assert!(!ours("ingress"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ours("ingress") {
-        assert!(
-            Instant::now() < deadline,
-            "not re-attached: {}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("re-attached", Duration::from_secs(10), || {
+        if ours("ingress") {
+            Ok(())
+        } else {
+            Err(daemon.log_text())
+        }
+    });
     let m = scrape(&topo.a);
     assert_eq!(m.value("linkmeter_ebpf_reattach_total", &[]), Some(1.0));
     assert!(ours("egress"));
@@ -378,19 +367,14 @@ fn a_removed_tcx_link_is_reattached_by_the_resync_and_counted() {
         integration_tests::tcx::detach_links_of(&topo.a, "vxt", "linkmeter_"),
         1
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("re-attached", Duration::from_secs(10), || {
         let m = scrape(&topo.a);
         if m.value("linkmeter_ebpf_reattach_total", &[]) == Some(1.0) {
-            break;
+            Ok(())
+        } else {
+            Err(daemon.log_text())
         }
-        assert!(
-            Instant::now() < deadline,
-            "not re-attached: {}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     // Counting again: packets over vxt reach the eBPF counter.
     let before = counter(&scrape(&topo.a), PACKETS, "vxt", "tx");
     topo.a.ip(&["addr", "add", "10.204.0.1/24", "dev", "vxt"]);

@@ -3,11 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use collector::{
-    ebpf::AttachedMode,
-    metrics::{Format, InterfaceSnapshot, RxTx, Snapshot, SnapshotCollector, encode},
-    policy::{Backend, Reason},
-};
 use serde_json::Value;
 
 fn dashboard() -> Value {
@@ -36,32 +31,16 @@ pub fn expressions(d: &Value) -> Vec<String> {
     out
 }
 
-/// Metric names in linkmeter's exposition, with every optional family present.
+/// Metric names in linkmeter's exposition: the golden exposition of the collector's unit tests
+/// has every family.
 fn exported_names() -> BTreeSet<String> {
-    let iface = InterfaceSnapshot {
-        name: "eth0".into(),
-        ifindex: 2,
-        kind: String::new(),
-        driver: "virtio_net".into(),
-        backend: Backend::Ebpf,
-        reason: Reason::EthtoolUnsupported,
-        attach_mode: Some(AttachedMode::Tcx),
-        packets: Some(RxTx::default()),
-        bytes: Some(RxTx::default()),
-        errors: RxTx::default(),
-        dropped: RxTx::default(),
-        ethtool: vec![("rx_drops".into(), 0)],
-        speed_bytes: Some(1),
-        full_duplex: Some(true),
-    };
-    let collector = SnapshotCollector::default();
-    collector.publish(Snapshot {
-        interfaces: vec![iface],
-        collect_duration: [(Backend::Ebpf, 0.1)].into_iter().collect(),
-        ..Snapshot::default()
-    });
-    let text = encode(&collector.registry(), Format::Prometheus).expect("encode");
-    text.lines()
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../collector/tests/golden/exposition.prom"
+    );
+    std::fs::read_to_string(path)
+        .expect("read the golden exposition")
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
         .collect()

@@ -3,7 +3,9 @@
 //! unaffected, and detaching must leave nothing of ours behind.
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use collector::ebpf::{AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions};
+use collector::backend::ebpf::{
+    AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions,
+};
 use collector_common::{Counter, ETH_HLEN};
 use integration_tests::{
     kernel::{LinkStats, ifindex, link_stats},
@@ -185,15 +187,13 @@ fn our_attachments(ns: &NetNs, dev: &str, mode: AttachedMode) -> Vec<String> {
 /// last file reference closes; a process forked by a concurrent test may hold a copy until it
 /// execs (the fd is close-on-exec), so this waits up to 2 s for that.
 fn assert_detached(ns: &NetNs, dev: &str, mode: AttachedMode) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !our_attachments(ns, dev, mode).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still attached: {:?}",
-            attached_names(ns, dev, mode)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    integration_tests::eventually("detached", std::time::Duration::from_secs(2), || {
+        if our_attachments(ns, dev, mode).is_empty() {
+            Ok(())
+        } else {
+            Err(attached_names(ns, dev, mode))
+        }
+    });
 }
 
 /// Names of all programs attached to `dev`'s hooks under `mode` (TCX query or tc filter list).

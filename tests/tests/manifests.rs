@@ -116,5 +116,9 @@ fn the_shipped_config_is_accepted_by_linkmeter() {
     let text = std::fs::read_to_string(&path).expect("read config.toml");
     let config = Config::build(FileConfig::parse(&text, Path::new("config.toml")).expect("parses"))
         .expect("valid");
-    assert_eq!(config.listen.port(), 9977, "the DaemonSet's containerPort");
+    assert_eq!(
+        config.listen().port(),
+        9977,
+        "the DaemonSet's containerPort"
+    );
 }

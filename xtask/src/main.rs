@@ -218,7 +218,7 @@ fn demo(duration: Option<f64>) -> anyhow::Result<()> {
         "run",
         "--quiet",
         "--package",
-        "integration-tests",
+        "linkmeter-lab",
         "--bin",
         "linkmeter-lab",
     ]);
@@ -252,7 +252,7 @@ fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
             "--release",
             "--quiet",
             "--package",
-            "integration-tests",
+            "linkmeter-lab",
             "--bin",
             "linkmeter-bench",
             "--",

@@ -5,24 +5,24 @@ use std::path::PathBuf;
 use crate::cli::{Failure, command};
 
 /// Examples shown by `linkmeter completions --help`.
-pub const COMPLETIONS_EXAMPLES: &str = "Examples:
+pub(crate) const COMPLETIONS_EXAMPLES: &str = "Examples:
   linkmeter completions bash > /etc/bash_completion.d/linkmeter
   linkmeter completions zsh > \"${fpath[1]}/_linkmeter\"";
 
 /// Options of `linkmeter completions`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to generate for.
     #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
+    shell: clap_complete::Shell,
 }
 
 /// Options of `linkmeter man`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Directory to write `linkmeter.1` and `linkmeter-<subcommand>.1` into.
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    dir: PathBuf,
 }
 
 /// Prints the completion script for `args.shell`.
@@ -30,7 +30,7 @@ pub struct ManArgs {
 /// # Errors
 ///
 /// Never, in practice (writing to stdout).
-pub fn completions(args: &CompletionsArgs) -> Result<(), Failure> {
+pub(crate) fn completions(args: &CompletionsArgs) -> Result<(), Failure> {
     let mut cmd = command();
     clap_complete::generate(args.shell, &mut cmd, "linkmeter", &mut std::io::stdout());
     Ok(())
@@ -41,7 +41,7 @@ pub fn completions(args: &CompletionsArgs) -> Result<(), Failure> {
 /// # Errors
 ///
 /// The directory or a file cannot be written.
-pub fn man(args: &ManArgs) -> Result<(), Failure> {
+pub(crate) fn man(args: &ManArgs) -> Result<(), Failure> {
     let fail = |e: std::io::Error| {
         Failure::runtime(format!("writing man pages to {}: {e}", args.dir.display()))
     };

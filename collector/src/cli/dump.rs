@@ -1,21 +1,21 @@
 //! `linkmeter dump`: one collection printed as the `/metrics` exposition.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
-    cli::{Failure, collect::collect_once, runtime},
+    cli::{Failure, once, runtime},
     config::{Config, PolicyArgs},
-    metrics::{Format, SnapshotCollector, encode},
+    metrics::{Format, encode},
 };
 
 /// Examples shown by `linkmeter dump --help`.
-pub const EXAMPLES: &str = "Examples:
+pub(crate) const EXAMPLES: &str = "Examples:
   linkmeter dump | promtool check metrics
   linkmeter dump --duration 5 --format openmetrics";
 
 /// Exposition format of `dump`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum DumpFormat {
+pub(crate) enum DumpFormat {
     /// Prometheus text format 0.0.4 (what `/metrics` answers by default).
     #[default]
     Prometheus,
@@ -25,16 +25,16 @@ pub enum DumpFormat {
 
 /// Options of `linkmeter dump`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DumpArgs {
+pub(crate) struct DumpArgs {
     /// Exposition format.
     #[arg(long, value_enum, default_value_t = DumpFormat::Prometheus)]
-    pub format: DumpFormat,
+    format: DumpFormat,
     /// Seconds to count with eBPF before collecting (0: attach, collect, detach).
     #[arg(long, default_value_t = 0.0, value_parser = crate::cli::seconds_in(0.0..=3600.0))]
-    pub duration: f64,
+    duration: f64,
     /// Routing configuration, as for `linkmeter run`.
     #[command(flatten)]
-    pub config: PolicyArgs,
+    config: PolicyArgs,
 }
 
 /// Runs `linkmeter dump`.
@@ -42,20 +42,15 @@ pub struct DumpArgs {
 /// # Errors
 ///
 /// Bad configuration (status 2), or netlink / ethtool unusable (status 1).
-pub fn execute(args: &DumpArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config.clone().into()).map_err(Failure::usage)?;
-    let snapshot = runtime()?.block_on(collect_once(
-        &config,
-        true,
-        Duration::from_secs_f64(args.duration),
-    ))?;
-    let collector = SnapshotCollector::default();
-    collector.publish(snapshot);
+pub(crate) fn execute(args: &DumpArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config.clone().into()).map_err(|e| Failure::config(&e))?;
+    let sample = Duration::from_secs_f64(args.duration);
+    let snapshot = runtime()?.block_on(once::collect_attached(&config, sample))?;
     let format = match args.format {
         DumpFormat::Prometheus => Format::Prometheus,
         DumpFormat::Openmetrics => Format::OpenMetrics,
     };
-    let text = encode(&collector.registry(), format)
+    let text = encode(Arc::new(snapshot), format)
         .map_err(|e| Failure::runtime(format!("encoding: {e}")))?;
     print!("{text}");
     Ok(())

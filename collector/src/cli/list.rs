@@ -5,20 +5,22 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::{
-    cli::{Failure, collect::collect_once, runtime},
+    backend::ebpf::unattached_if_loadable,
+    cli::{Failure, once, runtime},
     config::{Config, PolicyArgs},
     metrics::{InterfaceSnapshot, Snapshot},
+    policy::Backend,
 };
 
 /// Examples shown by `linkmeter list --help`.
-pub const EXAMPLES: &str = "Examples:
+pub(crate) const EXAMPLES: &str = "Examples:
   linkmeter list
   linkmeter list --output json | jq '.[] | select(.backend == \"ebpf\")'
   linkmeter list --attach --duration 5";
 
 /// Output format of `list`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     /// An aligned table for a terminal.
     #[default]
     Table,
@@ -28,51 +30,52 @@ pub enum Output {
 
 /// Options of `linkmeter list`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    output: Output,
     /// Attach the eBPF counter to eBPF-routed interfaces for --duration and report its counts
     /// (otherwise they show "not attached").
     #[arg(long)]
-    pub attach: bool,
+    attach: bool,
     /// Seconds to count with --attach.
     #[arg(long, default_value_t = 2.0, value_parser = crate::cli::seconds_in(0.0..=3600.0))]
-    pub duration: f64,
+    duration: f64,
     /// Routing configuration, as for `linkmeter run`.
     #[command(flatten)]
-    pub config: PolicyArgs,
+    config: PolicyArgs,
 }
 
 /// One interface as `list --output json` prints it.
 #[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Row {
+struct Row {
     /// Name.
-    pub interface: String,
+    interface: String,
     /// Index.
-    pub ifindex: u32,
+    ifindex: u32,
     /// Link kind (empty for NICs).
-    pub kind: String,
+    kind: String,
     /// Driver (empty when ethtool does not answer).
-    pub driver: String,
+    driver: String,
     /// Backend.
-    pub backend: String,
+    backend: String,
     /// Why.
-    pub reason: String,
+    reason: String,
     /// Counts from the backend; `null` when not measured (not attached, or `none`).
-    pub rx_packets: Option<u64>,
+    rx_packets: Option<u64>,
     /// See `rx_packets`.
-    pub tx_packets: Option<u64>,
+    tx_packets: Option<u64>,
     /// See `rx_packets`.
-    pub rx_bytes: Option<u64>,
+    rx_bytes: Option<u64>,
     /// See `rx_packets`.
-    pub tx_bytes: Option<u64>,
+    tx_bytes: Option<u64>,
     /// `tcx` or `tc` for attached eBPF interfaces, else `null`.
-    pub attach_mode: Option<String>,
+    attach_mode: Option<String>,
 }
 
 impl From<&InterfaceSnapshot> for Row {
     fn from(i: &InterfaceSnapshot) -> Self {
+        let (packets, bytes) = (i.packets(), i.bytes());
         Self {
             interface: i.name.clone(),
             ifindex: i.ifindex,
@@ -80,10 +83,10 @@ impl From<&InterfaceSnapshot> for Row {
             driver: i.driver.clone(),
             backend: i.backend.to_string(),
             reason: i.reason.to_string(),
-            rx_packets: i.packets.map(|p| p.rx),
-            tx_packets: i.packets.map(|p| p.tx),
-            rx_bytes: i.bytes.map(|b| b.rx),
-            tx_bytes: i.bytes.map(|b| b.tx),
+            rx_packets: packets.map(|p| p.rx),
+            tx_packets: packets.map(|p| p.tx),
+            rx_bytes: bytes.map(|b| b.rx),
+            tx_bytes: bytes.map(|b| b.tx),
             attach_mode: i.attach_mode.map(|m| m.to_string()),
         }
     }
@@ -94,10 +97,17 @@ impl From<&InterfaceSnapshot> for Row {
 /// # Errors
 ///
 /// Bad configuration (status 2), or netlink / ethtool unusable (status 1).
-pub fn execute(args: &ListArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config.clone().into()).map_err(Failure::usage)?;
+pub(crate) fn execute(args: &ListArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config.clone().into()).map_err(|e| Failure::config(&e))?;
     let sample = Duration::from_secs_f64(args.duration);
-    let snapshot = runtime()?.block_on(collect_once(&config, args.attach, sample))?;
+    let snapshot = runtime()?.block_on(async {
+        if args.attach {
+            once::collect_attached(&config, sample).await
+        } else {
+            let ebpf = unattached_if_loadable(config.max_interfaces);
+            once::collect(&config, ebpf, Duration::ZERO).await
+        }
+    })?;
     let out = match args.output {
         Output::Json => {
             let rows: Vec<Row> = snapshot.interfaces.iter().map(Row::from).collect();
@@ -110,7 +120,7 @@ pub fn execute(args: &ListArgs) -> Result<(), Failure> {
 }
 
 /// Renders the table: one row per interface, columns sized to their content.
-pub fn table(snapshot: &Snapshot) -> String {
+fn table(snapshot: &Snapshot) -> String {
     let header = [
         "INTERFACE",
         "IFINDEX",
@@ -133,11 +143,9 @@ pub fn table(snapshot: &Snapshot) -> String {
                 s.to_owned()
             }
         };
-        let counts: [String; 4] = match (i.packets, i.bytes) {
+        let counts: [String; 4] = match (i.packets(), i.bytes()) {
             (Some(p), Some(b)) => [p.rx, p.tx, b.rx, b.tx].map(|v| v.to_string()),
-            _ if i.backend == crate::policy::Backend::Ebpf => {
-                ["not attached", "", "", ""].map(str::to_owned)
-            }
+            _ if i.backend == Backend::Ebpf => ["not attached", "", "", ""].map(str::to_owned),
             _ => ["-", "-", "-", "-"].map(str::to_owned),
         };
         let mut row = vec![
@@ -173,14 +181,19 @@ pub fn table(snapshot: &Snapshot) -> String {
 
 #[cfg(test)]
 mod tests {
+    use collector_common::Counter;
+
     use super::*;
     use crate::{
-        ebpf::AttachedMode,
-        metrics::RxTx,
-        policy::{Backend, Reason},
+        backend::ebpf::{AttachedMode, InterfaceCounters},
+        policy::Reason,
     };
 
     fn iface(name: &str, backend: Backend, reason: Reason, counts: bool) -> InterfaceSnapshot {
+        let counter = |packets| Counter {
+            packets,
+            bytes: packets * 100,
+        };
         InterfaceSnapshot {
             name: name.into(),
             ifindex: 3,
@@ -189,10 +202,11 @@ mod tests {
             backend,
             reason,
             attach_mode: counts.then_some(AttachedMode::Tcx),
-            packets: counts.then_some(RxTx { rx: 1, tx: 2 }),
-            bytes: counts.then_some(RxTx { rx: 100, tx: 200 }),
-            errors: RxTx::default(),
-            dropped: RxTx::default(),
+            kernel: None,
+            ebpf: counts.then_some(InterfaceCounters {
+                rx: counter(1),
+                tx: counter(2),
+            }),
             ethtool: Vec::new(),
             speed_bytes: None,
             full_duplex: None,

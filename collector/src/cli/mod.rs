@@ -10,13 +10,13 @@
 //! Exit status: 0 success, 1 runtime failure (or `check`: degraded), 2 bad usage or
 //! configuration (or `check`: cannot run).
 
-pub mod check;
-mod collect;
-pub mod docs;
-pub mod dump;
-pub mod list;
-pub mod run;
-pub mod watch;
+mod check;
+mod docs;
+mod dump;
+mod list;
+mod once;
+mod run;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -32,7 +32,7 @@ use crate::config::LogFormat;
     about,
     after_help = "Examples:\n  linkmeter                      # same as `linkmeter run`\n  linkmeter list --output json\n  linkmeter check"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log filter (tracing EnvFilter syntax) [default: info for run/watch, error otherwise].
     #[arg(long, global = true, env = "LINKMETER_LOG", value_name = "FILTER")]
     log: Option<String>,
@@ -67,16 +67,16 @@ enum Command {
 
 /// A failure with the exit status it maps to.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// 1 runtime, 2 usage or configuration.
-    pub status: u8,
+    pub(crate) status: u8,
     /// What failed and what to do, printed after `linkmeter: `.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Failure {
     /// A configuration or usage error (exit status 2).
-    pub fn usage(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn usage(message: impl std::fmt::Display) -> Self {
         Self {
             status: 2,
             message: message.to_string(),
@@ -84,11 +84,16 @@ impl Failure {
     }
 
     /// A runtime failure (exit status 1).
-    pub fn runtime(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn runtime(message: impl std::fmt::Display) -> Self {
         Self {
             status: 1,
             message: message.to_string(),
         }
+    }
+
+    /// A configuration error (exit status 2), with its causes.
+    pub(crate) fn config(err: &crate::config::ConfigError) -> Self {
+        Self::usage(crate::Report(err))
     }
 }
 
@@ -108,8 +113,9 @@ fn init_logging(filter: &str, format: LogFormat) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The runtime of the one-shot commands: one thread, as for the daemon.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
@@ -124,16 +130,13 @@ pub fn main() -> ExitCode {
     let log = |default: &str| cli.log.clone().unwrap_or_else(|| default.to_owned());
     let result = match command {
         Command::Run(args) => crate::config::Config::load(&args)
-            .map_err(Failure::usage)
+            .map_err(|e| Failure::config(&e))
             .and_then(|config| {
                 init_logging(&log("info"), config.log_format)?;
                 run::execute(config)
             }),
-        Command::Watch(args) => init_logging(&log("info"), LogFormat::Human).and_then(|()| {
-            runtime()?
-                .block_on(watch::run(args))
-                .map_err(|e| Failure::runtime(format!("{e:#}")))
-        }),
+        Command::Watch(args) => init_logging(&log("info"), LogFormat::Human)
+            .and_then(|()| runtime()?.block_on(watch::run(args))),
         other => init_logging(&log("error"), LogFormat::Human).and_then(|()| match other {
             Command::List(a) => list::execute(&a),
             Command::Check(a) => check::execute(&a),
@@ -173,6 +176,6 @@ pub(crate) fn seconds_in(
 }
 
 /// The clap definition, for completions, man pages and tests.
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }

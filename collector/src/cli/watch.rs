@@ -1,36 +1,69 @@
-//! `linkmeter watch`: attach the eBPF counters to interfaces and print their counts next to the
-//! kernel's own link statistics, once per interval, until Ctrl-C (or `--count` rounds).
+//! `linkmeter watch`: route the chosen interfaces to the eBPF counter (discovered over netlink,
+//! as the daemon does), and print their counts next to the kernel's own link statistics once
+//! per interval, until Ctrl-C (or `--count` rounds).
 
-use std::{fs, path::Path, time::Duration};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::time::MissedTickBehavior;
 
-use crate::ebpf::{AttachMode, EbpfCounters, InterfaceAttachment, LoadOptions};
+use crate::{
+    Report,
+    backend::ebpf::{AttachMode, EbpfCounters, LoadOptions},
+    cli::{Failure, once},
+    config::{Config, DEFAULT_MAX_INTERFACES, FileConfig},
+    metrics::Snapshot,
+    node::Measure,
+};
 
 /// Examples shown by `linkmeter watch --help`.
-pub const EXAMPLES: &str = "Examples:
+pub(crate) const EXAMPLES: &str = "Examples:
   linkmeter watch -i cilium_vxlan
   linkmeter watch --attach-mode tc --interval 5 --count 3";
 
 /// Options of `linkmeter watch`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Interface to count (repeatable). Default: every interface except `lo`.
     #[arg(short, long = "interface", value_name = "NAME")]
-    pub interfaces: Vec<String>,
+    interfaces: Vec<String>,
     /// How to attach: `auto` (TCX on Linux >= 6.6, legacy tc otherwise), `tcx` or `tc`.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "LINKMETER_ATTACH_MODE")]
-    pub attach_mode: AttachMode,
+    attach_mode: AttachMode,
     /// Seconds between two printed readings.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::seconds_in(0.05..=3600.0))]
-    pub interval: f64,
+    interval: f64,
     /// Stop after this many readings (default: until Ctrl-C).
     #[arg(long)]
-    pub count: Option<u64>,
+    count: Option<u64>,
     /// Capacity of the counter map, in interfaces.
-    #[arg(long, default_value_t = 1024, env = "LINKMETER_MAX_INTERFACES")]
-    pub max_interfaces: u32,
+    #[arg(long, default_value_t = DEFAULT_MAX_INTERFACES, env = "LINKMETER_MAX_INTERFACES")]
+    max_interfaces: u32,
+}
+
+impl WatchArgs {
+    /// The routing of `watch`: the named interfaces (or all but the default excludes, i.e.
+    /// `lo`), every one to eBPF without probing.
+    fn config(&self) -> Result<Config, Failure> {
+        let (include, exclude) = if self.interfaces.is_empty() {
+            (None, None)
+        } else {
+            let exact = |name: &String| format!("/^{}$/", regex::escape(name));
+            (
+                Some(self.interfaces.iter().map(exact).collect()),
+                Some(Vec::new()),
+            )
+        };
+        let mut config = Config::build(FileConfig {
+            include,
+            exclude,
+            overrides: Some(vec!["*=ebpf".to_owned()]),
+            max_interfaces: Some(self.max_interfaces),
+            ..FileConfig::default()
+        })
+        .map_err(|e| Failure::config(&e))?;
+        config.attach_mode = self.attach_mode;
+        Ok(config)
+    }
 }
 
 /// Runs `linkmeter watch` until Ctrl-C or `--count` readings, then detaches cleanly.
@@ -38,25 +71,30 @@ pub struct WatchArgs {
 /// # Errors
 ///
 /// Loading the eBPF object fails, or no interface could be attached.
-pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let mut counters = EbpfCounters::load(&LoadOptions {
-        max_interfaces: args.max_interfaces,
+pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    let counters = EbpfCounters::load(&LoadOptions {
+        max_interfaces: config.max_interfaces,
     })
-    .context("cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN)")?;
-
-    let names = if args.interfaces.is_empty() {
-        host_interfaces().context("listing /sys/class/net")?
-    } else {
-        args.interfaces.clone()
-    };
-    let mut attached: Vec<InterfaceAttachment> = Vec::new();
-    for name in &names {
-        match counters.attach(name, args.attach_mode) {
-            Ok(a) => attached.push(a),
-            Err(err) => tracing::warn!(error = %err, "not counting {name}"),
+    .map_err(|e| {
+        Failure::runtime(format!(
+            "cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN): {}",
+            Report(&e)
+        ))
+    })?;
+    let mut node = once::route(&config, Some(counters)).await?;
+    for name in &args.interfaces {
+        if !node.interfaces().any(|i| &i.link.name == name) {
+            tracing::warn!("not counting {name}: no such interface");
         }
     }
-    anyhow::ensure!(!attached.is_empty(), "no interface could be attached");
+    if !node
+        .interfaces()
+        .any(|i| matches!(i.measure, Measure::Ebpf(_)))
+    {
+        node.detach_all();
+        return Err(Failure::runtime("no interface could be attached"));
+    }
 
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -67,25 +105,20 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
-        counters.flush_logs();
-        print_table(&counters, &attached);
+        print!("{}", table(&node.collect().await));
         printed += 1;
         if args.count.is_some_and(|n| printed >= n) {
             break;
         }
     }
-    for a in attached {
-        let name = a.interface().to_owned();
-        if let Err(err) = a.detach() {
-            tracing::warn!(error = %err, "detaching from {name}");
-        }
-    }
+    node.detach_all();
     Ok(())
 }
 
-fn print_table(counters: &EbpfCounters, attached: &[InterfaceAttachment]) {
-    println!(
-        "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}",
+/// eBPF counts of the attached interfaces next to the kernel's packet counters.
+fn table(snapshot: &Snapshot) -> String {
+    let mut out = format!(
+        "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}\n",
         "INTERFACE",
         "MODE",
         "RX_PKTS",
@@ -95,54 +128,43 @@ fn print_table(counters: &EbpfCounters, attached: &[InterfaceAttachment]) {
         "KERN_RX_PKTS",
         "KERN_TX_PKTS"
     );
-    for a in attached {
-        let stat =
-            |name: &str| kernel_stat(a.interface(), name).map_or("-".into(), |v| v.to_string());
-        match counters.read(a.ifindex()) {
-            Ok(c) => println!(
-                "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}",
-                a.interface(),
-                a.mode().to_string(),
+    for i in &snapshot.interfaces {
+        let Some(mode) = i.attach_mode else {
+            continue;
+        };
+        let kernel = |packets: fn(&crate::backend::netdev::LinkStats) -> u64| {
+            i.kernel
+                .as_ref()
+                .map_or("-".into(), |k| packets(k).to_string())
+        };
+        match i.ebpf {
+            Some(c) => out.push_str(&format!(
+                "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}\n",
+                i.name,
+                mode.to_string(),
                 c.rx.packets,
                 c.rx.bytes,
                 c.tx.packets,
                 c.tx.bytes,
-                stat("rx_packets"),
-                stat("tx_packets"),
-            ),
-            Err(err) => println!("{:<16} error: {err}", a.interface()),
+                kernel(|k| k.rx_packets),
+                kernel(|k| k.tx_packets),
+            )),
+            None => out.push_str(&format!("{:<16} error: eBPF counters unreadable\n", i.name)),
         }
     }
-    if let Ok(o) = counters.overflow()
-        && o.packets > 0
-    {
-        println!(
-            "overflow: {} packets not counted per interface (raise --max-interfaces)",
-            o.packets
-        );
+    if snapshot.map_overflow > 0 {
+        out.push_str(&format!(
+            "overflow: {} packets not counted per interface (raise --max-interfaces)\n",
+            snapshot.map_overflow
+        ));
     }
-    println!();
-}
-
-fn host_interfaces() -> std::io::Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir("/sys/class/net")?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-fn kernel_stat(interface: &str, stat: &str) -> Option<u64> {
-    let path = Path::new("/sys/class/net")
-        .join(interface)
-        .join("statistics")
-        .join(stat);
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::cli::seconds_in;
 
     #[test]
@@ -152,5 +174,24 @@ mod tests {
         for bad in ["0", "-1", "NaN", "inf", "1e9", "abc", ""] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn named_interfaces_are_matched_exactly_and_routed_to_ebpf() {
+        let args = WatchArgs {
+            interfaces: vec!["eth*".into(), "lo".into()],
+            attach_mode: AttachMode::Tc,
+            interval: 1.0,
+            count: None,
+            max_interfaces: 8,
+        };
+        let config = args.config().expect("valid");
+        let p = &config.policy;
+        assert!(p.include.iter().any(|i| i.matches("eth*", None)));
+        assert!(!p.include.iter().any(|i| i.matches("eth0", None)));
+        assert!(p.include.iter().any(|i| i.matches("lo", None)) && p.exclude.is_empty());
+        assert!(p.overrides[0].0.matches("anything", Some("vxlan")));
+        assert_eq!(config.attach_mode, AttachMode::Tc);
+        assert_eq!(config.max_interfaces, 8);
     }
 }

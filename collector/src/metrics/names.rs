@@ -2,34 +2,34 @@
 //! `_total` suffix, which the encoder appends.
 
 /// Gauge 1 per interface: `interface`, `ifindex`, `kind`, `driver`, `backend`, `reason`.
-pub const INTERFACE_INFO: &str = "linkmeter_interface_info";
+pub(crate) const INTERFACE_INFO: &str = "linkmeter_interface_info";
 /// Counter: packets per `interface`, `direction`, `backend`.
-pub const INTERFACE_PACKETS: &str = "linkmeter_interface_packets";
+pub(crate) const INTERFACE_PACKETS: &str = "linkmeter_interface_packets";
 /// Counter: bytes per `interface`, `direction`, `backend`.
-pub const INTERFACE_BYTES: &str = "linkmeter_interface_bytes";
+pub(crate) const INTERFACE_BYTES: &str = "linkmeter_interface_bytes";
 /// Counter: kernel errors per `interface`, `direction`.
-pub const INTERFACE_ERRORS: &str = "linkmeter_interface_errors";
+pub(crate) const INTERFACE_ERRORS: &str = "linkmeter_interface_errors";
 /// Counter: kernel drops per `interface`, `direction`.
-pub const INTERFACE_DROPPED: &str = "linkmeter_interface_dropped";
+pub(crate) const INTERFACE_DROPPED: &str = "linkmeter_interface_dropped";
 /// Unknown-typed: raw driver statistics per `interface`, `stat`.
-pub const ETHTOOL_STAT: &str = "linkmeter_ethtool_stat";
+pub(crate) const ETHTOOL_STAT: &str = "linkmeter_ethtool_stat";
 /// Gauge: link speed in bytes per second per `interface`.
-pub const LINK_SPEED_BYTES: &str = "linkmeter_link_speed_bytes";
+pub(crate) const LINK_SPEED_BYTES: &str = "linkmeter_link_speed_bytes";
 /// Gauge: 1 full duplex, 0 half duplex, per `interface`.
-pub const LINK_FULL_DUPLEX: &str = "linkmeter_link_full_duplex";
+pub(crate) const LINK_FULL_DUPLEX: &str = "linkmeter_link_full_duplex";
 /// Gauge: interfaces per `backend`.
-pub const BACKEND_INTERFACES: &str = "linkmeter_backend_interfaces";
+pub(crate) const BACKEND_INTERFACES: &str = "linkmeter_backend_interfaces";
 /// Gauge: duration of the last collection per `backend`, seconds.
-pub const COLLECT_DURATION_SECONDS: &str = "linkmeter_collect_duration_seconds";
+pub(crate) const COLLECT_DURATION_SECONDS: &str = "linkmeter_collect_duration_seconds";
 /// Counter: collection errors per `backend`.
-pub const COLLECT_ERRORS: &str = "linkmeter_collect_errors";
+pub(crate) const COLLECT_ERRORS: &str = "linkmeter_collect_errors";
 /// Counter: failed eBPF attachments.
-pub const EBPF_ATTACH_FAILURES: &str = "linkmeter_ebpf_attach_failures";
+pub(crate) const EBPF_ATTACH_FAILURES: &str = "linkmeter_ebpf_attach_failures";
 /// Counter: re-attachments after our program was removed by someone else.
-pub const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
+pub(crate) const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
 /// Counter: packets not counted per interface because the eBPF map was full.
-pub const EBPF_MAP_OVERFLOW: &str = "linkmeter_ebpf_map_overflow";
+pub(crate) const EBPF_MAP_OVERFLOW: &str = "linkmeter_ebpf_map_overflow";
 /// Gauge 1 if the eBPF backend is loaded, 0 if it is unavailable.
-pub const EBPF_AVAILABLE: &str = "linkmeter_ebpf_available";
+pub(crate) const EBPF_AVAILABLE: &str = "linkmeter_ebpf_available";
 /// Gauge 1: `version`.
-pub const BUILD_INFO: &str = "linkmeter_build_info";
+pub(crate) const BUILD_INFO: &str = "linkmeter_build_info";

@@ -1,109 +1,188 @@
-//! Exposition of fixture snapshots.
+//! The exposition of fixed snapshots, and the golden files (as node_exporter's
+//! `e2e-output.txt`): `collector/tests/golden/exposition.{prom,openmetrics}` are the full
+//! output for [`fixture`]. Regenerate with `UPDATE_GOLDEN=1 cargo test -p collector --lib`,
+//! and review the diff.
+
+use std::path::PathBuf;
+
+use collector_common::Counter;
 
 use super::*;
+use crate::backend::ebpf::InterfaceCounters;
 
-fn fixture() -> Snapshot {
-    let iface = |name: &str, backend, reason| InterfaceSnapshot {
+fn kernel(packets: u64) -> LinkStats {
+    LinkStats {
+        rx_packets: packets,
+        tx_packets: 2 * packets,
+        rx_bytes: 100 * packets,
+        tx_bytes: 200 * packets,
+        rx_errors: 1,
+        tx_errors: 2,
+        rx_dropped: 3,
+        tx_dropped: 4,
+    }
+}
+
+fn iface(name: &str, ifindex: u32, backend: Backend, reason: Reason) -> InterfaceSnapshot {
+    InterfaceSnapshot {
         name: name.into(),
-        ifindex: 7,
+        ifindex,
         kind: "vxlan".into(),
         driver: String::new(),
         backend,
         reason,
         attach_mode: None,
-        packets: Some(RxTx { rx: 10, tx: 20 }),
-        bytes: Some(RxTx { rx: 1000, tx: 2000 }),
-        errors: RxTx { rx: 1, tx: 2 },
-        dropped: RxTx { rx: 3, tx: 4 },
+        kernel: Some(kernel(10)),
+        ebpf: None,
         ethtool: Vec::new(),
         speed_bytes: None,
         full_duplex: None,
-    };
-    let mut eth = iface("eth0", Backend::Ethtool, Reason::EthtoolStats);
+    }
+}
+
+/// One interface of every kind of routing, odd names included.
+fn fixture() -> Snapshot {
+    let mut lo = iface("lo", 1, Backend::None, Reason::Excluded);
+    lo.kind = String::new();
+    let mut eth = iface("eth0", 2, Backend::Ethtool, Reason::EthtoolStats);
     eth.kind = String::new();
     eth.driver = "virtio_net".into();
-    eth.ethtool = vec![("rx_queue_0_packets".into(), 5)];
+    eth.ethtool = vec![
+        ("rx_queue_0_packets".into(), 5),
+        ("tx_queue_0_packets".into(), 6),
+    ];
     eth.speed_bytes = Some(1_250_000_000);
     eth.full_duplex = Some(true);
-    let mut lo = iface("lo", Backend::None, Reason::Excluded);
-    lo.packets = None;
-    lo.bytes = None;
+    let mut vxlan = iface("cilium_vxlan", 3, Backend::Ebpf, Reason::EthtoolUnsupported);
+    vxlan.attach_mode = Some(AttachedMode::Tcx);
+    vxlan.ebpf = Some(InterfaceCounters {
+        rx: Counter {
+            packets: 7,
+            bytes: 700,
+        },
+        tx: Counter {
+            packets: 8,
+            bytes: 800,
+        },
+    });
+    let mut unread = iface("br0", 4, Backend::Ebpf, Reason::EthtoolNoStats);
+    unread.kind = "bridge".into();
+    unread.kernel = None;
     Snapshot {
         interfaces: vec![
             lo,
             eth,
-            iface("cilium_vxlan", Backend::Ebpf, Reason::EthtoolUnsupported),
-            iface("we\"ird\\nam\ne", Backend::Netdev, Reason::EthtoolError),
+            vxlan,
+            unread,
+            iface("we\"ird\\nam\ne", 5, Backend::Netdev, Reason::EthtoolError),
+            iface("lxc\u{e9}", 6, Backend::Netdev, Reason::EbpfAttachFailed),
         ],
-        collect_duration: [(Backend::Netdev, 0.001)].into_iter().collect(),
+        collect: CollectStats {
+            duration: [(Backend::Netdev, 0.001), (Backend::Ethtool, 0.002)]
+                .into_iter()
+                .collect(),
+            errors: [(Backend::Ebpf, 3)].into_iter().collect(),
+        },
+        attach_failures: 1,
+        reattach: 2,
+        map_overflow: 9,
         ebpf_available: true,
-        ..Snapshot::default()
     }
 }
 
-fn render(format: Format) -> String {
-    let collector = SnapshotCollector::default();
-    collector.publish(fixture());
-    encode(&collector.registry(), format).expect("encode")
+fn render(snapshot: Snapshot, format: Format) -> String {
+    encode(Arc::new(snapshot), format).expect("encode")
+}
+
+#[test]
+fn exposition_matches_the_golden_files() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (format, file) in [
+        (Format::Prometheus, "exposition.prom"),
+        (Format::OpenMetrics, "exposition.openmetrics"),
+    ] {
+        let text = render(fixture(), format).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let path = dir.join(file);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).expect("write golden");
+            continue;
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            golden == text,
+            "{} differs; review and run UPDATE_GOLDEN=1 cargo test -p collector --lib:\n{text}",
+            path.display()
+        );
+    }
 }
 
 #[test]
 fn prometheus_text_has_total_suffixes_and_no_eof() {
-    let text = render(Format::Prometheus);
-    assert!(
-        text.contains("# TYPE linkmeter_interface_packets_total counter\n"),
-        "{text}"
-    );
+    let text = render(fixture(), Format::Prometheus);
+    assert!(text.contains("# TYPE linkmeter_interface_packets_total counter\n"));
     assert!(text.contains(
-        "linkmeter_interface_packets_total{interface=\"cilium_vxlan\",direction=\"rx\",backend=\"ebpf\"} 10\n"
+        "linkmeter_interface_packets_total{interface=\"cilium_vxlan\",direction=\"rx\",backend=\"ebpf\"} 7\n"
     ));
     assert!(text.contains("# TYPE linkmeter_ethtool_stat untyped\n"));
-    assert!(
-        text.contains("linkmeter_ethtool_stat{interface=\"eth0\",stat=\"rx_queue_0_packets\"} 5\n")
-    );
-    assert!(text.contains("linkmeter_link_speed_bytes{interface=\"eth0\"} 1250000000\n"));
-    assert!(text.contains("linkmeter_link_full_duplex{interface=\"eth0\"} 1\n"));
     assert!(!text.contains("# EOF"));
 }
 
 #[test]
 fn openmetrics_text_ends_with_eof() {
-    let text = render(Format::OpenMetrics);
-    assert!(
-        text.contains("# TYPE linkmeter_interface_packets counter\n"),
-        "{text}"
-    );
+    let text = render(fixture(), Format::OpenMetrics);
+    assert!(text.contains("# TYPE linkmeter_interface_packets counter\n"));
     assert!(text.contains("# TYPE linkmeter_ethtool_stat unknown\n"));
     assert!(text.ends_with("# EOF\n"));
 }
 
 #[test]
+fn packets_come_from_the_routed_backend() {
+    let text = render(fixture(), Format::Prometheus);
+    // eBPF-routed: eBPF counts, not the kernel's.
+    assert!(text.contains("linkmeter_interface_bytes_total{interface=\"cilium_vxlan\",direction=\"tx\",backend=\"ebpf\"} 800\n"));
+    // ethtool-routed: kernel link stats.
+    assert!(text.contains("linkmeter_interface_packets_total{interface=\"eth0\",direction=\"tx\",backend=\"ethtool\"} 20\n"));
+}
+
+#[test]
 fn excluded_interfaces_only_have_an_info_series() {
-    let text = render(Format::Prometheus);
-    assert!(text.contains("linkmeter_interface_info{interface=\"lo\",ifindex=\"7\",kind=\"vxlan\",driver=\"\",backend=\"none\",reason=\"excluded\"} 1\n"));
+    let text = render(fixture(), Format::Prometheus);
+    assert!(text.contains("linkmeter_interface_info{interface=\"lo\",ifindex=\"1\",kind=\"\",driver=\"\",backend=\"none\",reason=\"excluded\"} 1\n"));
     for line in text.lines().filter(|l| l.contains("interface=\"lo\"")) {
         assert!(line.starts_with("linkmeter_interface_info"), "{line}");
     }
 }
 
 #[test]
+fn a_backend_that_read_nothing_leaves_out_its_series() {
+    let text = render(fixture(), Format::Prometheus);
+    let br0: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("interface=\"br0\""))
+        .collect();
+    assert_eq!(br0.len(), 1, "{br0:?}");
+    assert!(br0[0].starts_with("linkmeter_interface_info"));
+}
+
+#[test]
 fn label_values_are_escaped_whatever_the_interface_name() {
     for format in [Format::Prometheus, Format::OpenMetrics] {
-        let text = render(format);
+        let text = render(fixture(), format);
         assert!(text.contains(r#"interface="we\"ird\\nam\ne""#), "{text}");
+        assert!(text.contains("interface=\"lxc\u{e9}\""), "{text}");
     }
 }
 
 #[test]
 fn self_metrics_are_always_present() {
-    let collector = SnapshotCollector::default();
-    let text = encode(&collector.registry(), Format::Prometheus).expect("encode");
+    let text = render(Snapshot::default(), Format::Prometheus);
     for name in [
         "linkmeter_backend_interfaces{backend=\"ebpf\"} 0",
         "linkmeter_collect_errors_total{backend=\"ethtool\"} 0",
         "linkmeter_ebpf_attach_failures_total 0",
         "linkmeter_ebpf_reattach_total 0",
         "linkmeter_ebpf_map_overflow_total 0",
+        "linkmeter_ebpf_available 0",
         "linkmeter_build_info{version=",
     ] {
         assert!(text.contains(name), "{name} missing in {text}");
@@ -120,4 +199,27 @@ fn negotiation_prefers_openmetrics_only_when_asked() {
         )),
         Format::OpenMetrics
     );
+}
+
+#[test]
+fn an_exposition_encodes_each_format_once_and_shares_it() {
+    let exposition = Exposition::new(fixture());
+    let first = exposition.body(Format::Prometheus).expect("encoded");
+    let second = exposition.body(Format::Prometheus).expect("encoded");
+    // The same bytes, not a second encoding.
+    assert_eq!(first.as_ptr(), second.as_ptr());
+    assert_ne!(
+        exposition.body(Format::OpenMetrics).expect("encoded"),
+        first
+    );
+}
+
+#[test]
+fn interfaces_are_found_by_ifindex() {
+    let mut snapshot = fixture();
+    assert_eq!(
+        snapshot.interface_mut(3).map(|i| i.name.clone()).as_deref(),
+        Some("cilium_vxlan")
+    );
+    assert!(snapshot.interface_mut(99).is_none());
 }

@@ -1,38 +1,47 @@
 //! Link speed and duplex from the ethtool generic-netlink family (`ETHTOOL_MSG_LINKMODES_GET`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, io};
 
 use ethtool::{EthtoolAttr, EthtoolLinkModeAttr, EthtoolLinkModeDuplex};
 use futures_util::StreamExt as _;
 
 /// Speed and duplex of one interface, as its driver reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkMode {
+pub(crate) struct LinkMode {
     /// Megabits per second.
-    pub speed_mbps: u32,
+    pub(crate) speed_mbps: u32,
     /// Full duplex (`true`), half (`false`), or unknown (`None`).
-    pub full_duplex: Option<bool>,
+    pub(crate) full_duplex: Option<bool>,
 }
 
 /// `SPEED_UNKNOWN` in the kernel's ethtool API.
 const SPEED_UNKNOWN: u32 = u32::MAX;
 
+/// Why link modes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkModeError {
+    /// The generic-netlink socket cannot be opened.
+    #[error("opening an ethtool netlink socket")]
+    Socket(#[source] io::Error),
+    /// The dump failed (e.g. no ethtool netlink family in the kernel).
+    #[error("dumping link modes over ethtool netlink")]
+    Dump(#[source] ethtool::EthtoolError),
+}
+
 /// Dumps the link modes of every interface in the caller's namespace that reports a speed.
 ///
 /// # Errors
 ///
-/// The generic-netlink connection cannot be opened (e.g. no ethtool netlink family) or the
-/// dump fails; the message says which.
-pub async fn link_modes() -> Result<HashMap<String, LinkMode>, String> {
-    let (connection, mut handle, _) =
-        ethtool::new_connection().map_err(|e| format!("ethtool netlink socket: {e}"))?;
+/// [`LinkModeError`] when the connection cannot be opened or the dump fails.
+pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeError> {
+    let (connection, mut handle, _) = ethtool::new_connection().map_err(LinkModeError::Socket)?;
     let task = tokio::spawn(connection);
     let mut out = HashMap::new();
     let mut stream = match handle.link_mode().get(None).execute().await {
         Ok(stream) => stream,
         Err(e) => {
             task.abort();
-            return Err(format!("ethtool link modes dump: {e}"));
+            return Err(LinkModeError::Dump(e));
         }
     };
     while let Some(msg) = stream.next().await {

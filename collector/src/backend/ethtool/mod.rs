@@ -5,14 +5,21 @@
 //! then, and only values afterwards ([`Ethtool::values`]). When the driver's stat count changes
 //! the values are refused ([`EthtoolError::CountChanged`]) and the caller fetches names again.
 //! Every decision is made from the errno, never from an error message.
+//!
+//! [`EthtoolBackend`] is what the node uses: the probe, and the per-scrape collection of the
+//! values of every ethtool-routed interface ([`DriverStats`]).
 
+mod driver_stats;
+#[cfg(test)]
+pub(crate) mod fake;
 mod ioctl;
 mod link_mode;
 
 use std::io;
 
+pub(crate) use driver_stats::{DriverStats, EthtoolBackend};
 pub use ioctl::{DriverInfo, ETH_GSTRING_LEN, EthtoolIo, Ioctl, Reply};
-pub use link_mode::{LinkMode, link_modes};
+pub(crate) use link_mode::{LinkMode, LinkModeError, link_modes};
 
 /// Result of probing an interface once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +62,7 @@ impl Probe {
 #[derive(Debug, thiserror::Error)]
 pub enum EthtoolError {
     /// The ioctl failed.
-    #[error("ethtool {request} on {interface:?}: {source}")]
+    #[error("ethtool {request} on {interface:?}")]
     Io {
         /// The interface.
         interface: String,
@@ -211,7 +218,7 @@ fn errno_probe(err: &io::Error) -> Probe {
 }
 
 /// Splits a `GSTRINGS` reply into names; `None` when the kernel reported more than fit.
-pub fn parse_names(reply: &Reply<Vec<u8>>, capacity: usize) -> Option<Vec<String>> {
+pub(crate) fn parse_names(reply: &Reply<Vec<u8>>, capacity: usize) -> Option<Vec<String>> {
     let n = reply.reported as usize;
     // 0 is how recent kernels refuse a request whose count no longer matches the driver's.
     if n == 0 || n > capacity || reply.data.len() < n * ETH_GSTRING_LEN {
@@ -229,7 +236,7 @@ pub fn parse_names(reply: &Reply<Vec<u8>>, capacity: usize) -> Option<Vec<String
 }
 
 /// Checks a `GSTATS` reply against the expected count; `Err(reported)` when it differs.
-pub fn parse_values(reply: Reply<Vec<u64>>, expected: usize) -> Result<Vec<u64>, usize> {
+pub(crate) fn parse_values(reply: Reply<Vec<u64>>, expected: usize) -> Result<Vec<u64>, usize> {
     let n = reply.reported as usize;
     if n != expected || reply.data.len() < n {
         return Err(n);

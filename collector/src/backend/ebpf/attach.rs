@@ -1,0 +1,352 @@
+//! Attaching the counting programs to an interface's TC hooks, detaching them, and checking
+//! that they are still there — for both kernel mechanisms, side by side:
+//!
+//! - **TCX** (Linux ≥ 6.6): a BPF link per hook, inserted **first** in the hook's multi-program
+//!   chain (`LinkOrder::first()`), so a later program that ends the chain (as Cilium's do with
+//!   `TC_ACT_OK`, `TC_ACT_REDIRECT` or `TC_ACT_SHOT`) cannot hide traffic from us. Our program
+//!   returns `TCX_NEXT`, so everything behind it still runs. The link disappears when its file
+//!   descriptor is closed or the device is deleted.
+//! - **Legacy tc** (clsact + cls_bpf, see `legacy`): used on older kernels or when asked for.
+//!
+//! Either way an attachment is recognised as ours by the kernel id of the program on the hook.
+
+use std::{error::Error, io, sync::Arc};
+
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier,
+        links::Link as _,
+        tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError},
+    },
+};
+
+use super::{
+    hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
+    legacy::{self, AttachNetns, LEGACY_HANDLE, LEGACY_PRIORITY, NetnsRestore},
+};
+
+/// Errors from attaching to or detaching from a TC hook. Each names the interface and hook.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The interface does not exist (or vanished meanwhile).
+    #[error("interface {interface:?} not found")]
+    NoSuchInterface {
+        /// The interface name.
+        interface: String,
+    },
+    /// TCX was requested but the kernel does not have it.
+    #[error("attach mode tcx needs Linux >= 6.6 (interface {interface:?}); use mode tc or auto")]
+    TcxUnsupported {
+        /// The interface name.
+        interface: String,
+    },
+    /// Adding the clsact qdisc failed.
+    #[error("adding the clsact qdisc to {interface:?} failed")]
+    Clsact {
+        /// The interface name.
+        interface: String,
+        /// The underlying error.
+        #[source]
+        source: TcError,
+    },
+    /// Removing our own stale legacy filter failed.
+    #[error("removing a stale linkmeter filter from {interface:?} {hook} failed")]
+    StaleFilter {
+        /// The interface name.
+        interface: String,
+        /// The hook.
+        hook: Hook,
+        /// The underlying error.
+        #[source]
+        source: TcError,
+    },
+    /// The kernel refused the attachment.
+    #[error("attaching to {interface:?} {hook} ({mode}) failed")]
+    Attach {
+        /// The interface name.
+        interface: String,
+        /// The hook.
+        hook: Hook,
+        /// The mechanism used.
+        mode: AttachedMode,
+        /// The underlying error.
+        #[source]
+        source: ProgramError,
+    },
+    /// The kernel refused to remove the attachment.
+    #[error("detaching from {interface:?} {hook} ({mode}) failed")]
+    Detach {
+        /// The interface name.
+        interface: String,
+        /// The hook.
+        hook: Hook,
+        /// The mechanism used.
+        mode: AttachedMode,
+        /// The underlying error.
+        #[source]
+        source: ProgramError,
+    },
+    /// The network namespace of the calling thread cannot be recorded.
+    #[error("recording the network namespace of {interface:?}")]
+    Netns {
+        /// The interface name.
+        interface: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Our program attached to one hook of one interface. Dropping it detaches (errors ignored).
+#[derive(Debug)]
+struct HookAttachment {
+    hook: Hook,
+    link: SchedClassifierLink,
+}
+
+/// Attaches our (loaded) program for `hook` to `interface` with `mode`.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    hook: Hook,
+    mode: AttachedMode,
+) -> Result<HookAttachment, AttachError> {
+    let attach_error = |source| AttachError::Attach {
+        interface: interface.to_owned(),
+        hook,
+        mode,
+        source,
+    };
+    let program = super::classifier(ebpf, hook.program())
+        .map_err(|_| attach_error(ProgramError::NotLoaded))?;
+    let options = match mode {
+        AttachedMode::Tcx => {
+            if !kernel_has_tcx() {
+                return Err(AttachError::TcxUnsupported {
+                    interface: interface.to_owned(),
+                });
+            }
+            TcAttachOptions::TcxOrder(LinkOrder::first())
+        }
+        AttachedMode::Tc => {
+            legacy::prepare_hook(interface, hook, hook.program())?;
+            TcAttachOptions::Netlink(NlOptions {
+                priority: LEGACY_PRIORITY,
+                handle: LEGACY_HANDLE,
+                classid: None,
+            })
+        }
+    };
+    let map_err = |source: ProgramError| {
+        if is_no_such_device(&source) {
+            AttachError::NoSuchInterface {
+                interface: interface.to_owned(),
+            }
+        } else {
+            attach_error(source)
+        }
+    };
+    let id = program
+        .attach_with_options(interface, hook.attach_type(), options)
+        .map_err(map_err)?;
+    let link = program.take_link(id).map_err(map_err)?;
+    Ok(HookAttachment { hook, link })
+}
+
+impl HookAttachment {
+    /// Detaches from the kernel. An interface that no longer exists counts as detached (the
+    /// kernel removed the attachment with the device).
+    fn detach(self, interface: &str, mode: AttachedMode) -> Result<(), AttachError> {
+        let hook = self.hook;
+        match self.link.detach() {
+            Ok(()) => Ok(()),
+            Err(source) if is_no_such_device(&source) => Ok(()),
+            Err(source) => Err(AttachError::Detach {
+                interface: interface.to_owned(),
+                hook,
+                mode,
+                source,
+            }),
+        }
+    }
+}
+
+/// Attaches our programs to both hooks of `interface` (index `ifindex`) in the calling thread's
+/// network namespace, recorded as `netns`. If the second hook fails, the first is detached
+/// again before the error is returned.
+///
+/// # Errors
+///
+/// [`AttachError`] naming the interface and hook.
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    ifindex: u32,
+    mode: AttachMode,
+    netns: Arc<AttachNetns>,
+) -> Result<InterfaceAttachment, AttachError> {
+    let mode = mode.resolve();
+    let mut hooks = Vec::with_capacity(2);
+    for hook in Hook::ALL {
+        match attach_hook(ebpf, interface, hook, mode) {
+            Ok(attached) => hooks.push(attached),
+            Err(err) => {
+                // Undo the first hook (same thread, same namespace) before reporting.
+                for attached in hooks {
+                    let _ignored = attached.detach(interface, mode);
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(InterfaceAttachment {
+        interface: interface.to_owned(),
+        ifindex,
+        mode,
+        hooks,
+        netns,
+    })
+}
+
+/// linkmeter's programs attached to both hooks of one interface.
+///
+/// Dropping it detaches both hooks (errors ignored); [`InterfaceAttachment::detach`] reports
+/// them. Either may run on any thread: the attachment is removed from the network namespace it
+/// was made in. Its counters stay in the map until [`super::EbpfCounters::forget`].
+#[derive(Debug)]
+pub struct InterfaceAttachment {
+    interface: String,
+    ifindex: u32,
+    mode: AttachedMode,
+    hooks: Vec<HookAttachment>,
+    netns: Arc<AttachNetns>,
+}
+
+impl InterfaceAttachment {
+    /// The interface name at attach time.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The interface index the counters are keyed by.
+    pub const fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The mechanism used (TCX or legacy tc).
+    pub const fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// Detaches both hooks. An interface that vanished counts as detached.
+    ///
+    /// # Errors
+    ///
+    /// The first [`AttachError::Detach`]; the other hook is still detached.
+    pub fn detach(mut self) -> Result<(), AttachError> {
+        let _restore = self.enter_netns();
+        let mut first_error = None;
+        for hook in std::mem::take(&mut self.hooks) {
+            if let Err(err) = hook.detach(&self.interface, self.mode) {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether both hooks still run our programs (`ids`): someone else may have removed them
+    /// (Cilium's TCX migration deletes legacy filters; `tc filter del` or `bpftool link
+    /// detach` remove ours). TCX hooks are checked by querying the hook's chain; legacy hooks
+    /// by listing the hook's filters for one at our priority and handle running our program.
+    ///
+    /// A query that fails counts as intact, so that a netlink hiccup or an interface being
+    /// deleted never triggers a re-attach; the link event or the next check settles it.
+    pub(crate) fn is_intact(&self, ids: ProgramIds) -> bool {
+        let _restore = self.enter_netns();
+        Hook::ALL
+            .into_iter()
+            .all(|hook| match self.runs_on(hook, ids.of(hook)) {
+                Ok(found) => found,
+                Err(err) => {
+                    tracing::debug!(interface = %self.interface, %hook, error = %crate::Report(&*err),
+                        "cannot query the hook; assuming our program is still attached");
+                    true
+                }
+            })
+    }
+
+    fn runs_on(&self, hook: Hook, id: u32) -> Result<bool, Box<dyn Error + Send + Sync>> {
+        Ok(match self.mode {
+            AttachedMode::Tcx => SchedClassifier::query_tcx(&self.interface, hook.attach_type())?
+                .1
+                .iter()
+                .any(|program| program.id() == id),
+            AttachedMode::Tc => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
+                f.priority == LEGACY_PRIORITY
+                    && f.handle == LEGACY_HANDLE
+                    && f.program_id == Some(id)
+            }),
+        })
+    }
+
+    fn enter_netns(&self) -> Option<NetnsRestore> {
+        match self.netns.enter() {
+            Ok(restore) => restore,
+            Err(err) => {
+                tracing::warn!(interface = %self.interface, error = %err,
+                    "cannot enter the attachment's network namespace");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for InterfaceAttachment {
+    fn drop(&mut self) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        let _restore = self.enter_netns();
+        self.hooks.clear();
+    }
+}
+
+/// Whether `err` says the device is gone (`ENODEV`, or an unknown interface name).
+fn is_no_such_device(err: &ProgramError) -> bool {
+    match err {
+        ProgramError::TcError(TcError::IoError(e)) => {
+            e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+        }
+        other => errno_in_chain(other) == Some(libc::ENODEV),
+    }
+}
+
+/// Walks an error's source chain for the first `io::Error` with an errno.
+fn errno_in_chain(err: &(dyn Error + 'static)) -> Option<i32> {
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(code) = io.raw_os_error()
+        {
+            return Some(code);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_is_found_through_the_error_chain() {
+        let err =
+            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::ENODEV)));
+        assert!(is_no_such_device(&err));
+        let other =
+            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!is_no_such_device(&other));
+    }
+}

@@ -1,0 +1,187 @@
+//! The eBPF backend as the node uses it: [`TcCounter`] attaches to an interface, checks the
+//! attachment is still in place, detaches, and collects. Implemented by [`EbpfCounters`] and
+//! by [`Unattached`], which routes without attaching (`linkmeter list`, `check`).
+
+use std::fmt;
+
+use tracing::warn;
+
+use super::{
+    AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceAttachment, LoadOptions,
+    MapReadError,
+};
+use crate::{
+    Report,
+    backend::{Collect, CollectError},
+    discovery::Link,
+    metrics::Snapshot,
+    node::Interfaces,
+    policy::Backend,
+};
+
+/// What an eBPF-routed interface holds while it is measured.
+pub(crate) trait Attachment: fmt::Debug {
+    /// The mechanism used, or `None` when nothing is attached (a dry run).
+    fn mode(&self) -> Option<AttachedMode>;
+}
+
+/// The eBPF TC counter, per interface.
+pub(crate) trait TcCounter: Collect {
+    /// What an attached interface holds; dropping it detaches.
+    type Attachment: Attachment;
+
+    /// Attaches to both hooks of `link` with `mode`.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`] naming the interface and hook; nothing stays attached.
+    fn attach(&mut self, link: &Link, mode: AttachMode) -> Result<Self::Attachment, AttachError>;
+
+    /// Whether `attachment` is still in place. A check that cannot be made counts as intact.
+    fn is_intact(&self, attachment: &Self::Attachment) -> bool;
+
+    /// Detaches `attachment`; an interface that is gone counts as detached.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::Detach`] when the kernel refuses.
+    fn detach(&mut self, attachment: Self::Attachment) -> Result<(), AttachError>;
+
+    /// Frees the counters of `ifindex` (its interface is gone, or a new lifetime begins).
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses.
+    fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError>;
+}
+
+impl Attachment for InterfaceAttachment {
+    fn mode(&self) -> Option<AttachedMode> {
+        Some(Self::mode(self))
+    }
+}
+
+impl TcCounter for EbpfCounters {
+    type Attachment = InterfaceAttachment;
+
+    fn attach(
+        &mut self,
+        link: &Link,
+        mode: AttachMode,
+    ) -> Result<InterfaceAttachment, AttachError> {
+        Self::attach(self, &link.name, mode)
+    }
+
+    fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {
+        Self::is_intact(self, attachment)
+    }
+
+    fn detach(&mut self, attachment: InterfaceAttachment) -> Result<(), AttachError> {
+        attachment.detach()
+    }
+
+    fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        Self::forget(self, ifindex)
+    }
+}
+
+impl Collect for EbpfCounters {
+    const BACKEND: Backend = Backend::Ebpf;
+
+    /// One walk of the counter map; every attached interface gets its counts (zero before its
+    /// first packet), and the overflow counter is read.
+    async fn collect<A: super::Attachment>(
+        &mut self,
+        _interfaces: &mut Interfaces<A>,
+        out: &mut Snapshot,
+    ) -> Vec<CollectError> {
+        self.flush_logs();
+        let mut failures = Vec::new();
+        match self.read_all() {
+            Ok(all) => {
+                for interface in out.interfaces.iter_mut() {
+                    if interface.attach_mode.is_some() {
+                        interface.ebpf =
+                            Some(all.get(&interface.ifindex).copied().unwrap_or_default());
+                    }
+                }
+            }
+            Err(err) => failures.push(err.into()),
+        }
+        match self.overflow() {
+            Ok(overflow) => out.map_overflow = overflow.packets,
+            Err(err) => failures.push(err.into()),
+        }
+        failures
+    }
+}
+
+/// An eBPF backend that can be loaded here but attaches nothing: interfaces are routed to it
+/// as they would be by the daemon, and show no counts.
+#[derive(Debug)]
+pub(crate) struct Unattached;
+
+/// What an interface routed to [`Unattached`] holds: nothing.
+#[derive(Debug)]
+pub(crate) struct Planned;
+
+impl Attachment for Planned {
+    fn mode(&self) -> Option<AttachedMode> {
+        None
+    }
+}
+
+impl TcCounter for Unattached {
+    type Attachment = Planned;
+
+    fn attach(&mut self, _: &Link, _: AttachMode) -> Result<Planned, AttachError> {
+        Ok(Planned)
+    }
+
+    fn is_intact(&self, _: &Planned) -> bool {
+        true
+    }
+
+    fn detach(&mut self, _: Planned) -> Result<(), AttachError> {
+        Ok(())
+    }
+
+    fn forget(&mut self, _: u32) -> Result<(), MapReadError> {
+        Ok(())
+    }
+}
+
+impl Collect for Unattached {
+    const BACKEND: Backend = Backend::Ebpf;
+
+    async fn collect<A: super::Attachment>(
+        &mut self,
+        _: &mut Interfaces<A>,
+        _: &mut Snapshot,
+    ) -> Vec<CollectError> {
+        Vec::new()
+    }
+}
+
+/// Loads the eBPF counters with room for `max_interfaces`, or says once, at WARN, why the
+/// interfaces that need them fall back to kernel link stats.
+pub(crate) fn load_or_explain(max_interfaces: u32) -> Option<EbpfCounters> {
+    match EbpfCounters::load(&LoadOptions { max_interfaces }) {
+        Ok(counters) => Some(counters),
+        Err(err) => {
+            warn!(error = %Report(&err),
+                "eBPF backend unavailable (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON and a \
+                 BPF-capable kernel); interfaces without ethtool stats fall back to kernel link \
+                 stats with reason ebpf_unavailable");
+            None
+        }
+    }
+}
+
+/// [`Unattached`] when the eBPF counters could be loaded here (they are unloaded again at
+/// once), so that routing shows what the daemon would do; `None` otherwise.
+pub(crate) fn unattached_if_loadable(max_interfaces: u32) -> Option<Unattached> {
+    EbpfCounters::load(&LoadOptions { max_interfaces })
+        .ok()
+        .map(|_| Unattached)
+}

@@ -1,0 +1,180 @@
+//! A fixture eBPF backend for the node's tests: attaches unless told to refuse an interface,
+//! can have an attachment removed "by someone else", and reports the counts, overflow and read
+//! failures the test sets. Cloning shares the state, so a test keeps a handle on what the
+//! node owns.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use aya::maps::MapError;
+use collector_common::Counter;
+
+use super::{
+    AttachError, AttachMode, AttachedMode, Attachment, InterfaceCounters, MapReadError, TcCounter,
+};
+use crate::{
+    backend::{Collect, CollectError},
+    discovery::Link,
+    metrics::Snapshot,
+    node::Interfaces,
+    policy::Backend,
+};
+
+#[derive(Debug, Default)]
+struct State {
+    /// Interfaces our program is attached to.
+    attached: BTreeSet<u32>,
+    attaches: usize,
+    detaches: usize,
+    forgotten: Vec<u32>,
+    refused: BTreeSet<String>,
+    counts: BTreeMap<u32, InterfaceCounters>,
+    overflow: u64,
+    failing_reads: bool,
+}
+
+/// The fixture backend.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FakeEbpf(Arc<Mutex<State>>);
+
+/// An attachment of [`FakeEbpf`] (always "TCX").
+#[derive(Debug)]
+pub(crate) struct FakeAttachment {
+    ifindex: u32,
+}
+
+impl Attachment for FakeAttachment {
+    fn mode(&self) -> Option<AttachedMode> {
+        Some(AttachedMode::Tcx)
+    }
+}
+
+impl FakeEbpf {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes attaching to `name` fail.
+    pub(crate) fn refuse(&self, name: &str) {
+        self.state().refused.insert(name.to_owned());
+    }
+
+    /// Removes our attachment from `ifindex`, as another tool would.
+    pub(crate) fn remove_attachment(&self, ifindex: u32) {
+        self.state().attached.remove(&ifindex);
+    }
+
+    /// Whether our program is attached to `ifindex`.
+    pub(crate) fn is_attached(&self, ifindex: u32) -> bool {
+        self.state().attached.contains(&ifindex)
+    }
+
+    /// Sets the counters of `ifindex`: `rx` and `tx` packets of 100 bytes.
+    pub(crate) fn set_counts(&self, ifindex: u32, rx: u64, tx: u64) {
+        let counter = |packets| Counter {
+            packets,
+            bytes: packets * 100,
+        };
+        self.state().counts.insert(
+            ifindex,
+            InterfaceCounters {
+                rx: counter(rx),
+                tx: counter(tx),
+            },
+        );
+    }
+
+    /// Sets the packets counted as overflow (the map is full).
+    pub(crate) fn set_overflow(&self, packets: u64) {
+        self.state().overflow = packets;
+    }
+
+    /// Makes map reads fail (`true`) or succeed again.
+    pub(crate) fn fail_reads(&self, failing: bool) {
+        self.state().failing_reads = failing;
+    }
+
+    /// How many attachments were made.
+    pub(crate) fn attaches(&self) -> usize {
+        self.state().attaches
+    }
+
+    /// How many attachments were detached.
+    pub(crate) fn detaches(&self) -> usize {
+        self.state().detaches
+    }
+
+    /// The ifindexes whose counters were freed, in order.
+    pub(crate) fn forgotten(&self) -> Vec<u32> {
+        self.state().forgotten.clone()
+    }
+}
+
+impl TcCounter for FakeEbpf {
+    type Attachment = FakeAttachment;
+
+    fn attach(&mut self, link: &Link, _: AttachMode) -> Result<FakeAttachment, AttachError> {
+        let mut state = self.state();
+        if state.refused.contains(&link.name) {
+            return Err(AttachError::NoSuchInterface {
+                interface: link.name.clone(),
+            });
+        }
+        state.attaches += 1;
+        state.attached.insert(link.ifindex);
+        Ok(FakeAttachment {
+            ifindex: link.ifindex,
+        })
+    }
+
+    fn is_intact(&self, attachment: &FakeAttachment) -> bool {
+        self.state().attached.contains(&attachment.ifindex)
+    }
+
+    fn detach(&mut self, attachment: FakeAttachment) -> Result<(), AttachError> {
+        let mut state = self.state();
+        state.detaches += 1;
+        state.attached.remove(&attachment.ifindex);
+        Ok(())
+    }
+
+    fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        let mut state = self.state();
+        state.forgotten.push(ifindex);
+        state.counts.remove(&ifindex);
+        Ok(())
+    }
+}
+
+impl Collect for FakeEbpf {
+    const BACKEND: Backend = Backend::Ebpf;
+
+    async fn collect<A: Attachment>(
+        &mut self,
+        _: &mut Interfaces<A>,
+        out: &mut Snapshot,
+    ) -> Vec<CollectError> {
+        let state = self.state();
+        if state.failing_reads {
+            return vec![CollectError::Ebpf(MapReadError::Read {
+                map: "LINKMETER_COUNTERS",
+                source: MapError::KeyNotFound,
+            })];
+        }
+        for interface in out.interfaces.iter_mut() {
+            if interface.attach_mode.is_some() {
+                interface.ebpf = Some(
+                    state
+                        .counts
+                        .get(&interface.ifindex)
+                        .copied()
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        out.map_overflow = state.overflow;
+        Vec::new()
+    }
+}

@@ -1,0 +1,261 @@
+//! Legacy tc (clsact qdisc + cls_bpf filters in direct-action mode): used on kernels without
+//! TCX or when asked for.
+//!
+//! The `clsact` qdisc is added when missing and **never** deleted or replaced, since other
+//! tools' filters live there. Our filters use a fixed priority and handle ([`LEGACY_PRIORITY`],
+//! [`LEGACY_HANDLE`]); before attaching, any stale filter carrying our program's name (left by
+//! a crashed run) is removed, and nothing else. Filters are found again by dumping the hook's
+//! filters over rtnetlink ([`filters`]), and removed from the network namespace they were
+//! added in ([`AttachNetns`]).
+
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
+    sync::Arc,
+};
+
+use aya::programs::tc::{self, TcError, TcHandle};
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    Parseable as _,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlHandle, TcMessage, TcOption},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::sched::{CloneFlags, setns};
+
+use super::{attach::AttachError, hooks::Hook};
+
+/// Priority of linkmeter's cls_bpf filters in legacy tc mode (lower runs earlier).
+pub const LEGACY_PRIORITY: u16 = 1;
+/// Handle of linkmeter's cls_bpf filters in legacy tc mode (`0x4c4d`, "LM").
+pub const LEGACY_HANDLE: TcHandle = TcHandle::new(0, 0x4c4d);
+
+/// Adds the clsact qdisc if missing (never replacing an existing one) and removes stale filters
+/// that carry our program's name on this hook.
+pub(super) fn prepare_hook(
+    interface: &str,
+    hook: Hook,
+    program_name: &str,
+) -> Result<(), AttachError> {
+    match tc::qdisc_add_clsact(interface) {
+        Ok(()) => {}
+        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(AttachError::NoSuchInterface {
+                interface: interface.to_owned(),
+            });
+        }
+        Err(err) if tc_errno(&err) == Some(libc::EEXIST) => {}
+        Err(source) => {
+            return Err(AttachError::Clsact {
+                interface: interface.to_owned(),
+                source,
+            });
+        }
+    }
+    match tc::qdisc_detach_program(interface, hook.attach_type(), program_name) {
+        Ok(()) => Ok(()),
+        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(AttachError::StaleFilter {
+            interface: interface.to_owned(),
+            hook,
+            source,
+        }),
+    }
+}
+
+/// The errno inside a [`TcError`], when there is one.
+fn tc_errno(err: &TcError) -> Option<i32> {
+    match err {
+        TcError::IoError(e) => e.raw_os_error(),
+        TcError::NetlinkError(e) => e.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// One filter on a hook, as the kernel lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Filter {
+    /// Its priority.
+    pub(super) priority: u16,
+    /// Its handle.
+    pub(super) handle: TcHandle,
+    /// The id of its BPF program, for cls_bpf filters.
+    pub(super) program_id: Option<u32>,
+}
+
+impl Filter {
+    fn from_message(msg: &TcMessage) -> Self {
+        let program_id = msg.attributes.iter().find_map(|attr| match attr {
+            TcAttribute::Options(options) => options.iter().find_map(|o| match o {
+                TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        });
+        Self {
+            // `tcm_info` holds the priority in its upper and the protocol in its lower half.
+            priority: u16::try_from(msg.header.info >> 16).unwrap_or(u16::MAX),
+            handle: TcHandle::new(msg.header.handle.major, msg.header.handle.minor),
+            program_id,
+        }
+    }
+}
+
+/// The clsact parent of `hook` (`TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / _EGRESS)`).
+const fn clsact_parent(hook: Hook) -> NlHandle {
+    NlHandle {
+        major: 0xffff,
+        minor: match hook {
+            Hook::Ingress => 0xfff2,
+            Hook::Egress => 0xfff3,
+        },
+    }
+}
+
+/// The filters on `hook` of `ifindex`, in the calling thread's network namespace (an
+/// `RTM_GETTFILTER` dump; a hook without a clsact qdisc has none).
+///
+/// # Errors
+///
+/// The netlink socket, the request or the kernel's answer failed.
+pub(super) fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut request_tc = TcMessage::default();
+    request_tc.header.index =
+        i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    request_tc.header.parent = clsact_parent(hook);
+    let mut request = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetTrafficFilter(request_tc)),
+    );
+    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.finalize();
+    let mut buf = vec![0; request.buffer_len()];
+    request.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut found = Vec::new();
+    loop {
+        let (data, _) = socket.recv_from_full()?;
+        let mut rest = data.as_slice();
+        while !rest.is_empty() {
+            let buffer = NetlinkBuffer::new_checked(&rest).map_err(io::Error::other)?;
+            let length = (buffer.length() as usize).clamp(1, rest.len());
+            let msg =
+                NetlinkMessage::<RouteNetlinkMessage>::parse(&buffer).map_err(io::Error::other)?;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(err) => return Err(err.to_io()),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(tc)) => {
+                    found.push(Filter::from_message(&tc));
+                }
+                _ => {}
+            }
+            rest = &rest[length.next_multiple_of(4).min(rest.len())..];
+        }
+    }
+}
+
+/// The network namespace an attachment was made in.
+///
+/// Legacy tc filters are found and removed over netlink, which acts on the *calling thread's*
+/// namespace and names the device by ifindex; TCX hooks are queried by interface name. Doing
+/// either from another namespace would miss the attachment or, worse, hit a device with the
+/// same ifindex or name there. Callers therefore enter this namespace first when elsewhere.
+#[derive(Debug)]
+pub(crate) struct AttachNetns {
+    fd: File,
+    inode: u64,
+}
+
+impl AttachNetns {
+    /// The calling thread's namespace, reusing `cached` when it is the same one (so that a
+    /// thousand attachments share one file descriptor).
+    pub(super) fn current(cached: &mut Option<Arc<Self>>) -> io::Result<Arc<Self>> {
+        let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+        if let Some(netns) = cached.as_ref().filter(|n| n.inode == inode) {
+            return Ok(Arc::clone(netns));
+        }
+        let netns = Arc::new(Self::open()?);
+        *cached = Some(Arc::clone(&netns));
+        Ok(netns)
+    }
+
+    fn open() -> io::Result<Self> {
+        let fd = File::open("/proc/thread-self/ns/net")?;
+        let inode = fd.metadata()?.ino();
+        Ok(Self { fd, inode })
+    }
+
+    /// Moves the calling thread into this namespace (if it is elsewhere) until the guard drops.
+    pub(super) fn enter(&self) -> io::Result<Option<NetnsRestore>> {
+        let current = Self::open()?;
+        if current.inode == self.inode {
+            return Ok(None);
+        }
+        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        Ok(Some(NetnsRestore {
+            original: current.fd,
+        }))
+    }
+}
+
+/// Returns the thread to the namespace it came from.
+#[derive(Debug)]
+pub(super) struct NetnsRestore {
+    original: File,
+}
+
+impl Drop for NetnsRestore {
+    fn drop(&mut self) {
+        if let Err(err) = setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %err, "cannot return to the original network namespace");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_messages_give_priority_handle_and_program_id() {
+        let mut msg = TcMessage::default();
+        msg.header.info = (u32::from(LEGACY_PRIORITY) << 16) | 0x0003;
+        msg.header.handle = NlHandle {
+            major: 0,
+            minor: 0x4c4d,
+        };
+        msg.attributes = vec![
+            TcAttribute::Kind("bpf".into()),
+            TcAttribute::Options(vec![
+                TcOption::Bpf(TcFilterBpfOption::ProgName("linkmeter_ingress".into())),
+                TcOption::Bpf(TcFilterBpfOption::ProgId(42)),
+            ]),
+        ];
+        assert_eq!(
+            Filter::from_message(&msg),
+            Filter {
+                priority: LEGACY_PRIORITY,
+                handle: LEGACY_HANDLE,
+                program_id: Some(42),
+            }
+        );
+        // The chain head the kernel lists first has no handle and no program.
+        let head = Filter::from_message(&TcMessage::default());
+        assert_eq!(head.program_id, None);
+    }
+
+    #[test]
+    fn clsact_parents_are_the_kernels() {
+        let raw = |h: NlHandle| (u32::from(h.major) << 16) | u32::from(h.minor);
+        assert_eq!(raw(clsact_parent(Hook::Ingress)), 0xffff_fff2);
+        assert_eq!(raw(clsact_parent(Hook::Egress)), 0xffff_fff3);
+    }
+}

@@ -1,0 +1,199 @@
+//! Fixture drivers for the ethtool backend: [`FakeDriver`] answers like one driver, with a stat
+//! count that can change between calls; [`FakeEthtool`] holds one per interface name and
+//! counts the probes, for the node's tests.
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use super::{DriverInfo, ETH_GSTRING_LEN, EthtoolIo, Reply};
+
+/// A fake driver: `counts` is what successive `GSSET_INFO`/`GSTRINGS`/`GSTATS` calls see, so a
+/// test can make the count change between calls. Stat `i` is named `stat_{i}` and has the
+/// value `10 * i`.
+#[derive(Debug)]
+pub(crate) struct FakeDriver {
+    driver_info: Result<DriverInfo, i32>,
+    counts: Mutex<Vec<u32>>,
+    /// Answer a request whose expected count is stale with 0, as Linux >= 6.9 does; otherwise
+    /// write the current count regardless, as older kernels do.
+    fail_closed: bool,
+    /// `GSTATS` fails with this errno.
+    values_errno: Option<i32>,
+}
+
+impl FakeDriver {
+    /// Driver `fake` with the stat counts `counts` (the last one repeats).
+    pub(crate) fn new(counts: &[u32]) -> Self {
+        Self::named("fake", counts)
+    }
+
+    /// Driver `driver` with the stat counts `counts`.
+    pub(crate) fn named(driver: &str, counts: &[u32]) -> Self {
+        Self {
+            driver_info: Ok(DriverInfo {
+                driver: driver.into(),
+                n_stats: counts[0],
+            }),
+            counts: Mutex::new(counts.to_vec()),
+            fail_closed: false,
+            values_errno: None,
+        }
+    }
+
+    /// As [`FakeDriver::new`], answering stale requests with 0 like recent kernels.
+    pub(crate) fn fail_closed(counts: &[u32]) -> Self {
+        Self {
+            fail_closed: true,
+            ..Self::new(counts)
+        }
+    }
+
+    /// A driver whose every request fails with `errno`.
+    pub(crate) fn failing(errno: i32) -> Self {
+        Self {
+            driver_info: Err(errno),
+            ..Self::new(&[0])
+        }
+    }
+
+    /// This driver, with `GSTATS` failing with `errno`.
+    pub(crate) fn with_values_failing(self, errno: i32) -> Self {
+        Self {
+            values_errno: Some(errno),
+            ..self
+        }
+    }
+
+    /// The count the kernel would report for a request expecting `expected`.
+    fn reported(&self, expected: usize) -> u32 {
+        let n = self.next_count();
+        if self.fail_closed && n as usize != expected {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// The driver's current count; each call moves to the next listed one (the last repeats).
+    fn next_count(&self) -> u32 {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() > 1 {
+            counts.remove(0)
+        } else {
+            counts[0]
+        }
+    }
+}
+
+impl EthtoolIo for FakeDriver {
+    fn driver_info(&self, _: &str) -> io::Result<DriverInfo> {
+        self.driver_info
+            .clone()
+            .map_err(io::Error::from_raw_os_error)
+    }
+
+    fn stats_count(&self, _: &str) -> io::Result<u32> {
+        if let Err(errno) = self.driver_info {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        Ok(self.next_count())
+    }
+
+    fn stat_names(&self, _: &str, expected: usize, capacity: usize) -> io::Result<Reply<Vec<u8>>> {
+        let n = self.reported(expected);
+        let mut data = vec![0u8; capacity * ETH_GSTRING_LEN];
+        for i in 0..(n as usize).min(capacity) {
+            let name = format!("stat_{i}");
+            data[i * ETH_GSTRING_LEN..i * ETH_GSTRING_LEN + name.len()]
+                .copy_from_slice(name.as_bytes());
+        }
+        Ok(Reply { reported: n, data })
+    }
+
+    fn stat_values(
+        &self,
+        _: &str,
+        expected: usize,
+        capacity: usize,
+    ) -> io::Result<Reply<Vec<u64>>> {
+        if let Some(errno) = self.values_errno {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let n = self.reported(expected);
+        let data = (0..capacity as u64)
+            .map(|i| if i < u64::from(n) { i * 10 } else { 0 })
+            .collect();
+        Ok(Reply { reported: n, data })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Drivers {
+    by_name: HashMap<String, Arc<FakeDriver>>,
+    probes: usize,
+}
+
+/// One [`FakeDriver`] per interface name; an unknown name answers `ENODEV` like a vanished
+/// interface. Cloning shares the drivers, so a test keeps a handle on what the node owns.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FakeEthtool(Arc<Mutex<Drivers>>);
+
+impl FakeEthtool {
+    fn drivers(&self) -> std::sync::MutexGuard<'_, Drivers> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs `driver` for interface `name`.
+    pub(crate) fn set(&self, name: &str, driver: FakeDriver) {
+        self.drivers()
+            .by_name
+            .insert(name.to_owned(), Arc::new(driver));
+    }
+
+    /// How many probes were made (`GDRVINFO` requests).
+    pub(crate) fn probes(&self) -> usize {
+        self.drivers().probes
+    }
+
+    fn driver(&self, name: &str) -> io::Result<Arc<FakeDriver>> {
+        self.drivers()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
+    }
+}
+
+impl EthtoolIo for FakeEthtool {
+    fn driver_info(&self, interface: &str) -> io::Result<DriverInfo> {
+        self.drivers().probes += 1;
+        self.driver(interface)?.driver_info(interface)
+    }
+
+    fn stats_count(&self, interface: &str) -> io::Result<u32> {
+        self.driver(interface)?.stats_count(interface)
+    }
+
+    fn stat_names(
+        &self,
+        interface: &str,
+        expected: usize,
+        capacity: usize,
+    ) -> io::Result<Reply<Vec<u8>>> {
+        self.driver(interface)?
+            .stat_names(interface, expected, capacity)
+    }
+
+    fn stat_values(
+        &self,
+        interface: &str,
+        expected: usize,
+        capacity: usize,
+    ) -> io::Result<Reply<Vec<u64>>> {
+        self.driver(interface)?
+            .stat_values(interface, expected, capacity)
+    }
+}

@@ -1,0 +1,165 @@
+//! `linkmeter check`: can this node run linkmeter? One line per requirement with ok / warn /
+//! fail and what to do. Exit status 0: fully; 1: degraded (e.g. no eBPF, so kernel link stats
+//! stand in); 2: cannot run.
+
+mod system;
+
+use std::fmt;
+
+use crate::{
+    Report,
+    backend::ebpf::Unattached,
+    cli::{Failure, runtime},
+    config::{Config, PolicyArgs},
+    node::{Answer, Interface, Node, OpenError},
+    policy::{Backend, Reason},
+};
+
+/// Examples shown by `linkmeter check --help`.
+pub(crate) const EXAMPLES: &str = "Examples:
+  linkmeter check
+  setpriv --bounding-set -bpf,-sys_admin,-perfmon -- linkmeter check   # what a restricted pod sees";
+
+/// Options of `linkmeter check`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// Routing configuration, as for `linkmeter run` (used for the per-interface lines).
+    #[command(flatten)]
+    config: PolicyArgs,
+}
+
+/// Outcome of one requirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Status {
+    /// Met.
+    Ok,
+    /// Not met, but linkmeter works fully without it.
+    Warn,
+    /// Not met: linkmeter runs degraded.
+    Degraded,
+    /// Not met: linkmeter cannot run.
+    Fatal,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Degraded | Self::Fatal => "fail",
+        })
+    }
+}
+
+/// One printed line.
+#[derive(Debug, Clone)]
+struct Line {
+    /// Outcome.
+    status: Status,
+    /// What was checked.
+    what: &'static str,
+    /// What was found, and what to do when it is not ok.
+    detail: String,
+}
+
+fn line(status: Status, what: &'static str, detail: impl Into<String>) -> Line {
+    Line {
+        status,
+        what,
+        detail: detail.into(),
+    }
+}
+
+/// Netlink and ethtool, and one line per interface with its ethtool answer and route: the
+/// daemon's routing pass, without attaching.
+async fn interface_lines(config: &Config, ebpf_ok: bool) -> Vec<Line> {
+    let mut node = match Node::open(config, ebpf_ok.then_some(Unattached)) {
+        Ok(node) => node,
+        Err(OpenError::Netlink(err)) => {
+            return vec![netlink_failed(&err)];
+        }
+        Err(OpenError::Ethtool(err)) => {
+            return vec![line(
+                Status::Fatal,
+                "ethtool",
+                format!("cannot open the ioctl socket: {err}"),
+            )];
+        }
+    };
+    let mut lines = match node.resync().await {
+        Ok(count) => vec![line(Status::Ok, "netlink", format!("{count} interfaces"))],
+        Err(err) => return vec![netlink_failed(&err)],
+    };
+    lines.extend(node.interfaces().map(interface_line));
+    lines
+}
+
+fn netlink_failed(err: &crate::discovery::DiscoveryError) -> Line {
+    line(
+        Status::Fatal,
+        "netlink",
+        format!("{}: linkmeter cannot discover interfaces", Report(err)),
+    )
+}
+
+fn interface_line<A>(interface: &Interface<A>) -> Line {
+    let driver = interface.driver.as_deref().unwrap_or("?");
+    let answer = match interface.answer {
+        Answer::NotProbed => "not probed".to_owned(),
+        Answer::Stats { count } => format!("{driver}, {count} driver stats"),
+        Answer::NoStats => format!("{driver}, no driver stats"),
+        Answer::Unsupported { .. } => "EOPNOTSUPP".to_owned(),
+        Answer::Failed { errno } => format!("errno {errno}"),
+    };
+    let backend = interface.measure.backend();
+    let status = if backend == Backend::Netdev && interface.reason != Reason::Override {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    line(
+        status,
+        "interface",
+        format!(
+            "{}: {answer} -> {backend} ({})",
+            interface.link.name, interface.reason
+        ),
+    )
+}
+
+/// Runs `linkmeter check`, printing one line per requirement.
+///
+/// # Errors
+///
+/// A [`Failure`] with status 1 (degraded) or 2 (cannot run) after the lines are printed.
+pub(crate) fn execute(args: &CheckArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config.clone().into()).map_err(|e| Failure::config(&e))?;
+    let mut lines = system::lines();
+    let ebpf_ok = lines
+        .iter()
+        .any(|l| l.what == "ebpf-object" && l.status == Status::Ok);
+    lines.extend(runtime()?.block_on(interface_lines(&config, ebpf_ok)));
+    for l in &lines {
+        println!("{:<5} {:<13} {}", l.status.to_string(), l.what, l.detail);
+    }
+    match lines.iter().map(|l| l.status).max().unwrap_or(Status::Ok) {
+        Status::Ok | Status::Warn => {
+            println!("result: linkmeter can run fully");
+            Ok(())
+        }
+        Status::Degraded => {
+            println!("result: linkmeter runs degraded (see the fail lines)");
+            Err(Failure {
+                status: 1,
+                message: String::new(),
+            })
+        }
+        Status::Fatal => {
+            println!("result: linkmeter cannot run (see the fail lines)");
+            Err(Failure {
+                status: 2,
+                message: String::new(),
+            })
+        }
+    }
+}

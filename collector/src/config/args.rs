@@ -1,0 +1,100 @@
+//! The flags (and environment variables) of the configuration keys. They are kept as given and
+//! validated together with the file by [`super::Config::build`], so a bad value is reported
+//! with its key whichever way it came in. The `[default: …]` texts are checked against the
+//! constants of [`super`] by a unit test.
+
+use std::path::PathBuf;
+
+use super::{FileConfig, LogFormat};
+
+/// Flags (and environment variables) that decide routing, shared by `run`, `list`, `check`
+/// and `dump`. Unset ones fall back to the file, then to the defaults.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// TOML configuration file (keys as the long flags, with `_`; see README).
+    #[arg(long, env = "LINKMETER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface pattern to monitor, repeatable or comma-separated [default: all].
+    #[arg(
+        long,
+        env = "LINKMETER_INCLUDE",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub include: Option<Vec<String>>,
+    /// Interface pattern never monitored, repeatable or comma-separated [default: lo].
+    #[arg(
+        long,
+        env = "LINKMETER_EXCLUDE",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub exclude: Option<Vec<String>>,
+    /// Force a backend: PATTERN=ethtool|ebpf|netdev|none, repeatable or comma-separated.
+    #[arg(
+        long = "override",
+        env = "LINKMETER_OVERRIDES",
+        value_delimiter = ',',
+        value_name = "PATTERN=BACKEND"
+    )]
+    pub overrides: Option<Vec<String>>,
+    /// TC attach mode: auto, tcx or tc [default: auto].
+    #[arg(long, env = "LINKMETER_ATTACH_MODE", value_name = "MODE")]
+    pub attach_mode: Option<String>,
+    /// eBPF counter map capacity, in interfaces [default: 1024].
+    #[arg(long, env = "LINKMETER_MAX_INTERFACES", value_name = "N")]
+    pub max_interfaces: Option<u32>,
+    /// Regex on driver stat names to export [default: .*].
+    #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
+    pub ethtool_stats_allowlist: Option<String>,
+}
+
+/// Flags (and environment variables) of `linkmeter run`: the routing ones plus the daemon's.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Routing flags.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Address to serve /metrics, /healthz and /readyz on [default: 0.0.0.0:9977].
+    #[arg(long, env = "LINKMETER_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Seconds between full re-discoveries [default: 60].
+    #[arg(
+        long = "resync-interval",
+        env = "LINKMETER_RESYNC_INTERVAL",
+        value_name = "SECONDS"
+    )]
+    pub resync_interval_seconds: Option<u64>,
+    /// Log format: human or json [default: human].
+    #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl From<PolicyArgs> for RunArgs {
+    fn from(policy: PolicyArgs) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+}
+
+impl RunArgs {
+    /// Flags over file values.
+    pub(super) fn over(self, file: FileConfig) -> FileConfig {
+        let p = self.policy;
+        FileConfig {
+            listen: self.listen.or(file.listen),
+            include: p.include.or(file.include),
+            exclude: p.exclude.or(file.exclude),
+            overrides: p.overrides.or(file.overrides),
+            attach_mode: p.attach_mode.or(file.attach_mode),
+            max_interfaces: p.max_interfaces.or(file.max_interfaces),
+            resync_interval_seconds: self
+                .resync_interval_seconds
+                .or(file.resync_interval_seconds),
+            ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
+            log_format: self.log_format.or(file.log_format),
+        }
+    }
+}

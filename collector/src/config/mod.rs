@@ -1,0 +1,297 @@
+//! Configuration: every default and limit is defined once here, every value — from the TOML
+//! file (`--config`), a flag or an environment variable — is parsed and validated once by
+//! [`Config::build`]. Precedence: flag / environment > file > default.
+//!
+//! | key | flag | env | default | meaning |
+//! | --- | --- | --- | --- | --- |
+//! | `listen` | `--listen` | `LINKMETER_LISTEN` | `0.0.0.0:9977` | address of `/metrics`, `/healthz`, `/readyz` |
+//! | `include` | `--include` | `LINKMETER_INCLUDE` | (all) | interface patterns to monitor |
+//! | `exclude` | `--exclude` | `LINKMETER_EXCLUDE` | `["lo"]` | interface patterns never monitored |
+//! | `overrides` | `--override` | `LINKMETER_OVERRIDES` | (none) | `PATTERN=BACKEND`, first match wins |
+//! | `attach_mode` | `--attach-mode` | `LINKMETER_ATTACH_MODE` | `auto` | `auto`, `tcx` or `tc` |
+//! | `max_interfaces` | `--max-interfaces` | `LINKMETER_MAX_INTERFACES` | `1024` | eBPF counter map capacity |
+//! | `resync_interval_seconds` | `--resync-interval` | `LINKMETER_RESYNC_INTERVAL` | `60` | full re-discovery period |
+//! | `ethtool_stats_allowlist` | `--ethtool-stats-allowlist` | `LINKMETER_ETHTOOL_STATS_ALLOWLIST` | `.*` | regex on driver stat names |
+//! | `log_format` | `--log-format` | `LINKMETER_LOG_FORMAT` | `human` | `human` or `json` |
+//!
+//! Patterns are globs, `/regex/` or `kind:<link kind>` (see `crate::filter`).
+
+mod args;
+
+use std::{net::SocketAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub use self::args::{PolicyArgs, RunArgs};
+use crate::{
+    backend::ebpf::AttachMode,
+    filter::Pattern,
+    policy::{Backend, Policy},
+};
+
+/// Default of `listen`.
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9977";
+/// Default of `exclude`.
+pub(crate) const DEFAULT_EXCLUDE: &[&str] = &["lo"];
+/// Default of `max_interfaces`: the eBPF counter map's capacity, in interfaces.
+pub const DEFAULT_MAX_INTERFACES: u32 = 1024;
+/// Accepted values of `max_interfaces` (two map entries each; the kernel caps map sizes).
+pub const MAX_INTERFACES: RangeInclusive<u32> = 1..=1 << 20;
+/// Default of `resync_interval_seconds`.
+pub(crate) const DEFAULT_RESYNC_SECONDS: u64 = 60;
+/// Accepted values of `resync_interval_seconds`.
+pub(crate) const RESYNC_SECONDS: RangeInclusive<u64> = 1..=86_400;
+/// Default of `ethtool_stats_allowlist`: every driver statistic.
+pub(crate) const DEFAULT_ETHTOOL_STATS_ALLOWLIST: &str = ".*";
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The configuration file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to serve metrics on, `IP:PORT`.
+    pub listen: Option<String>,
+    /// Interface patterns to monitor; empty or absent means all.
+    pub include: Option<Vec<String>>,
+    /// Interface patterns never monitored; checked first.
+    pub exclude: Option<Vec<String>>,
+    /// Forced backends as `"PATTERN=BACKEND"` (`ethtool`, `ebpf`, `netdev`, `none`); the first
+    /// matching entry wins.
+    pub overrides: Option<Vec<String>>,
+    /// TC attach mode: `auto` (TCX on Linux >= 6.6, else legacy tc), `tcx` or `tc`.
+    pub attach_mode: Option<String>,
+    /// Capacity of the eBPF counter map, in interfaces ([`MAX_INTERFACES`]).
+    pub max_interfaces: Option<u32>,
+    /// Seconds between full re-discoveries that repair missed link events and re-attach
+    /// removed programs.
+    pub resync_interval_seconds: Option<u64>,
+    /// Regex on driver stat names exported as `linkmeter_ethtool_stat`.
+    pub ethtool_stats_allowlist: Option<String>,
+    /// `human` or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to serve metrics.
+    pub(crate) listen: SocketAddr,
+    /// Include/exclude/overrides.
+    pub(crate) policy: Policy,
+    /// TC attach mode.
+    pub(crate) attach_mode: AttachMode,
+    /// eBPF map capacity in interfaces.
+    pub(crate) max_interfaces: u32,
+    /// Full re-discovery period.
+    pub(crate) resync_interval: Duration,
+    /// Driver stat names to export.
+    pub(crate) ethtool_stats_allowlist: Regex,
+    /// Log format.
+    pub(crate) log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::build(FileConfig::default()).expect("defaults are valid")
+    }
+}
+
+/// A configuration error; names the key (or file) at fault. linkmeter exits with status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys / wrong types.
+    #[error("config file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, naming the key and line.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is invalid.
+    #[error("invalid {key}: {message}")]
+    Invalid {
+        /// The key (as in the file).
+        key: &'static str,
+        /// What is wrong with the value.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl FileConfig {
+    /// Parses TOML text; `path` is only used in messages.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] for bad TOML, unknown keys or wrong types.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// Parses a list of interface patterns of `key`.
+fn patterns(key: &'static str, list: &[String]) -> Result<Vec<Pattern>, ConfigError> {
+    list.iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|e: crate::filter::PatternError| invalid(key, e.to_string()))
+        })
+        .collect()
+}
+
+/// Parses `"PATTERN=BACKEND"` entries.
+fn overrides(list: &[String]) -> Result<Vec<(Pattern, Backend)>, ConfigError> {
+    list.iter()
+        .map(|entry| {
+            let (pattern, backend) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| invalid("overrides", format!("{entry:?} is not PATTERN=BACKEND")))?;
+            let backend = Backend::parse(backend.trim()).ok_or_else(|| {
+                invalid(
+                    "overrides",
+                    format!("{entry:?}: backend must be ethtool, ebpf, netdev or none"),
+                )
+            })?;
+            let pattern = pattern
+                .trim()
+                .parse()
+                .map_err(|e: crate::filter::PatternError| invalid("overrides", e.to_string()))?;
+            Ok((pattern, backend))
+        })
+        .collect()
+}
+
+/// Checks that `value` of `key` lies in `range`.
+fn within<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    range: &RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!("{value}: must be {} to {}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// Parses an attach mode as written in the file or on the command line.
+fn attach_mode(text: &str) -> Result<AttachMode, ConfigError> {
+    match text {
+        "auto" => Ok(AttachMode::Auto),
+        "tcx" => Ok(AttachMode::Tcx),
+        "tc" => Ok(AttachMode::Tc),
+        other => Err(invalid(
+            "attach_mode",
+            format!("{other:?}: must be auto, tcx or tc"),
+        )),
+    }
+}
+
+impl Config {
+    /// Reads the file named by `args.config` (if any), applies the flags over it, validates.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file or key at fault.
+    pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
+        let file = match &args.policy.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                FileConfig::parse(&text, path)?
+            }
+            None => FileConfig::default(),
+        };
+        Self::build(args.clone().over(file))
+    }
+
+    /// Validates a merged configuration, filling in the defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn build(file: FileConfig) -> Result<Self, ConfigError> {
+        let listen_text = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text
+            .parse()
+            .map_err(|e| invalid("listen", format!("{listen_text:?} is not IP:PORT ({e})")))?;
+        let exclude = file
+            .exclude
+            .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|&p| p.to_owned()).collect());
+        let allow_text = file
+            .ethtool_stats_allowlist
+            .as_deref()
+            .unwrap_or(DEFAULT_ETHTOOL_STATS_ALLOWLIST);
+        let ethtool_stats_allowlist = Regex::new(allow_text)
+            .map_err(|e| invalid("ethtool_stats_allowlist", format!("{allow_text:?}: {e}")))?;
+        let resync = within(
+            "resync_interval_seconds",
+            file.resync_interval_seconds
+                .unwrap_or(DEFAULT_RESYNC_SECONDS),
+            &RESYNC_SECONDS,
+        )?;
+        Ok(Self {
+            listen,
+            policy: Policy {
+                include: patterns("include", &file.include.unwrap_or_default())?,
+                exclude: patterns("exclude", &exclude)?,
+                overrides: overrides(&file.overrides.unwrap_or_default())?,
+            },
+            attach_mode: file
+                .attach_mode
+                .as_deref()
+                .map_or(Ok(AttachMode::default()), attach_mode)?,
+            max_interfaces: within(
+                "max_interfaces",
+                file.max_interfaces.unwrap_or(DEFAULT_MAX_INTERFACES),
+                &MAX_INTERFACES,
+            )?,
+            resync_interval: Duration::from_secs(resync),
+            ethtool_stats_allowlist,
+            log_format: file.log_format.unwrap_or_default(),
+        })
+    }
+
+    /// The address `/metrics` is served on.
+    pub const fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
+#[cfg(test)]
+mod tests;

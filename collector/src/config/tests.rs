@@ -1,0 +1,126 @@
+//! Configuration parsing, validation and precedence.
+
+use std::path::Path;
+
+use super::*;
+
+fn build(toml_text: &str) -> Result<Config, ConfigError> {
+    Config::build(FileConfig::parse(toml_text, Path::new("test.toml"))?)
+}
+
+#[test]
+fn defaults_come_from_the_constants() {
+    let c = Config::default();
+    assert_eq!(c.listen, DEFAULT_LISTEN.parse().expect("addr"));
+    assert_eq!(c.attach_mode, AttachMode::Auto);
+    assert_eq!(c.max_interfaces, DEFAULT_MAX_INTERFACES);
+    assert_eq!(
+        c.resync_interval,
+        Duration::from_secs(DEFAULT_RESYNC_SECONDS)
+    );
+    assert!(c.policy.exclude[0].matches("lo", None));
+    assert_eq!(c.policy.exclude.len(), DEFAULT_EXCLUDE.len());
+    assert!(c.policy.include.is_empty() && c.policy.overrides.is_empty());
+    assert!(c.ethtool_stats_allowlist.is_match("rx_queue_0_packets"));
+    assert_eq!(c.log_format, LogFormat::Human);
+}
+
+/// The `[default: …]` texts of `--help` are literals (clap takes doc comments as they are);
+/// this keeps them equal to the constants.
+#[test]
+fn help_shows_the_defaults_of_the_constants() {
+    let mut run = crate::cli::command();
+    let help = run
+        .find_subcommand_mut("run")
+        .expect("run")
+        .render_long_help()
+        .to_string();
+    for expected in [
+        format!("[default: {DEFAULT_LISTEN}]"),
+        format!("[default: {}]", DEFAULT_EXCLUDE.join(",")),
+        format!("[default: {DEFAULT_MAX_INTERFACES}]"),
+        format!("[default: {DEFAULT_RESYNC_SECONDS}]"),
+        format!("[default: {DEFAULT_ETHTOOL_STATS_ALLOWLIST}]"),
+        "[default: auto]".to_owned(),
+        "[default: human]".to_owned(),
+    ] {
+        assert!(help.contains(&expected), "run --help lacks {expected}");
+    }
+    assert_eq!(format!("{:?}", AttachMode::default()), "Auto");
+}
+
+#[test]
+fn full_file_is_accepted() {
+    let c = build(
+        r#"
+        listen = "127.0.0.1:9100"
+        include = ["eth*", "kind:vxlan"]
+        exclude = ["lo", "/^docker/"]
+        overrides = ["cilium_*=ebpf", "kind:bridge=netdev"]
+        attach_mode = "tc"
+        max_interfaces = 64
+        resync_interval_seconds = 5
+        ethtool_stats_allowlist = "^(rx|tx)_"
+        log_format = "json"
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(c.policy.overrides.len(), 2);
+    assert_eq!(c.policy.overrides[0].1, Backend::Ebpf);
+    assert_eq!(c.attach_mode, AttachMode::Tc);
+    assert_eq!(c.max_interfaces, 64);
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("listn = \"x\"", "listn"),
+        ("listen = \"localhost\"", "listen"),
+        ("listen = \"1.2.3.4:99999\"", "listen"),
+        ("exclude = [\"/(/\"]", "exclude"),
+        ("include = [\"\"]", "include"),
+        ("overrides = [\"eth0\"]", "overrides"),
+        ("overrides = [\"eth0=magic\"]", "overrides"),
+        ("attach_mode = \"xdp\"", "attach_mode"),
+        ("max_interfaces = 0", "max_interfaces"),
+        ("max_interfaces = 1048577", "max_interfaces"),
+        ("resync_interval_seconds = 0", "resync_interval_seconds"),
+        ("ethtool_stats_allowlist = \"(\"", "ethtool_stats_allowlist"),
+        ("log_format = \"xml\"", "log_format"),
+        ("max_interfaces = \"many\"", "max_interfaces"),
+    ];
+    for (text, key) in cases {
+        let err = build(text).expect_err(text);
+        let shown = crate::Report(&err).to_string();
+        assert!(shown.contains(key), "{text}: {shown}");
+    }
+}
+
+#[test]
+fn limits_are_inclusive() {
+    for ok in [*MAX_INTERFACES.start(), *MAX_INTERFACES.end()] {
+        assert_eq!(
+            build(&format!("max_interfaces = {ok}"))
+                .expect("valid")
+                .max_interfaces,
+            ok
+        );
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = FileConfig::parse(
+        "listen = \"127.0.0.1:1\"\nmax_interfaces = 8",
+        Path::new("t"),
+    )
+    .expect("ok");
+    let args = RunArgs {
+        listen: Some("127.0.0.1:2".into()),
+        ..RunArgs::default()
+    };
+    let c = Config::build(args.over(file)).expect("valid");
+    assert_eq!(c.listen().port(), 2);
+    assert_eq!(c.max_interfaces, 8);
+}

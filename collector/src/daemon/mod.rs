@@ -1,0 +1,189 @@
+//! `linkmeter run`: one owner task holds the node and `select!`s over link events, the resync
+//! tick, scrape requests and shutdown. Routing, probing and attaching happen on events and
+//! resyncs; a scrape request only collects. Scrapes that arrive while a collection runs are
+//! answered by that collection, so concurrent scrapers cost about one collection.
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::{Stream, StreamExt as _};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, mpsc, oneshot},
+    time::MissedTickBehavior,
+};
+use tracing::{info, warn};
+
+use crate::{
+    Report,
+    backend::{
+        ebpf::{TcCounter, load_or_explain},
+        ethtool::EthtoolIo,
+    },
+    config::Config,
+    discovery::{self, DiscoveryError, LinkEvent, Links},
+    http,
+    metrics::Exposition,
+    node::{Node, OpenError},
+};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DaemonError {
+    /// The node's netlink or ethtool sockets cannot be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The link event subscription cannot be opened.
+    #[error("subscribing to link events")]
+    Events(#[source] DiscoveryError),
+    /// The HTTP server failed.
+    #[error("serving HTTP")]
+    Http(#[source] std::io::Error),
+}
+
+/// A scrape's request: where to send the collection that answers it.
+type Request = oneshot::Sender<Arc<Exposition>>;
+
+/// How scrapes reach the owner task.
+#[derive(Clone, Debug)]
+pub(crate) struct Scrapes(mpsc::Sender<Request>);
+
+impl Scrapes {
+    /// A collection made at or after this call; `None` once the owner has stopped.
+    pub(crate) async fn collect(&self) -> Option<Arc<Exposition>> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Scrapes that may wait for the owner at once; more wait to be queued.
+const QUEUED_SCRAPES: usize = 256;
+
+/// A channel for scrapes: the handle for the HTTP side, the receiver for the owner.
+pub(crate) fn scrapes() -> (Scrapes, mpsc::Receiver<Request>) {
+    let (sender, receiver) = mpsc::channel(QUEUED_SCRAPES);
+    (Scrapes(sender), receiver)
+}
+
+/// The owner of the node's state.
+pub(crate) struct Owner<I, E: TcCounter, L, S> {
+    /// The node.
+    pub(crate) node: Node<I, E, L>,
+    /// Link events; when the subscription ends, the periodic resync carries on alone.
+    pub(crate) events: S,
+    /// Scrape requests.
+    pub(crate) requests: mpsc::Receiver<Request>,
+    /// Period of the full resync.
+    pub(crate) resync_interval: Duration,
+    /// Set once the first routing pass is done.
+    pub(crate) ready: Arc<AtomicBool>,
+}
+
+impl<I, E, L, S> Owner<I, E, L, S>
+where
+    I: EthtoolIo,
+    E: TcCounter,
+    L: Links,
+    S: Stream<Item = LinkEvent> + Unpin,
+{
+    /// Routes every interface, then serves events, resyncs and scrapes until `shutdown`
+    /// completes; detaches everything before returning.
+    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        self.resync().await;
+        self.ready.store(true, Ordering::Release);
+        info!(
+            interfaces = self.node.interfaces().count(),
+            "first routing pass done; ready"
+        );
+        let mut resync = tokio::time::interval(self.resync_interval);
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        resync.tick().await;
+        let mut events_open = true;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                // Events first, so that a scrape answered in the same turn sees them.
+                event = self.events.next(), if events_open => match event {
+                    Some(event) => self.node.apply(event),
+                    None => {
+                        warn!("link event subscription ended; relying on periodic resync");
+                        events_open = false;
+                    }
+                },
+                _ = resync.tick() => self.resync().await,
+                Some(first) = self.requests.recv() => self.answer(first).await,
+            }
+        }
+        info!("shutting down: detaching the eBPF counter");
+        self.node.detach_all();
+    }
+
+    async fn resync(&mut self) {
+        if let Err(err) = self.node.resync().await {
+            warn!(error = %Report(&err), "link resync failed; keeping the interfaces known so far");
+        }
+    }
+
+    /// Collects once and answers `first` and every scrape that queued up meanwhile.
+    async fn answer(&mut self, first: Request) {
+        let exposition = Arc::new(Exposition::new(self.node.collect().await));
+        let _gone = first.send(Arc::clone(&exposition));
+        while let Ok(next) = self.requests.try_recv() {
+            let _gone = next.send(Arc::clone(&exposition));
+        }
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` completes, then detaches everything.
+///
+/// # Errors
+///
+/// [`DaemonError`] when netlink or the ethtool socket cannot be opened, or the server fails.
+pub(crate) async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let ebpf = load_or_explain(config.max_interfaces);
+    // Subscribe before the first dump so that no link change falls in between.
+    let events = discovery::link_events().map_err(DaemonError::Events)?;
+    let node = Node::open(&config, ebpf)?;
+    let (scrapes, requests) = scrapes();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let stop = Arc::new(Notify::new());
+    let server_stop = Arc::clone(&stop);
+    let local = listener.local_addr().ok();
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::Endpoints::new(scrapes, Arc::clone(&ready)),
+        async move { server_stop.notified().await },
+    ));
+    info!(listen = ?local, "serving /metrics, /healthz, /readyz");
+
+    let owner = Owner {
+        node,
+        events,
+        requests,
+        resync_interval: config.resync_interval,
+        ready,
+    };
+    owner.run(shutdown).await;
+    stop.notify_one();
+    match server.await {
+        Ok(result) => result.map_err(DaemonError::Http),
+        Err(err) => Err(DaemonError::Http(std::io::Error::other(err))),
+    }
+}

@@ -1,0 +1,236 @@
+//! The owner task over fixtures: what a scrape may and may not do, coalescing, resync and
+//! shutdown. Each test runs the owner and its "clients" side by side on one task.
+
+use std::{future::Future, pin::Pin, task::Poll};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::*;
+use crate::{
+    backend::{
+        ebpf::fake::FakeEbpf,
+        ethtool::fake::{FakeDriver, FakeEthtool},
+    },
+    discovery::fake::FakeLinks,
+    policy::Backend,
+};
+
+type Events = Pin<Box<dyn Stream<Item = LinkEvent>>>;
+type TestOwner = Owner<FakeEthtool, FakeEbpf, FakeLinks, Events>;
+
+/// The owner's surroundings, as a test drives them.
+struct Clients {
+    scrapes: Scrapes,
+    events: Option<UnboundedSender<LinkEvent>>,
+    ready: Arc<AtomicBool>,
+    ethtool: FakeEthtool,
+    ebpf: FakeEbpf,
+    links: FakeLinks,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// An owner over fixtures whose kernel has `lo` and `eth0`, and its clients; the future
+/// completes when the clients say stop.
+fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
+    let (ethtool, ebpf, links) = (
+        FakeEthtool::default(),
+        FakeEbpf::default(),
+        FakeLinks::default(),
+    );
+    ethtool.set("lo", FakeDriver::failing(libc::EOPNOTSUPP));
+    ethtool.set("eth0", FakeDriver::named("veth", &[3]));
+    links.add(1, "lo", None);
+    links.add(2, "eth0", None);
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let events: Events = Box::pin(futures_util::stream::poll_fn(move |cx| {
+        receiver.poll_recv(cx)
+    }));
+    let (scrapes, requests) = scrapes();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = oneshot::channel();
+    let owner = Owner {
+        node: Node::new(
+            &Config::default(),
+            ethtool.clone(),
+            Some(ebpf.clone()),
+            links.clone(),
+        ),
+        events,
+        requests,
+        resync_interval: Duration::from_secs(60),
+        ready: Arc::clone(&ready),
+    };
+    let clients = Clients {
+        scrapes,
+        events: Some(sender),
+        ready,
+        ethtool,
+        ebpf,
+        links,
+        stop: Some(stop),
+    };
+    (owner, clients, async move {
+        let _ = stopped.await;
+    })
+}
+
+impl Clients {
+    async fn until_ready(&self) {
+        while !self.ready.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A vxlan device in the kernel, without sending its link event.
+    fn create_vxlan(&self, ifindex: u32, name: &str) -> crate::discovery::Link {
+        self.ethtool.set(name, FakeDriver::named("vxlan", &[0]));
+        self.links.add(ifindex, name, Some("vxlan"))
+    }
+
+    fn send(&self, event: LinkEvent) {
+        self.events
+            .as_ref()
+            .expect("subscription open")
+            .send(event)
+            .expect("owner listens");
+    }
+
+    /// (interface, backend) of what a scrape shows.
+    async fn scrape(&self) -> Vec<(String, Backend)> {
+        let exposition = self.scrapes.collect().await.expect("owner answers");
+        exposition
+            .snapshot()
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), i.backend))
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.stop.take().expect("once").send(());
+    }
+}
+
+#[tokio::test]
+async fn a_scrape_neither_probes_nor_attaches_a_new_link_its_event_does() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        let (probes, attaches) = (c.ethtool.probes(), c.ebpf.attaches());
+        let link = c.create_vxlan(5, "vx5");
+        // Link events paused: scrapes show what is routed, and route nothing themselves.
+        for _ in 0..3 {
+            let shown = c.scrape().await;
+            assert!(!shown.iter().any(|(n, _)| n == "vx5"), "{shown:?}");
+        }
+        assert_eq!((c.ethtool.probes(), c.ebpf.attaches()), (probes, attaches));
+        // The link event routes and attaches it.
+        c.send(LinkEvent::New(link));
+        let shown = c.scrape().await;
+        assert!(
+            shown.contains(&("vx5".to_owned(), Backend::Ebpf)),
+            "{shown:?}"
+        );
+        assert_eq!(
+            (c.ethtool.probes(), c.ebpf.attaches()),
+            (probes + 1, attaches + 1)
+        );
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_resync_routes_a_link_whose_event_was_lost() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        c.create_vxlan(6, "vx6");
+        assert!(!c.scrape().await.iter().any(|(n, _)| n == "vx6"));
+        assert_eq!(c.ebpf.attaches(), 0);
+        // The resync tick (every 60 s) fires while the clients sleep.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(
+            c.scrape()
+                .await
+                .contains(&("vx6".to_owned(), Backend::Ebpf))
+        );
+        assert_eq!(c.ebpf.attaches(), 1);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_are_answered_by_one_collection() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        let dumps = c.links.dumps();
+        let scrapes: Vec<_> = (0..20).map(|_| c.scrapes.collect()).collect();
+        let answers = futures_util::future::join_all(scrapes).await;
+        assert_eq!(c.links.dumps() - dumps, 1, "one kernel dump for 20 scrapes");
+        let first = answers[0].as_ref().expect("answered");
+        for answer in &answers {
+            assert!(Arc::ptr_eq(first, answer.as_ref().expect("answered")));
+        }
+        // The next scrape is a new collection.
+        c.scrape().await;
+        assert_eq!(c.links.dumps() - dumps, 2);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test]
+async fn a_deleted_link_leaves_the_next_scrape() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        let link = c.create_vxlan(7, "vx7");
+        c.send(LinkEvent::New(link));
+        assert!(c.scrape().await.iter().any(|(n, _)| n == "vx7"));
+        c.links.remove(7);
+        c.send(LinkEvent::Deleted { ifindex: 7 });
+        assert!(!c.scrape().await.iter().any(|(n, _)| n == "vx7"));
+        assert_eq!(c.ebpf.forgotten(), vec![7]);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_event_subscription_ends_the_resync_carries_on() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        drop(c.events.take());
+        c.create_vxlan(8, "vx8");
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(c.scrape().await.iter().any(|(n, _)| n == "vx8"));
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test]
+async fn shutdown_detaches_everything_and_later_scrapes_are_refused() {
+    let (owner, mut c, shutdown) = owner();
+    let link = c.create_vxlan(9, "vx9");
+    c.send(LinkEvent::New(link));
+    let clients = async {
+        c.until_ready().await;
+        // Wait until the event is applied.
+        while c.ebpf.attaches() == 0 {
+            tokio::task::yield_now().await;
+        }
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+    assert_eq!(c.ebpf.detaches(), 1);
+    assert!(!c.ebpf.is_attached(9));
+    assert!(c.scrapes.collect().await.is_none());
+    // Nothing waits forever on a stopped owner.
+    let pending = std::pin::pin!(c.scrapes.collect());
+    assert!(matches!(futures_util::poll!(pending), Poll::Ready(None)));
+}

@@ -1,0 +1,100 @@
+//! A fixture kernel for discovery: the links, statistics and link modes a test sets, and how
+//! many dumps were made. Cloning shares the state, so a test keeps a handle on what the code
+//! under test owns.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use super::{DiscoveryError, Link, LinkFacts, Links};
+use crate::backend::{
+    ethtool::{LinkMode, LinkModeError},
+    netdev::LinkStats,
+};
+
+/// A link as a fixture.
+pub(crate) fn link(ifindex: u32, name: &str, kind: Option<&str>) -> Link {
+    Link {
+        ifindex,
+        name: name.to_owned(),
+        kind: kind.map(str::to_owned),
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    links: BTreeMap<u32, LinkFacts>,
+    modes: HashMap<String, LinkMode>,
+    dumps: usize,
+    failing: bool,
+}
+
+/// The links of a fixture node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FakeLinks(Arc<Mutex<State>>);
+
+impl FakeLinks {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds (or replaces) a link with zero statistics and returns it.
+    pub(crate) fn add(&self, ifindex: u32, name: &str, kind: Option<&str>) -> Link {
+        let link = link(ifindex, name, kind);
+        self.state().links.insert(
+            ifindex,
+            LinkFacts {
+                link: link.clone(),
+                stats: Some(LinkStats::default()),
+            },
+        );
+        link
+    }
+
+    /// Removes a link.
+    pub(crate) fn remove(&self, ifindex: u32) {
+        self.state().links.remove(&ifindex);
+    }
+
+    /// Sets the kernel statistics of a link.
+    pub(crate) fn set_stats(&self, ifindex: u32, stats: LinkStats) {
+        if let Some(facts) = self.state().links.get_mut(&ifindex) {
+            facts.stats = Some(stats);
+        }
+    }
+
+    /// Sets the link mode reported for `name`.
+    pub(crate) fn set_mode(&self, name: &str, mode: LinkMode) {
+        self.state().modes.insert(name.to_owned(), mode);
+    }
+
+    /// Makes every dump fail (`true`) or succeed again.
+    pub(crate) fn fail_dumps(&self, failing: bool) {
+        self.state().failing = failing;
+    }
+
+    /// How many dumps were made.
+    pub(crate) fn dumps(&self) -> usize {
+        self.state().dumps
+    }
+}
+
+impl Links for FakeLinks {
+    async fn dump(&self) -> Result<Vec<LinkFacts>, DiscoveryError> {
+        // A real dump waits for the kernel's answer: let other tasks run meanwhile.
+        tokio::task::yield_now().await;
+        let mut state = self.state();
+        state.dumps += 1;
+        if state.failing {
+            return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
+                libc::ENOBUFS,
+            )));
+        }
+        Ok(state.links.values().cloned().collect())
+    }
+
+    async fn link_modes(&self) -> Result<HashMap<String, LinkMode>, LinkModeError> {
+        Ok(self.state().modes.clone())
+    }
+}

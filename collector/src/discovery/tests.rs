@@ -1,0 +1,115 @@
+//! Link messages as the kernel sends them, parsed without a kernel.
+
+use futures_util::StreamExt as _;
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, Stats64},
+};
+
+use super::*;
+
+fn message(ifindex: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    msg.attributes = attributes;
+    msg
+}
+
+fn stats64(rx_packets: u64, tx_packets: u64) -> Stats64 {
+    let mut s = Stats64::default();
+    s.rx_packets = rx_packets;
+    s.tx_packets = tx_packets;
+    s.rx_bytes = rx_packets * 100;
+    s.tx_bytes = tx_packets * 100;
+    s.rx_errors = 1;
+    s.tx_errors = 2;
+    s.rx_dropped = 3;
+    s.tx_dropped = 4;
+    s
+}
+
+#[test]
+fn a_vxlan_link_gives_its_name_kind_and_statistics() {
+    let facts = parse_link(&message(
+        3,
+        vec![
+            LinkAttribute::IfName("cilium_vxlan".into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Vxlan)]),
+            LinkAttribute::Stats64(stats64(10, 20)),
+        ],
+    ))
+    .expect("named");
+    assert_eq!(facts.link, fake::link(3, "cilium_vxlan", Some("vxlan")));
+    let stats = facts.stats.expect("stats");
+    assert_eq!((stats.rx_packets, stats.tx_packets), (10, 20));
+    assert_eq!((stats.rx_bytes, stats.tx_bytes), (1000, 2000));
+    assert_eq!((stats.rx_errors, stats.tx_errors), (1, 2));
+    assert_eq!((stats.rx_dropped, stats.tx_dropped), (3, 4));
+}
+
+#[test]
+fn a_nic_has_no_kind_and_a_link_without_stats_has_none() {
+    let facts = parse_link(&message(2, vec![LinkAttribute::IfName("eth0".into())])).expect("named");
+    assert_eq!(facts.link.kind, None);
+    assert_eq!(facts.stats, None);
+}
+
+#[test]
+fn kinds_the_library_does_not_know_keep_their_name() {
+    let facts = parse_link(&message(
+        9,
+        vec![
+            LinkAttribute::IfName("nk0".into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Other("netkit".into()))]),
+        ],
+    ))
+    .expect("named");
+    assert_eq!(facts.link.kind.as_deref(), Some("netkit"));
+}
+
+#[test]
+fn a_link_without_a_name_is_skipped() {
+    assert_eq!(parse_link(&message(4, vec![])), None);
+}
+
+#[test]
+fn odd_names_are_kept_as_they_are() {
+    for name in ["we\"ird\\na me", "lxc\u{e9}t\u{e9}", "a\nb", "x"] {
+        let facts =
+            parse_link(&message(5, vec![LinkAttribute::IfName(name.into())])).expect("named");
+        assert_eq!(facts.link.name, name);
+    }
+}
+
+fn netlink(inner: RouteNetlinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
+    NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(inner),
+    )
+}
+
+#[tokio::test]
+async fn new_and_deleted_links_become_events_and_other_messages_are_ignored() {
+    let new = message(
+        6,
+        vec![
+            LinkAttribute::IfName("vx6".into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Vxlan)]),
+        ],
+    );
+    let messages = futures_util::stream::iter([
+        netlink(RouteNetlinkMessage::NewLink(new)),
+        netlink(RouteNetlinkMessage::NewLink(message(7, vec![]))),
+        netlink(RouteNetlinkMessage::DelLink(message(6, vec![]))),
+        netlink(RouteNetlinkMessage::NewAddress(Default::default())),
+    ]);
+    let got: Vec<LinkEvent> = events(messages).collect().await;
+    assert_eq!(
+        got,
+        vec![
+            LinkEvent::New(fake::link(6, "vx6", Some("vxlan"))),
+            LinkEvent::Deleted { ifindex: 6 },
+        ]
+    );
+}

@@ -1,0 +1,279 @@
+//! The metric families of one [`Snapshot`], as a prometheus-client [`Collector`]. Encoding only
+//! reads the snapshot; label values borrow from it.
+
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+};
+
+use super::{InterfaceSnapshot, RxTx, Snapshot, names};
+use crate::policy::Backend;
+
+/// The collector over one snapshot.
+#[derive(Debug)]
+pub(super) struct Families(pub(super) Arc<Snapshot>);
+
+type Result = std::result::Result<(), std::fmt::Error>;
+
+/// Encodes a counter family; nothing when it has no samples.
+fn counter<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> Result {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes a gauge (or untyped) family; nothing when it has no samples.
+fn gauge<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + Clone>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    samples: impl IntoIterator<Item = (L, N)>,
+) -> Result {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The rx and tx samples of `value`, labelled with the interface, the direction and (when
+/// `with_backend`) the backend.
+fn rx_tx(
+    iface: &InterfaceSnapshot,
+    value: RxTx,
+    with_backend: bool,
+) -> [(Vec<(&'static str, &str)>, u64); 2] {
+    let labels = |direction| {
+        let mut l = vec![("interface", iface.name.as_str()), ("direction", direction)];
+        if with_backend {
+            l.push(("backend", iface.backend.as_str()));
+        }
+        l
+    };
+    [(labels("rx"), value.rx), (labels("tx"), value.tx)]
+}
+
+fn interface_label(iface: &InterfaceSnapshot) -> [(&'static str, &str); 1] {
+    [("interface", iface.name.as_str())]
+}
+
+impl Families {
+    /// `linkmeter_interface_info`: the routing of every interface, `none` included.
+    fn routing(&self, encoder: &mut DescriptorEncoder<'_>) -> Result {
+        let s = &self.0;
+        gauge(
+            encoder,
+            names::INTERFACE_INFO,
+            "Interface routing: the backend measuring it and why (value is always 1).",
+            MetricType::Gauge,
+            s.interfaces.iter().map(|i| {
+                let labels: [(&str, Cow<'_, str>); 6] = [
+                    ("interface", Cow::Borrowed(i.name.as_str())),
+                    ("ifindex", Cow::Owned(i.ifindex.to_string())),
+                    ("kind", Cow::Borrowed(i.kind.as_str())),
+                    ("driver", Cow::Borrowed(i.driver.as_str())),
+                    ("backend", Cow::Borrowed(i.backend.as_str())),
+                    ("reason", Cow::Borrowed(i.reason.as_str())),
+                ];
+                (labels, 1i64)
+            }),
+        )
+    }
+
+    /// The per-interface counters and gauges of monitored interfaces.
+    fn interfaces(&self, encoder: &mut DescriptorEncoder<'_>) -> Result {
+        let s = &self.0;
+        let monitored = || s.interfaces.iter().filter(|i| i.monitored());
+        counter(
+            encoder,
+            names::INTERFACE_PACKETS,
+            "Packets per interface and direction from the routed backend (eBPF counts for ebpf, kernel link stats otherwise).",
+            monitored()
+                .filter_map(|i| Some(rx_tx(i, i.packets()?, true)))
+                .flatten(),
+        )?;
+        counter(
+            encoder,
+            names::INTERFACE_BYTES,
+            "Bytes per interface and direction from the routed backend; eBPF bytes include the (inner) Ethernet header.",
+            monitored()
+                .filter_map(|i| Some(rx_tx(i, i.bytes()?, true)))
+                .flatten(),
+        )?;
+        counter(
+            encoder,
+            names::INTERFACE_ERRORS,
+            "Kernel link statistics: errors per interface and direction.",
+            monitored()
+                .filter_map(|i| Some(rx_tx(i, i.kernel?.errors(), false)))
+                .flatten(),
+        )?;
+        counter(
+            encoder,
+            names::INTERFACE_DROPPED,
+            "Kernel link statistics: dropped packets per interface and direction.",
+            monitored()
+                .filter_map(|i| Some(rx_tx(i, i.kernel?.dropped(), false)))
+                .flatten(),
+        )?;
+        gauge(
+            encoder,
+            names::ETHTOOL_STAT,
+            "Raw ethtool driver statistic (ethtool -S), after the stat allowlist.",
+            MetricType::Unknown,
+            monitored().flat_map(|i| {
+                i.ethtool.iter().map(|(stat, value)| {
+                    (
+                        [("interface", i.name.as_str()), ("stat", stat.as_str())],
+                        *value,
+                    )
+                })
+            }),
+        )?;
+        gauge(
+            encoder,
+            names::LINK_SPEED_BYTES,
+            "Link speed reported by the driver, in bytes per second.",
+            MetricType::Gauge,
+            monitored().filter_map(|i| Some((interface_label(i), i.speed_bytes?))),
+        )?;
+        gauge(
+            encoder,
+            names::LINK_FULL_DUPLEX,
+            "1 if the link runs full duplex, 0 if half duplex, where the driver reports it.",
+            MetricType::Gauge,
+            monitored().filter_map(|i| Some((interface_label(i), i64::from(i.full_duplex?)))),
+        )
+    }
+
+    fn self_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> Result {
+        let s = &self.0;
+        let mut per_backend: BTreeMap<Backend, i64> =
+            Backend::ALL.iter().map(|b| (*b, 0)).collect();
+        for i in &s.interfaces {
+            *per_backend.entry(i.backend).or_default() += 1;
+        }
+        let backend_label = |b: &Backend| [("backend", b.as_str())];
+        gauge(
+            encoder,
+            names::BACKEND_INTERFACES,
+            "Number of interfaces routed to each backend.",
+            MetricType::Gauge,
+            per_backend.iter().map(|(b, n)| (backend_label(b), *n)),
+        )?;
+        gauge(
+            encoder,
+            names::COLLECT_DURATION_SECONDS,
+            "Duration of the last collection per backend, in seconds.",
+            MetricType::Gauge,
+            s.collect
+                .duration
+                .iter()
+                .map(|(b, d)| (backend_label(b), *d)),
+        )?;
+        counter(
+            encoder,
+            names::COLLECT_ERRORS,
+            "Collection errors per backend; a failing backend never fails the scrape.",
+            [Backend::Ethtool, Backend::Ebpf, Backend::Netdev]
+                .iter()
+                .map(|b| {
+                    let errors = s.collect.errors.get(b).copied().unwrap_or(0);
+                    (backend_label(b), errors)
+                }),
+        )?;
+        let plain = |v: u64| std::iter::once(([] as [(&str, &str); 0], v));
+        counter(
+            encoder,
+            names::EBPF_ATTACH_FAILURES,
+            "Failed attachments of the eBPF counter to an interface.",
+            plain(s.attach_failures),
+        )?;
+        counter(
+            encoder,
+            names::EBPF_REATTACH,
+            "Re-attachments of the eBPF counter after someone else removed it.",
+            plain(s.reattach),
+        )?;
+        counter(
+            encoder,
+            names::EBPF_MAP_OVERFLOW,
+            "Packets not counted per interface because the eBPF counter map was full (raise max_interfaces).",
+            plain(s.map_overflow),
+        )?;
+        gauge(
+            encoder,
+            names::EBPF_AVAILABLE,
+            "1 if the eBPF backend is loaded, 0 if interfaces fall back to kernel link stats.",
+            MetricType::Gauge,
+            std::iter::once(([] as [(&str, &str); 0], i64::from(s.ebpf_available))),
+        )?;
+        gauge(
+            encoder,
+            names::BUILD_INFO,
+            "linkmeter build information (value is always 1).",
+            MetricType::Gauge,
+            std::iter::once(([("version", env!("CARGO_PKG_VERSION"))], 1i64)),
+        )
+    }
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result {
+        self.routing(&mut encoder)?;
+        self.interfaces(&mut encoder)?;
+        self.self_metrics(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_labels_name_interface_direction_and_backend() {
+        let iface = InterfaceSnapshot {
+            name: "eth0".into(),
+            ifindex: 2,
+            kind: String::new(),
+            driver: String::new(),
+            backend: Backend::Netdev,
+            reason: crate::policy::Reason::EthtoolError,
+            attach_mode: None,
+            kernel: None,
+            ebpf: None,
+            ethtool: Vec::new(),
+            speed_bytes: None,
+            full_duplex: None,
+        };
+        let [(rx, 1), (tx, 2)] = rx_tx(&iface, RxTx { rx: 1, tx: 2 }, true) else {
+            panic!("two samples");
+        };
+        let expected: [(&str, &str); 3] = [
+            ("interface", "eth0"),
+            ("direction", "rx"),
+            ("backend", "netdev"),
+        ];
+        assert_eq!(rx, expected.to_vec());
+        assert_eq!(tx[1], ("direction", "tx"));
+    }
+}

@@ -1,0 +1,92 @@
+//! One interface of the node's table and how it is measured.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    backend::ethtool::{DriverStats, LinkMode, Probe},
+    discovery::Link,
+    policy::{Backend, Reason},
+};
+
+/// The node's interfaces by ifindex; `A` is what an eBPF-measured interface holds.
+pub(crate) type Interfaces<A> = BTreeMap<u32, Interface<A>>;
+
+/// How an interface is measured: one variant per backend, each holding what that backend needs
+/// for it, so that no other combination can be written down.
+#[derive(Debug)]
+pub(crate) enum Measure<A> {
+    /// ethtool driver statistics (packets and bytes come from kernel link stats).
+    Ethtool(DriverStats),
+    /// The eBPF TC counter, attached.
+    Ebpf(A),
+    /// Kernel link statistics only.
+    Netdev,
+    /// Not monitored.
+    Unmonitored,
+}
+
+impl<A> Measure<A> {
+    /// The backend measuring the interface.
+    pub(crate) const fn backend(&self) -> Backend {
+        match self {
+            Self::Ethtool(_) => Backend::Ethtool,
+            Self::Ebpf(_) => Backend::Ebpf,
+            Self::Netdev => Backend::Netdev,
+            Self::Unmonitored => Backend::None,
+        }
+    }
+}
+
+/// What the ethtool probe answered, kept for `linkmeter check` and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Routing did not need a probe (excluded, not included, or overridden).
+    NotProbed,
+    /// The driver exports this many statistics.
+    Stats {
+        /// How many.
+        count: usize,
+    },
+    /// The driver answers but exports no statistics.
+    NoStats,
+    /// ethtool is not supported (`EOPNOTSUPP`).
+    Unsupported {
+        /// The errno.
+        errno: i32,
+    },
+    /// Another errno.
+    Failed {
+        /// The errno.
+        errno: i32,
+    },
+}
+
+impl Answer {
+    /// The answer of `probe`, or [`Answer::NotProbed`].
+    pub(crate) fn of(probe: Option<&Probe>) -> Self {
+        match probe {
+            None => Self::NotProbed,
+            Some(Probe::Stats { names, .. }) => Self::Stats { count: names.len() },
+            Some(Probe::NoStats { .. }) => Self::NoStats,
+            Some(&Probe::Unsupported { errno }) => Self::Unsupported { errno },
+            Some(&Probe::Failed { errno }) => Self::Failed { errno },
+        }
+    }
+}
+
+/// One interface during its lifetime, routed.
+#[derive(Debug)]
+pub(crate) struct Interface<A> {
+    /// Its index, name and kind.
+    pub(crate) link: Link,
+    /// Driver name from `GDRVINFO`, when ethtool answered.
+    pub(crate) driver: Option<String>,
+    /// What the probe answered.
+    pub(crate) answer: Answer,
+    /// Why it is measured the way it is.
+    pub(crate) reason: Reason,
+    /// How it is measured.
+    pub(crate) measure: Measure<A>,
+    /// Speed and duplex, refreshed at each resync.
+    pub(crate) link_mode: Option<LinkMode>,
+}

@@ -1,0 +1,339 @@
+//! The node: its interfaces, each routed to a backend ([`Measure`]), and the backends
+//! themselves. Routing, probing and attaching happen only when a link event is applied
+//! ([`Node::apply`]) or the links are resynchronised ([`Node::resync`]); collecting
+//! ([`Node::collect`], in `collect`) only reads.
+//!
+//! The node is generic over what touches the kernel — the ethtool ioctls (`I`), the eBPF
+//! counter (`E`) and the link source (`L`) — so that the same code runs the daemon, the
+//! one-shot commands and the unit tests with fixtures.
+
+mod collect;
+mod interface;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use tracing::{debug, info, warn};
+
+pub(crate) use self::interface::{Answer, Interface, Interfaces, Measure};
+use crate::{
+    Report,
+    backend::{
+        CollectStats,
+        ebpf::{AttachMode, Attachment as _, TcCounter},
+        ethtool::{EthtoolBackend, EthtoolIo, Ioctl, LinkMode, Probe},
+        netdev::Netdev,
+    },
+    config::Config,
+    discovery::{DiscoveryError, Link, LinkEvent, Links, Netlink},
+    policy::{self, Backend, Policy, Reason, Route},
+};
+
+/// Counters about linkmeter itself.
+#[derive(Clone, Debug, Default)]
+struct NodeStats {
+    collect: CollectStats,
+    attach_failures: u64,
+    reattach: u64,
+}
+
+/// The interfaces of this node and the backends measuring them.
+pub(crate) struct Node<I, E: TcCounter, L> {
+    policy: Policy,
+    attach_mode: AttachMode,
+    ethtool: EthtoolBackend<I>,
+    /// `None` when the eBPF backend is unavailable here.
+    ebpf: Option<E>,
+    netdev: Netdev<L>,
+    interfaces: Interfaces<E::Attachment>,
+    /// Names already reported (once) as lacking ethtool statistics.
+    warned: HashSet<String>,
+    stats: NodeStats,
+}
+
+impl<I, E: TcCounter, L> std::fmt::Debug for Node<I, E, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("interfaces", &self.interfaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the node cannot be opened on this machine.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// rtnetlink is not usable.
+    #[error(transparent)]
+    Netlink(DiscoveryError),
+    /// The ethtool socket cannot be created.
+    #[error("opening the ethtool ioctl socket")]
+    Ethtool(#[source] std::io::Error),
+}
+
+impl<E: TcCounter> Node<Ioctl, E, Netlink> {
+    /// The node of this machine (the calling thread's network namespace), measured with `ebpf`
+    /// where it routes to eBPF (`None`: unavailable).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError`] when netlink or the ethtool socket cannot be opened.
+    pub(crate) fn open(config: &Config, ebpf: Option<E>) -> Result<Self, OpenError> {
+        let links = Netlink::open().map_err(OpenError::Netlink)?;
+        let io = Ioctl::new().map_err(OpenError::Ethtool)?;
+        Ok(Self::new(config, io, ebpf, links))
+    }
+}
+
+impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
+    /// A node with no interfaces yet; [`Node::resync`] discovers them.
+    pub(crate) fn new(config: &Config, io: I, ebpf: Option<E>, links: L) -> Self {
+        Self {
+            policy: config.policy.clone(),
+            attach_mode: config.attach_mode,
+            ethtool: EthtoolBackend::new(io, config.ethtool_stats_allowlist.clone()),
+            ebpf,
+            netdev: Netdev::new(links),
+            interfaces: Interfaces::new(),
+            warned: HashSet::new(),
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// The interfaces, by ifindex.
+    pub(crate) fn interfaces(&self) -> impl Iterator<Item = &Interface<E::Attachment>> {
+        self.interfaces.values()
+    }
+
+    /// Applies a link event: routes (probes, attaches) a new interface, forgets a deleted one.
+    /// A known ifindex under a new name is a new interface lifetime.
+    pub(crate) fn apply(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::New(link) => self.upsert(link),
+            LinkEvent::Deleted { ifindex } => self.remove(ifindex),
+        }
+    }
+
+    /// Full resynchronisation: dumps the links, routes the new ones and forgets the vanished
+    /// ones (repairing missed events), refreshes link speeds, and re-attaches the eBPF counter
+    /// where someone removed it. Returns how many links the kernel listed.
+    ///
+    /// # Errors
+    ///
+    /// The link dump failed; link speeds and attachments were still checked.
+    pub(crate) async fn resync(&mut self) -> Result<usize, DiscoveryError> {
+        let listed = match self.netdev.links().dump().await {
+            Ok(links) => {
+                let count = links.len();
+                let present: HashSet<u32> = links.iter().map(|l| l.link.ifindex).collect();
+                let gone: Vec<u32> = self
+                    .interfaces
+                    .keys()
+                    .filter(|i| !present.contains(i))
+                    .copied()
+                    .collect();
+                for ifindex in gone {
+                    self.remove(ifindex);
+                }
+                for facts in links {
+                    self.upsert(facts.link);
+                }
+                Ok(count)
+            }
+            Err(err) => Err(err),
+        };
+        match self.netdev.links().link_modes().await {
+            Ok(modes) => self.set_link_modes(&modes),
+            Err(err) => warn!(error = %Report(&err), "link speeds unavailable"),
+        }
+        let repaired = self.repair();
+        if repaired > 0 {
+            info!(repaired, "re-attached the eBPF counter");
+        }
+        listed
+    }
+
+    /// Detaches every eBPF attachment and forgets every interface (on shutdown).
+    pub(crate) fn detach_all(&mut self) {
+        for interface in std::mem::take(&mut self.interfaces).into_values() {
+            if let (Measure::Ebpf(attachment), Some(ebpf)) = (interface.measure, self.ebpf.as_mut())
+                && let Err(err) = ebpf.detach(attachment)
+            {
+                warn!(interface = %interface.link.name, error = %Report(&err), "detaching on shutdown");
+            }
+        }
+    }
+
+    fn upsert(&mut self, link: Link) {
+        if let Some(known) = self.interfaces.get_mut(&link.ifindex) {
+            if known.link.name == link.name {
+                known.link = link;
+                return;
+            }
+            self.remove(link.ifindex);
+        }
+        let interface = self.route_new(link);
+        self.interfaces.insert(interface.link.ifindex, interface);
+    }
+
+    /// Forgets an interface: detaches (a deleted device took our attachment with it; a renamed
+    /// one still has it) and frees its counters.
+    fn remove(&mut self, ifindex: u32) {
+        let Some(interface) = self.interfaces.remove(&ifindex) else {
+            return;
+        };
+        if let (Measure::Ebpf(attachment), Some(ebpf)) = (interface.measure, self.ebpf.as_mut()) {
+            if let Err(err) = ebpf.detach(attachment) {
+                warn!(interface = %interface.link.name, error = %Report(&err), "detaching");
+            }
+            if let Err(err) = ebpf.forget(ifindex) {
+                warn!(interface = %interface.link.name, error = %Report(&err), "freeing eBPF map entries");
+            }
+        }
+        info!(interface = %interface.link.name, ifindex, "interface removed");
+    }
+
+    /// Routes a new interface: the policy, the ethtool probe when the policy needs it (once per
+    /// lifetime), then the backend put into effect.
+    fn route_new(&mut self, link: Link) -> Interface<E::Attachment> {
+        let mut probe = None;
+        let ethtool = &self.ethtool;
+        let route = policy::route(
+            &self.policy,
+            &link.name,
+            link.kind.as_deref(),
+            self.ebpf.is_some(),
+            || &*probe.insert(ethtool.probe(&link.name)),
+        );
+        let answer = Answer::of(probe.as_ref());
+        let driver = probe.as_ref().and_then(Probe::driver).map(str::to_owned);
+        let names = match probe {
+            Some(Probe::Stats { names, .. }) => names,
+            _ => Vec::new(),
+        };
+        let (measure, reason) = self.measure(&link, route, names);
+        let interface = Interface {
+            link,
+            driver,
+            answer,
+            reason,
+            measure,
+            link_mode: None,
+        };
+        self.warn_once_without_ethtool(&interface);
+        info!(interface = %interface.link.name, ifindex = interface.link.ifindex,
+            kind = interface.link.kind.as_deref().unwrap_or(""),
+            backend = %interface.measure.backend(), reason = %interface.reason, "interface routed");
+        interface
+    }
+
+    /// Puts a routing decision into effect. The one place where an eBPF decision becomes an
+    /// attachment or, when attaching fails, kernel link stats with reason `ebpf_attach_failed`.
+    fn measure(
+        &mut self,
+        link: &Link,
+        route: Route,
+        names: Vec<String>,
+    ) -> (Measure<E::Attachment>, Reason) {
+        let measure = match route.backend {
+            Backend::Ethtool => Measure::Ethtool(self.ethtool.driver_stats(names)),
+            Backend::Netdev => Measure::Netdev,
+            Backend::None => Measure::Unmonitored,
+            Backend::Ebpf => match self.attach(link) {
+                Some(attachment) => Measure::Ebpf(attachment),
+                None => return (Measure::Netdev, Reason::EbpfAttachFailed),
+            },
+        };
+        (measure, route.reason)
+    }
+
+    fn attach(&mut self, link: &Link) -> Option<E::Attachment> {
+        // The policy routes to eBPF only where the backend is available.
+        let ebpf = self.ebpf.as_mut()?;
+        match ebpf.attach(link, self.attach_mode) {
+            Ok(attachment) => Some(attachment),
+            Err(err) => {
+                self.stats.attach_failures += 1;
+                warn!(interface = %link.name, error = %Report(&err),
+                    "attaching the eBPF counter failed; using kernel link stats");
+                None
+            }
+        }
+    }
+
+    /// Re-attaches the eBPF counter where someone removed it; returns how many were re-attached.
+    fn repair(&mut self) -> u64 {
+        let Some(ebpf) = self.ebpf.as_ref() else {
+            return 0;
+        };
+        let broken: Vec<u32> = self
+            .interfaces
+            .iter()
+            .filter(|(_, i)| matches!(&i.measure, Measure::Ebpf(a) if !ebpf.is_intact(a)))
+            .map(|(&ifindex, _)| ifindex)
+            .collect();
+        let mut repaired = 0;
+        for ifindex in broken {
+            let Some(interface) = self.interfaces.get_mut(&ifindex) else {
+                continue;
+            };
+            let (link, reason) = (interface.link.clone(), interface.reason);
+            if let (Measure::Ebpf(old), Some(ebpf)) = (
+                std::mem::replace(&mut interface.measure, Measure::Netdev),
+                self.ebpf.as_mut(),
+            ) {
+                warn!(interface = %link.name, mode = ?old.mode(),
+                    "eBPF counter was removed from the interface by someone else; re-attaching");
+                // Release what is left of ours before attaching again.
+                if let Err(err) = ebpf.detach(old) {
+                    debug!(interface = %link.name, error = %Report(&err), "releasing the removed attachment");
+                }
+            }
+            let (measure, reason) =
+                self.measure(&link, Route::new(Backend::Ebpf, reason), Vec::new());
+            repaired += u64::from(matches!(measure, Measure::Ebpf(_)));
+            if let Some(interface) = self.interfaces.get_mut(&ifindex) {
+                interface.measure = measure;
+                interface.reason = reason;
+            }
+        }
+        self.stats.reattach += repaired;
+        repaired
+    }
+
+    /// Sets link speeds from a link-mode dump (keyed by name).
+    fn set_link_modes(&mut self, modes: &HashMap<String, LinkMode>) {
+        for interface in self.interfaces.values_mut() {
+            interface.link_mode = modes.get(&interface.link.name).copied();
+        }
+    }
+
+    /// One WARN per interface name for the lifetime of the process when ethtool has no
+    /// statistics for it: never an ERROR, and nothing on later cycles.
+    fn warn_once_without_ethtool(&mut self, interface: &Interface<E::Attachment>) {
+        let detail = match interface.answer {
+            Answer::Unsupported { errno } => format!("errno {errno} ({})", errno_name(errno)),
+            Answer::NoStats => format!(
+                "driver {} exports no statistics",
+                interface.driver.as_deref().unwrap_or("?")
+            ),
+            _ => return,
+        };
+        if self.warned.insert(interface.link.name.clone()) {
+            let backend = interface.measure.backend();
+            warn!(interface = %interface.link.name, backend = %backend, reason = %interface.reason,
+                "interface has no ethtool statistics ({detail}); measuring it with the {backend} backend instead");
+        }
+    }
+}
+
+/// The symbolic name of the errnos ethtool answers with.
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENODEV => "ENODEV",
+        libc::EPERM => "EPERM",
+        libc::EINVAL => "EINVAL",
+        _ => "other",
+    }
+}

@@ -1,0 +1,148 @@
+//! Interface lifetimes: renames, deletions, re-creations, missed events, and attachments
+//! removed by someone else.
+
+use super::*;
+use crate::backend::ethtool::LinkMode;
+
+#[test]
+fn a_rename_is_a_new_lifetime() {
+    let mut f = fixture();
+    f.appear(5, "vxa", Some("vxlan"), no_stats("vxlan"));
+    f.ebpf.set_counts(5, 10, 20);
+    f.appear(5, "vxb", Some("vxlan"), no_stats("vxlan"));
+    assert_eq!(f.route_of("vxa"), None);
+    assert_eq!(
+        f.route_of("vxb"),
+        Some((Backend::Ebpf, Reason::EthtoolNoStats))
+    );
+    // The old lifetime is detached and its counters freed; the new one probed and attached.
+    assert_eq!((f.ebpf.detaches(), f.ebpf.forgotten()), (1, vec![5]));
+    assert_eq!((f.ethtool.probes(), f.ebpf.attaches()), (2, 2));
+    assert!(f.ebpf.is_attached(5));
+}
+
+#[test]
+fn a_repeated_event_for_a_known_interface_changes_nothing() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    assert_eq!((f.ethtool.probes(), f.ebpf.attaches()), (1, 1));
+    assert_eq!(f.ebpf.detaches(), 0);
+}
+
+#[test]
+fn a_deleted_interface_is_detached_freed_and_forgotten() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(6, "eth0", None, veth());
+    f.delete(5);
+    f.delete(6);
+    assert!(f.routing().is_empty());
+    assert_eq!(
+        f.ebpf.forgotten(),
+        vec![5],
+        "only eBPF interfaces have counters"
+    );
+    assert_eq!(f.ebpf.detaches(), 1);
+    // A deletion of an unknown interface is harmless.
+    f.delete(42);
+}
+
+#[test]
+fn recreated_under_the_same_name_it_is_probed_again_but_warned_about_once() {
+    let mut f = fixture();
+    f.appear(5, "vx", Some("vxlan"), no_stats("vxlan"));
+    f.delete(5);
+    f.appear(7, "vx", Some("vxlan"), no_stats("vxlan"));
+    assert_eq!(f.ethtool.probes(), 2);
+    assert_eq!(f.ebpf.attaches(), 2);
+    assert!(f.ebpf.is_attached(7) && !f.ebpf.is_attached(5));
+    assert_eq!(f.node.warned.len(), 1);
+}
+
+#[tokio::test]
+async fn a_resync_repairs_missed_events() {
+    let mut f = fixture();
+    f.appear(5, "old0", Some("vxlan"), no_stats("vxlan"));
+    // old0 vanishes and new0 appears, and both events are lost.
+    f.links.remove(5);
+    f.add(6, "new0", Some("vxlan"), no_stats("vxlan"));
+    assert_eq!(f.node.resync().await.expect("dump"), 1);
+    assert_eq!(
+        f.routing(),
+        vec![("new0".into(), Backend::Ebpf, Reason::EthtoolNoStats)]
+    );
+    assert_eq!(f.ebpf.forgotten(), vec![5]);
+}
+
+#[tokio::test]
+async fn a_failed_resync_keeps_the_interfaces_known_so_far() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.links.fail_dumps(true);
+    assert!(f.node.resync().await.is_err());
+    assert_eq!(f.routing().len(), 1);
+    assert_eq!(f.ebpf.forgotten(), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn an_attachment_removed_by_someone_else_is_reattached_at_the_resync() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan"));
+    f.ebpf.set_counts(5, 10, 20);
+    f.ebpf.remove_attachment(5);
+    f.node.resync().await.expect("dump");
+    assert!(f.ebpf.is_attached(5));
+    assert_eq!(f.ebpf.attaches(), 3, "vx5 again, vx6 untouched");
+    // The counters carry on: a re-attachment is not a new lifetime.
+    assert!(f.ebpf.forgotten().is_empty());
+    let snapshot = f.node.collect().await;
+    assert_eq!(snapshot.reattach, 1);
+    assert_eq!(snapshot.interfaces[0].ebpf.map(|c| c.tx.packets), Some(20));
+}
+
+#[tokio::test]
+async fn a_reattachment_that_fails_falls_back_to_kernel_stats() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.ebpf.remove_attachment(5);
+    f.ebpf.refuse("vx5");
+    f.node.resync().await.expect("dump");
+    assert_eq!(
+        f.route_of("vx5"),
+        Some((Backend::Netdev, Reason::EbpfAttachFailed))
+    );
+    let snapshot = f.node.collect().await;
+    assert_eq!((snapshot.reattach, snapshot.attach_failures), (0, 1));
+}
+
+#[tokio::test]
+async fn link_speeds_are_refreshed_at_the_resync() {
+    let mut f = fixture();
+    f.appear(2, "eth0", None, veth());
+    f.links.set_mode(
+        "eth0",
+        LinkMode {
+            speed_mbps: 10_000,
+            full_duplex: Some(true),
+        },
+    );
+    assert_eq!(f.node.collect().await.interfaces[0].speed_bytes, None);
+    f.node.resync().await.expect("dump");
+    let snapshot = f.node.collect().await;
+    assert_eq!(snapshot.interfaces[0].speed_bytes, Some(1_250_000_000));
+    assert_eq!(snapshot.interfaces[0].full_duplex, Some(true));
+}
+
+#[test]
+fn shutdown_detaches_every_attachment() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan"));
+    f.appear(7, "eth0", None, veth());
+    f.node.detach_all();
+    assert_eq!(f.ebpf.detaches(), 2);
+    assert!(!f.ebpf.is_attached(5) && !f.ebpf.is_attached(6));
+    assert!(f.routing().is_empty());
+}

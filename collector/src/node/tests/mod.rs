@@ -1,0 +1,107 @@
+//! The node's routing and lifecycle logic against fixtures: a fake ethtool driver per
+//! interface, a fake eBPF backend, and fake links — no kernel, no root.
+
+mod collect;
+mod lifecycle;
+mod routing;
+
+use super::*;
+use crate::{
+    backend::{
+        ebpf::fake::FakeEbpf,
+        ethtool::fake::{FakeDriver, FakeEthtool},
+    },
+    config::FileConfig,
+    discovery::fake::FakeLinks,
+};
+
+/// A node over fixtures, and handles on the fixtures it owns.
+struct Fixture {
+    node: Node<FakeEthtool, FakeEbpf, FakeLinks>,
+    ethtool: FakeEthtool,
+    ebpf: FakeEbpf,
+    links: FakeLinks,
+}
+
+/// A node with the default configuration and eBPF available.
+fn fixture() -> Fixture {
+    fixture_with(&Config::default(), true)
+}
+
+/// A node with `config`, eBPF available or not.
+fn fixture_with(config: &Config, ebpf_available: bool) -> Fixture {
+    let (ethtool, ebpf, links) = (
+        FakeEthtool::default(),
+        FakeEbpf::default(),
+        FakeLinks::default(),
+    );
+    let node = Node::new(
+        config,
+        ethtool.clone(),
+        ebpf_available.then(|| ebpf.clone()),
+        links.clone(),
+    );
+    Fixture {
+        node,
+        ethtool,
+        ebpf,
+        links,
+    }
+}
+
+/// A configuration from TOML text.
+fn config(toml: &str) -> Config {
+    Config::build(FileConfig::parse(toml, std::path::Path::new("test.toml")).expect("toml"))
+        .expect("valid")
+}
+
+/// A veth: driver `veth` with three statistics.
+fn veth() -> FakeDriver {
+    FakeDriver::named("veth", &[3])
+}
+
+/// A vxlan or bridge: the driver answers, without statistics.
+fn no_stats(driver: &str) -> FakeDriver {
+    FakeDriver::named(driver, &[0])
+}
+
+/// Cilium's devices and `lo`: ethtool not supported.
+fn unsupported() -> FakeDriver {
+    FakeDriver::failing(libc::EOPNOTSUPP)
+}
+
+impl Fixture {
+    /// Puts a link in the fixture kernel (no event is sent).
+    fn add(&self, ifindex: u32, name: &str, kind: Option<&str>, driver: FakeDriver) -> Link {
+        self.ethtool.set(name, driver);
+        self.links.add(ifindex, name, kind)
+    }
+
+    /// Puts a link in the fixture kernel and applies its link event.
+    fn appear(&mut self, ifindex: u32, name: &str, kind: Option<&str>, driver: FakeDriver) {
+        let link = self.add(ifindex, name, kind, driver);
+        self.node.apply(LinkEvent::New(link));
+    }
+
+    /// Deletes a link from the fixture kernel and applies its link event.
+    fn delete(&mut self, ifindex: u32) {
+        self.links.remove(ifindex);
+        self.node.apply(LinkEvent::Deleted { ifindex });
+    }
+
+    /// (backend, reason) of every interface, by name.
+    fn routing(&self) -> Vec<(String, Backend, Reason)> {
+        self.node
+            .interfaces()
+            .map(|i| (i.link.name.clone(), i.measure.backend(), i.reason))
+            .collect()
+    }
+
+    /// (backend, reason) of interface `name`.
+    fn route_of(&self, name: &str) -> Option<(Backend, Reason)> {
+        self.routing()
+            .into_iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, b, r)| (b, r))
+    }
+}

@@ -1,0 +1,599 @@
+//! `cargo xtask bench`: linkmeter's cost, measured side by side with what users would otherwise
+//! run, in namespaces this program creates and removes. Writes `target/bench/report.json` and
+//! `target/bench/report.md`. Every comparison alternates its two sides over repetitions and
+//! reports the median with the spread (min–max).
+//!
+//! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
+//! (default 300), `--out DIR` (default `target/bench`).
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::UdpSocket,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use collector::backend::ebpf::{AttachMode, EbpfCounters, LoadOptions};
+use integration_tests::{
+    daemon::{Daemon, LISTEN},
+    eventually, http,
+    kernel::link_stats,
+    netns::NetNs,
+    testprogs::{Kind, TestProgs},
+    topology::{A_IP, B_IP, VethPair},
+};
+use linkmeter_lab::bench::{
+    BpfStats, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm, node_exporter,
+    prog_stats, rss_mib, udp_flood, udp_flood_both_ways,
+};
+use serde_json::{Value, json};
+
+struct Args {
+    reps: usize,
+    idle_seconds: u64,
+    out: PathBuf,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let get = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+    };
+    Args {
+        reps: get("--reps").and_then(|v| v.parse().ok()).unwrap_or(7),
+        idle_seconds: get("--idle-seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+        out: get("--out").map_or_else(|| PathBuf::from("target/bench"), PathBuf::from),
+    }
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "linkmeter-bench: needs root (namespaces, eBPF): run `sudo -E cargo xtask bench`"
+        );
+        std::process::exit(2);
+    }
+    let args = args();
+    // `--render report.json` re-renders the Markdown of an earlier run.
+    if let Some(i) = std::env::args().position(|a| a == "--render") {
+        let path = std::env::args().nth(i + 1).expect("--render FILE");
+        let value: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read report"))
+                .expect("report JSON");
+        print!("{}", markdown(&value));
+        return;
+    }
+    if std::env::var_os("LINKMETER_BINARY").is_none() {
+        eprintln!(
+            "linkmeter-bench: LINKMETER_BINARY must name a release build of linkmeter; run `cargo xtask bench`"
+        );
+        std::process::exit(2);
+    }
+    let mut report = BTreeMap::new();
+    report.insert("machine".to_owned(), machine());
+    let started = Instant::now();
+    eprintln!("[1/6] eBPF cost per packet");
+    report.insert("ebpf_cost".to_owned(), ebpf_cost(args.reps));
+    eprintln!("[2/6] datapath overhead");
+    report.insert("datapath".to_owned(), datapath(args.reps));
+    eprintln!("[3/6 + 4/6] scrape cost and memory");
+    let (scrape, idle_ns) = scrape_cost();
+    report.insert("scrape".to_owned(), scrape);
+    eprintln!("[5/6] attach latency");
+    report.insert("attach_latency".to_owned(), attach_latency(200));
+    eprintln!("[6/6] idle cost ({} s)", args.idle_seconds);
+    report.insert("idle".to_owned(), idle(&idle_ns, args.idle_seconds));
+    drop(idle_ns);
+    report.insert(
+        "duration_seconds".to_owned(),
+        json!(started.elapsed().as_secs()),
+    );
+
+    std::fs::create_dir_all(&args.out).expect("create output directory");
+    let value = json!(report);
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&value).expect("json") + "\n",
+    )
+    .expect("write report.json");
+    let md = markdown(&value);
+    std::fs::write(args.out.join("report.md"), &md).expect("write report.md");
+    print!("{md}");
+    eprintln!("wrote {}/report.md and report.json", args.out.display());
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
+    json!({"cpu": cpu, "cores": cores, "memory": mem, "kernel": kernel})
+}
+
+fn summary(samples: &[f64]) -> Value {
+    json!(Summary::of(samples))
+}
+
+/// Scenario 1: run_time_ns / run_cnt of our programs and of an empty program on the same hooks
+/// under a 64-byte UDP load, the empty one alternately in front of and behind ours.
+fn ebpf_cost(reps: usize) -> Value {
+    let topo = VethPair::new("bc");
+    let _stats = BpfStats::enable();
+    let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load linkmeter");
+    let _ours = topo
+        .a
+        .within(|| counters.attach("va", AttachMode::Tcx))
+        .expect("attach");
+    let ours = counters.program_ids();
+    let mut progs = TestProgs::load();
+    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut pps = Vec::new();
+    for rep in 0..reps * 2 {
+        topo.a
+            .within(|| progs.attach_tcx(Kind::Noop, "va", rep % 2 == 0));
+        let (noop_in, noop_eg) = progs.program_ids(Kind::Noop);
+        let ids = [ours[0], ours[1], noop_in, noop_eg];
+        let before = ids.map(prog_stats);
+        let (ab, ba) = udp_flood_both_ways(&topo.a, A_IP, &topo.b, B_IP, Duration::from_secs(2));
+        let after = ids.map(prog_stats);
+        let per_packet: Vec<f64> = (0..4)
+            .map(|i| (after[i].0 - before[i].0) as f64 / ((after[i].1 - before[i].1).max(1)) as f64)
+            .collect();
+        for (name, v) in [
+            ("ours_ingress", per_packet[0]),
+            ("ours_egress", per_packet[1]),
+            ("empty_ingress", per_packet[2]),
+            ("empty_egress", per_packet[3]),
+        ] {
+            samples.entry(name).or_default().push(v);
+        }
+        samples
+            .entry("net_ingress")
+            .or_default()
+            .push(per_packet[0] - per_packet[2]);
+        samples
+            .entry("net_egress")
+            .or_default()
+            .push(per_packet[1] - per_packet[3]);
+        pps.push((ab + ba) as f64 / 2.0);
+        progs.detach_all(Kind::Noop);
+    }
+    let mut out: BTreeMap<String, Value> = samples
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), summary(v)))
+        .collect();
+    out.insert("load_pps_per_direction".to_owned(), summary(&pps));
+    json!(out)
+}
+
+/// Scenario 2: veth throughput with our programs attached vs not, alternating; an empty TC
+/// program is measured too, to separate the cost of having any TC program from ours.
+fn datapath(reps: usize) -> Value {
+    let topo = VethPair::new("dp");
+    let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load linkmeter");
+    let mut progs = TestProgs::load();
+    let _server = Process::start(&topo.a, "iperf3", &["-s", "-B", A_IP]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut tcp: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut udp: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let arms = ["detached", "attached", "empty_program"];
+    for rep in 0..reps {
+        // Rotate the order of the three arms from one repetition to the next.
+        for k in 0..arms.len() {
+            let key = arms[(rep + k) % arms.len()];
+            let attachment = (key == "attached").then(|| {
+                topo.a
+                    .within(|| counters.attach("va", AttachMode::Tcx))
+                    .expect("attach")
+            });
+            if key == "empty_program" {
+                topo.a.within(|| progs.attach_tcx(Kind::Noop, "va", true));
+            }
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    topo.b.name(),
+                    "iperf3",
+                    "-c",
+                    A_IP,
+                    "-t",
+                    "3",
+                    "-J",
+                ])
+                .output()
+                .expect("iperf3 client");
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let gbps = v["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1e9;
+            tcp.entry(key).or_default().push(gbps);
+            let before = link_stats(&topo.a, "va").rx_packets;
+            let started = Instant::now();
+            udp_flood(&topo.b, B_IP, A_IP, 22, Duration::from_secs(2));
+            let received = link_stats(&topo.a, "va").rx_packets - before;
+            udp.entry(key)
+                .or_default()
+                .push(received as f64 / started.elapsed().as_secs_f64());
+            drop(attachment);
+            if key == "empty_program" {
+                progs.detach_all(Kind::Noop);
+            }
+        }
+    }
+    let loss = |m: &BTreeMap<&str, Vec<f64>>, arm: &str| {
+        let (w, wo) = (
+            Summary::of(&m[arm]).median,
+            Summary::of(&m["detached"]).median,
+        );
+        (wo - w) / wo * 100.0
+    };
+    let arm = |m: &BTreeMap<&str, Vec<f64>>| {
+        json!({
+            "attached": summary(&m["attached"]),
+            "detached": summary(&m["detached"]),
+            "empty_program": summary(&m["empty_program"]),
+            "loss_percent": loss(m, "attached"),
+            "empty_program_loss_percent": loss(m, "empty_program"),
+        })
+    };
+    json!({"tcp_gbps": arm(&tcp), "udp64_pps": arm(&udp)})
+}
+
+fn get_ms(ns: &NetNs, address: &str) -> (f64, usize) {
+    let t = Instant::now();
+    let response = http::get(ns, address, "/metrics", &[], &[]).expect("scrape");
+    assert_eq!(response.status, 200);
+    (t.elapsed().as_secs_f64() * 1000.0, response.body.len())
+}
+
+/// Scenarios 3 and 4: `/metrics` latency and CPU per scrape at 10, 100 and 1,000 interfaces,
+/// linkmeter and node_exporter alternating on the same interfaces; RSS after 100 scrapes.
+/// Returns the 1,000-interface namespace for the idle scenario.
+fn scrape_cost() -> (Value, Box<(NetNs, Daemon, Process)>) {
+    let mut out = serde_json::Map::new();
+    let mut keep = None;
+    for n in [10usize, 100, 1000] {
+        let ns = NetNs::new(&format!("sc{n}"));
+        interface_farm(&ns, n.saturating_sub(1));
+        let daemon = Daemon::start(&ns, &["--log", "warn"]);
+        let exporter = node_exporter(&ns);
+        eventually("node_exporter answers", Duration::from_secs(20), || {
+            http::get(&ns, NODE_EXPORTER_LISTEN, "/metrics", &[], &[]).ok_or(())
+        });
+        let lm_pid = daemon.pid();
+        for _ in 0..3 {
+            get_ms(&ns, LISTEN);
+            get_ms(&ns, NODE_EXPORTER_LISTEN);
+        }
+        let rounds = 100;
+        let (mut lm, mut ne) = (Vec::new(), Vec::new());
+        let (mut lm_cpu, mut ne_cpu) = (0.0, 0.0);
+        let (mut lm_bytes, mut ne_bytes) = (0, 0);
+        for i in 0..rounds {
+            let order: [bool; 2] = if i % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for is_lm in order {
+                let (pid, address) = if is_lm {
+                    (lm_pid, LISTEN)
+                } else {
+                    (exporter.pid(), NODE_EXPORTER_LISTEN)
+                };
+                let cpu = cpu_seconds(pid);
+                let (ms, bytes) = get_ms(&ns, address);
+                let spent = cpu_seconds(pid) - cpu;
+                if is_lm {
+                    lm.push(ms);
+                    lm_cpu += spent;
+                    lm_bytes = bytes;
+                } else {
+                    ne.push(ms);
+                    ne_cpu += spent;
+                    ne_bytes = bytes;
+                }
+            }
+        }
+        let (lm_s, ne_s) = (Summary::of(&lm), Summary::of(&ne));
+        let mut entry = json!({
+            "interfaces": n,
+            "linkmeter": {"latency_ms": lm_s, "cpu_ms_per_scrape": lm_cpu * 1000.0 / rounds as f64, "body_bytes": lm_bytes},
+            "node_exporter": {"latency_ms": ne_s, "cpu_ms_per_scrape": ne_cpu * 1000.0 / rounds as f64, "body_bytes": ne_bytes},
+            "speedup_p50": ne_s.median / lm_s.median,
+            "speedup_p99": ne_s.p99 / lm_s.p99,
+        });
+        if n == 1000 {
+            entry["rss_mib_after_100_scrapes"] =
+                json!({"linkmeter": rss_mib(lm_pid), "node_exporter": rss_mib(exporter.pid())});
+            entry["concurrent"] = concurrent_scrapes(&ns, lm_s.median, 20, 30);
+            keep = Some(Box::new((ns, daemon, exporter)));
+        }
+        out.insert(n.to_string(), entry);
+    }
+    (Value::Object(out), keep.expect("1000-interface farm"))
+}
+
+/// Scenario 3b: `scrapers` clients scraping linkmeter at the same moment (a barrier releases
+/// them), `rounds` times; their latencies against the single-scraper median `single_p50`.
+fn concurrent_scrapes(ns: &NetNs, single_p50: f64, scrapers: usize, rounds: usize) -> Value {
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        let barrier = std::sync::Barrier::new(scrapers);
+        let round: Vec<f64> = std::thread::scope(|s| {
+            let clients: Vec<_> = (0..scrapers)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        get_ms(ns, LISTEN).0
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().expect("scraper"))
+                .collect()
+        });
+        latencies.extend(round);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = Summary::of(&latencies);
+    json!({
+        "scrapers": scrapers,
+        "rounds": rounds,
+        "latency_ms": summary,
+        "p50_over_single_p50": summary.median / single_p50,
+    })
+}
+
+/// Scenario 5: from creating an interface to its first counted packet appearing in `/metrics`.
+fn attach_latency(count: usize) -> Value {
+    let topo = VethPair::new("al");
+    let _daemon = Daemon::start(&topo.a, &["--log", "warn"]);
+    let socket = topo
+        .a
+        .within(|| UdpSocket::bind("0.0.0.0:0"))
+        .expect("bind");
+    let mut samples = Vec::new();
+    for i in 0..count {
+        let name = format!("al{i}");
+        let peer = format!("10.212.{}.{}", i / 250, i % 250 + 1);
+        let batch = format!(
+            "link add {name} type vxlan id {} local {A_IP} remote {B_IP} dstport 4789 dev va\naddr add 10.211.{}.{}/32 dev {name}\nlink set {name} up\nroute add {peer}/32 dev {name}\nneigh replace {peer} lladdr 02:00:00:00:99:01 dev {name} nud permanent\n",
+            3000 + i,
+            i / 250,
+            i % 250 + 1
+        );
+        let started = Instant::now();
+        let mut child = std::process::Command::new("ip")
+            .args(["-n", topo.a.name(), "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip -batch");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), batch.as_bytes())
+            .expect("write");
+        drop(child.stdin.take());
+        assert!(child.wait().expect("wait").success());
+        let needle = format!(
+            "linkmeter_interface_packets_total{{interface=\"{name}\",direction=\"tx\",backend=\"ebpf\"}} "
+        );
+        // A measurement loop (2 ms cadence), not a test's wait.
+        loop {
+            let _ignored = socket.send_to(b"x", format!("{peer}:9"));
+            let body = http::get(&topo.a, LISTEN, "/metrics", &[], &[])
+                .expect("scrape")
+                .body;
+            let counted = body
+                .lines()
+                .find_map(|l| l.strip_prefix(&needle))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|v| v > 0);
+            if counted {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} never counted"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    json!({"interfaces": count, "ms": summary(&samples)})
+}
+
+/// Scenario 6: CPU over `seconds` at 1,000 interfaces with a scrape every 15 s, both exporters.
+fn idle(farm: &(NetNs, Daemon, Process), seconds: u64) -> Value {
+    let (ns, daemon, exporter) = farm;
+    let pids = [daemon.pid(), exporter.pid()];
+    let before = pids.map(cpu_seconds);
+    let started = Instant::now();
+    let mut scrapes = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        get_ms(ns, LISTEN);
+        get_ms(ns, NODE_EXPORTER_LISTEN);
+        scrapes += 1;
+        let next = Duration::from_secs(15 * scrapes);
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            std::thread::sleep(
+                wait.min(Duration::from_secs(seconds).saturating_sub(started.elapsed())),
+            );
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = pids.map(cpu_seconds);
+    let entry = |i: usize| json!({"cpu_seconds": after[i] - before[i], "cpu_percent": (after[i] - before[i]) / elapsed * 100.0});
+    json!({"interfaces": 1000, "seconds": elapsed, "scrapes": scrapes, "linkmeter": entry(0), "node_exporter": entry(1)})
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn s(v: &Value, digits: usize) -> String {
+    format!(
+        "{:.d$} ({:.d$}–{:.d$})",
+        f(&v["median"]),
+        f(&v["min"]),
+        f(&v["max"]),
+        d = digits
+    )
+}
+
+fn markdown(r: &Value) -> String {
+    let mut md = String::new();
+    let m = &r["machine"];
+    let _ = writeln!(md, "# linkmeter benchmark report\n");
+    let _ = writeln!(
+        md,
+        "Machine: {} cores ({}), {} RAM, Linux {}. Values: median (min–max) over alternating repetitions.\n",
+        m["cores"],
+        m["cpu"].as_str().unwrap_or(""),
+        m["memory"].as_str().unwrap_or(""),
+        m["kernel"].as_str().unwrap_or("")
+    );
+    let e = &r["ebpf_cost"];
+    let _ = writeln!(
+        md,
+        "## 1. eBPF cost per packet (64-byte UDP on veth, `kernel.bpf_stats_enabled=1`)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| hook | linkmeter ns/pkt | empty program ns/pkt | net ns/pkt (target ≤ 20) |\n| --- | --- | --- | --- |"
+    );
+    for hook in ["ingress", "egress"] {
+        let _ = writeln!(
+            md,
+            "| {hook} | {} | {} | {} |",
+            s(&e[format!("ours_{hook}")], 1),
+            s(&e[format!("empty_{hook}")], 1),
+            s(&e[format!("net_{hook}")], 1)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nLoad: {} packets/s per direction.\n",
+        s(&e["load_pps_per_direction"], 0)
+    );
+    let d = &r["datapath"];
+    let _ = writeln!(
+        md,
+        "## 2. Datapath overhead (veth, programs attached vs not; target ≤ 1 % loss)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| load | no program | linkmeter attached | loss | empty TC program | loss |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for (label, key, digits) in [
+        ("TCP bulk (iperf3), Gbit/s", "tcp_gbps", 2),
+        ("UDP 64-byte, packets/s", "udp64_pps", 0),
+    ] {
+        let x = &d[key];
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {:.2} % | {} | {:.2} % |",
+            s(&x["detached"], digits),
+            s(&x["attached"], digits),
+            f(&x["loss_percent"]),
+            s(&x["empty_program"], digits),
+            f(&x["empty_program_loss_percent"]),
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "## 3. Scrape cost vs node_exporter (`netdev` + `ethtool` collectors only)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| interfaces | linkmeter p50 / p99 ms | node_exporter p50 / p99 ms | speed-up p50 (target ≥ 10× at 1,000) | CPU ms/scrape linkmeter / node_exporter |\n| --- | --- | --- | --- | --- |"
+    );
+    for n in ["10", "100", "1000"] {
+        let x = &r["scrape"][n];
+        let _ = writeln!(
+            md,
+            "| {n} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1}× | {:.2} / {:.2} |",
+            f(&x["linkmeter"]["latency_ms"]["median"]),
+            f(&x["linkmeter"]["latency_ms"]["p99"]),
+            f(&x["node_exporter"]["latency_ms"]["median"]),
+            f(&x["node_exporter"]["latency_ms"]["p99"]),
+            f(&x["speedup_p50"]),
+            f(&x["linkmeter"]["cpu_ms_per_scrape"]),
+            f(&x["node_exporter"]["cpu_ms_per_scrape"]),
+        );
+    }
+    let c = &r["scrape"]["1000"]["concurrent"];
+    let _ = writeln!(
+        md,
+        "\n**Concurrent scrapers at 1,000 interfaces** ({} scrapers released together, {} rounds; target p50 ≤ 2× the single-scraper p50): p50 {:.2} ms, p99 {:.2} ms, {:.2}× the single-scraper p50.",
+        c["scrapers"],
+        c["rounds"],
+        f(&c["latency_ms"]["median"]),
+        f(&c["latency_ms"]["p99"]),
+        f(&c["p50_over_single_p50"]),
+    );
+    let rss = &r["scrape"]["1000"]["rss_mib_after_100_scrapes"];
+    let _ = writeln!(
+        md,
+        "\n## 4. Memory at 1,000 interfaces after 100 scrapes (target: linkmeter ≤ half)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| linkmeter RSS | node_exporter RSS | ratio |\n| --- | --- | --- |\n| {:.1} MiB | {:.1} MiB | {:.2} |\n",
+        f(&rss["linkmeter"]),
+        f(&rss["node_exporter"]),
+        f(&rss["linkmeter"]) / f(&rss["node_exporter"])
+    );
+    let a = &r["attach_latency"];
+    let _ = writeln!(
+        md,
+        "## 5. Attach latency: interface created → first counted packet in `/metrics` ({} interfaces; target p99 ≤ 100 ms)\n",
+        a["interfaces"]
+    );
+    let _ = writeln!(
+        md,
+        "| p50 ms | p99 ms | min–max ms |\n| --- | --- | --- |\n| {:.1} | {:.1} | {:.1}–{:.1} |\n",
+        f(&a["ms"]["median"]),
+        f(&a["ms"]["p99"]),
+        f(&a["ms"]["min"]),
+        f(&a["ms"]["max"])
+    );
+    let i = &r["idle"];
+    let _ = writeln!(
+        md,
+        "## 6. Idle cost at 1,000 interfaces, one scrape every 15 s ({:.0} s, {} scrapes)\n",
+        f(&i["seconds"]),
+        i["scrapes"]
+    );
+    let _ = writeln!(
+        md,
+        "| | CPU seconds | CPU % |\n| --- | --- | --- |\n| linkmeter | {:.2} | {:.3} |\n| node_exporter | {:.2} | {:.3} |",
+        f(&i["linkmeter"]["cpu_seconds"]),
+        f(&i["linkmeter"]["cpu_percent"]),
+        f(&i["node_exporter"]["cpu_seconds"]),
+        f(&i["node_exporter"]["cpu_percent"])
+    );
+    md
+}
