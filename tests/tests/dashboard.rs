@@ -1,5 +1,6 @@
-//! The Grafana dashboard: unique panel ids, everything through the `${datasource}` variable,
-//! the documented variables, and only metric names that linkmeter exports.
+//! The Grafana dashboard (unique panel ids, everything through the `${datasource}` variable,
+//! the documented variables, only metric names that linkmeter exports) and the golden exposition
+//! those names come from, checked with promtool.
 
 use std::collections::BTreeSet;
 
@@ -133,5 +134,20 @@ fn the_required_panels_are_there() {
         "Collect duration per backend",
     ] {
         assert!(titles.contains(&needed), "{needed} missing: {titles:?}");
+    }
+}
+
+#[test]
+fn the_golden_exposition_passes_promtool() {
+    if !integration_tests::prometheus::available() {
+        return;
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../collector/tests/golden/exposition.prom"
+    );
+    let text = std::fs::read_to_string(path).expect("read the golden exposition");
+    if let Err(problems) = integration_tests::prometheus::promtool_check(&text) {
+        panic!("promtool check metrics failed:\n{problems}");
     }
 }

@@ -10,7 +10,7 @@ use super::{FileConfig, LogFormat};
 /// Flags (and environment variables) that decide routing, shared by `run`, `list`, `check`
 /// and `dump`. Unset ones fall back to the file, then to the defaults.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// TOML configuration file (keys as the long flags, with `_`; see README).
     #[arg(long, env = "LINKMETER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -51,7 +51,7 @@ pub struct PolicyArgs {
 
 /// Flags (and environment variables) of `linkmeter run`: the routing ones plus the daemon's.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Routing flags.
     #[command(flatten)]
     pub policy: PolicyArgs,

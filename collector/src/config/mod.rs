@@ -23,7 +23,7 @@ use std::{net::SocketAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
 use regex::Regex;
 use serde::Deserialize;
 
-pub use self::args::{PolicyArgs, RunArgs};
+pub(crate) use self::args::{PolicyArgs, RunArgs};
 use crate::{
     backend::ebpf::AttachMode,
     filter::Pattern,
@@ -226,7 +226,7 @@ impl Config {
     /// # Errors
     ///
     /// [`ConfigError`] naming the file or key at fault.
-    pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
+    pub(crate) fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let file = match &args.policy.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -224,11 +224,6 @@ pub struct InterfaceAttachment {
 }
 
 impl InterfaceAttachment {
-    /// The interface name at attach time.
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
     /// The interface index the counters are keyed by.
     pub const fn ifindex(&self) -> u32 {
         self.ifindex

@@ -30,9 +30,9 @@ use nix::sched::{CloneFlags, setns};
 use super::{attach::AttachError, hooks::Hook};
 
 /// Priority of linkmeter's cls_bpf filters in legacy tc mode (lower runs earlier).
-pub const LEGACY_PRIORITY: u16 = 1;
+pub(crate) const LEGACY_PRIORITY: u16 = 1;
 /// Handle of linkmeter's cls_bpf filters in legacy tc mode (`0x4c4d`, "LM").
-pub const LEGACY_HANDLE: TcHandle = TcHandle::new(0, 0x4c4d);
+pub(crate) const LEGACY_HANDLE: TcHandle = TcHandle::new(0, 0x4c4d);
 
 /// Adds the clsact qdisc if missing (never replacing an existing one) and removes stale filters
 /// that carry our program's name on this hook.

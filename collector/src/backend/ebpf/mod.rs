@@ -36,7 +36,6 @@ use collector_common::{COUNTERS_MAP, Counter, EGRESS_PROGRAM, INGRESS_PROGRAM, O
 pub use self::{
     attach::{AttachError, InterfaceAttachment},
     hooks::{AttachMode, AttachedMode, Hook, kernel_has_tcx},
-    legacy::{LEGACY_HANDLE, LEGACY_PRIORITY},
     maps::{InterfaceCounters, MapReadError},
 };
 use self::{hooks::ProgramIds, legacy::AttachNetns, maps::CounterMaps};
@@ -46,7 +45,8 @@ pub(crate) use counter::{
 };
 
 /// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linkmeter-tc"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linkmeter-tc"));
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
 const IFNAME_MAX: usize = 15;
@@ -234,7 +234,7 @@ impl EbpfCounters {
     /// # Errors
     ///
     /// [`MapReadError`] when the kernel refuses the map iteration.
-    pub fn read_all(&self) -> Result<BTreeMap<u32, InterfaceCounters>, MapReadError> {
+    pub(crate) fn read_all(&self) -> Result<BTreeMap<u32, InterfaceCounters>, MapReadError> {
         self.maps.all()
     }
 
@@ -254,7 +254,7 @@ impl EbpfCounters {
     /// # Errors
     ///
     /// [`MapReadError`] when the kernel refuses the deletion.
-    pub fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+    pub(crate) fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
         self.maps.remove(ifindex)
     }
 
@@ -265,7 +265,7 @@ impl EbpfCounters {
 
     /// Forwards pending log records of the eBPF programs to the `log` facade (and so to
     /// `tracing`). Cheap when there are none.
-    pub fn flush_logs(&mut self) {
+    pub(crate) fn flush_logs(&mut self) {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
         }

@@ -21,7 +21,7 @@ const ETHTOOL_GSTATS: u32 = 0x0000_001d;
 const ETHTOOL_GSSET_INFO: u32 = 0x0000_0037;
 const ETH_SS_STATS: u32 = 1;
 /// Bytes per stat name in `ETHTOOL_GSTRINGS`.
-pub const ETH_GSTRING_LEN: usize = 32;
+pub(crate) const ETH_GSTRING_LEN: usize = 32;
 const IFNAMSIZ: usize = 16;
 
 /// What `ETHTOOL_GDRVINFO` answers.

@@ -18,7 +18,8 @@ mod link_mode;
 use std::io;
 
 pub(crate) use driver_stats::{DriverStats, EthtoolBackend};
-pub use ioctl::{DriverInfo, ETH_GSTRING_LEN, EthtoolIo, Ioctl, Reply};
+pub(crate) use ioctl::ETH_GSTRING_LEN;
+pub use ioctl::{DriverInfo, EthtoolIo, Ioctl, Reply};
 pub(crate) use link_mode::{LinkMode, LinkModeError, link_modes};
 
 /// Result of probing an interface once.
@@ -50,7 +51,7 @@ pub enum Probe {
 
 impl Probe {
     /// The driver name, when the interface answered `GDRVINFO`.
-    pub fn driver(&self) -> Option<&str> {
+    pub(crate) fn driver(&self) -> Option<&str> {
         match self {
             Self::Stats { driver, .. } | Self::NoStats { driver } => Some(driver),
             Self::Unsupported { .. } | Self::Failed { .. } => None,
@@ -88,7 +89,7 @@ pub enum EthtoolError {
 
 impl EthtoolError {
     /// The errno, when the kernel returned one.
-    pub fn errno(&self) -> Option<i32> {
+    pub(crate) fn errno(&self) -> Option<i32> {
         match self {
             Self::Io { source, .. } => source.raw_os_error(),
             Self::CountChanged { .. } => None,
@@ -156,7 +157,7 @@ impl<I: EthtoolIo> Ethtool<I> {
     /// # Errors
     ///
     /// The ioctl fails, or the driver reported more names than the buffer holds.
-    pub fn names(&self, interface: &str) -> Result<Vec<String>, EthtoolError> {
+    pub(crate) fn names(&self, interface: &str) -> Result<Vec<String>, EthtoolError> {
         let io_err = |request| {
             move |source| EthtoolError::Io {
                 interface: interface.to_owned(),
