@@ -474,6 +474,16 @@ fn markdown(r: &Value) -> String {
         m["memory"].as_str().unwrap_or(""),
         m["kernel"].as_str().unwrap_or("")
     );
+    ebpf_cost_section(&mut md, r);
+    datapath_section(&mut md, r);
+    scrape_section(&mut md, r);
+    attach_section(&mut md, r);
+    idle_section(&mut md, r);
+    md
+}
+
+/// eBPF cost per packet.
+fn ebpf_cost_section(md: &mut String, r: &Value) {
     let e = &r["ebpf_cost"];
     let _ = writeln!(
         md,
@@ -497,6 +507,10 @@ fn markdown(r: &Value) -> String {
         "\nLoad: {} packets/s per direction.\n",
         s(&e["load_pps_per_direction"], 0)
     );
+}
+
+/// Datapath overhead.
+fn datapath_section(md: &mut String, r: &Value) {
     let d = &r["datapath"];
     let _ = writeln!(
         md,
@@ -522,6 +536,10 @@ fn markdown(r: &Value) -> String {
         );
     }
     let _ = writeln!(md);
+}
+
+/// Scrape cost, concurrency and memory.
+fn scrape_section(md: &mut String, r: &Value) {
     let _ = writeln!(
         md,
         "## 3. Scrape cost vs node_exporter (`netdev` + `ethtool` collectors only)\n"
@@ -566,6 +584,10 @@ fn markdown(r: &Value) -> String {
         f(&rss["node_exporter"]),
         f(&rss["linkmeter"]) / f(&rss["node_exporter"])
     );
+}
+
+/// Attach latency.
+fn attach_section(md: &mut String, r: &Value) {
     let a = &r["attach_latency"];
     let _ = writeln!(
         md,
@@ -580,6 +602,10 @@ fn markdown(r: &Value) -> String {
         f(&a["ms"]["min"]),
         f(&a["ms"]["max"])
     );
+}
+
+/// Idle cost.
+fn idle_section(md: &mut String, r: &Value) {
     let i = &r["idle"];
     let _ = writeln!(
         md,
@@ -595,5 +621,4 @@ fn markdown(r: &Value) -> String {
         f(&i["node_exporter"]["cpu_seconds"]),
         f(&i["node_exporter"]["cpu_percent"])
     );
-    md
 }
