@@ -92,7 +92,8 @@ mod tests {
     use super::*;
     use crate::{daemon, metrics::Exposition};
 
-    /// An owner that answers every scrape with an empty snapshot; `None`: no owner at all.
+    /// Endpoints whose owner answers every scrape with an empty snapshot (`owner`), or that
+    /// have no owner at all.
     fn endpoints(owner: bool) -> (Endpoints, Arc<AtomicBool>) {
         let (scrapes, mut requests) = daemon::scrapes();
         if owner {

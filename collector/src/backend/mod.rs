@@ -4,7 +4,9 @@
 //! All three collect through [`Collect`], and [`execute`] runs every collection: it times it
 //! and counts its failures, the one place the `linkmeter_collect_duration_seconds` and
 //! `linkmeter_collect_errors_total` self-metrics come from (node_exporter's `execute()`).
-//! Collecting only reads: it never probes, routes or attaches.
+//! Collecting only reads the kernel: it never probes, routes or attaches. The one piece of
+//! state it updates is the ethtool backend's list of a driver's stat names, read again
+//! (`GSTRINGS`) when the driver's count changed.
 
 pub mod ebpf;
 pub mod ethtool;

@@ -1,18 +1,7 @@
-//! Configuration: every default and limit is defined once here, every value — from the TOML
-//! file (`--config`), a flag or an environment variable — is parsed and validated once by
-//! [`Config::build`]. Precedence: flag / environment > file > default.
-//!
-//! | key | flag | env | default | meaning |
-//! | --- | --- | --- | --- | --- |
-//! | `listen` | `--listen` | `LINKMETER_LISTEN` | `0.0.0.0:9977` | address of `/metrics`, `/healthz`, `/readyz` |
-//! | `include` | `--include` | `LINKMETER_INCLUDE` | (all) | interface patterns to monitor |
-//! | `exclude` | `--exclude` | `LINKMETER_EXCLUDE` | `["lo"]` | interface patterns never monitored |
-//! | `overrides` | `--override` | `LINKMETER_OVERRIDES` | (none) | `PATTERN=BACKEND`, first match wins |
-//! | `attach_mode` | `--attach-mode` | `LINKMETER_ATTACH_MODE` | `auto` | `auto`, `tcx` or `tc` |
-//! | `max_interfaces` | `--max-interfaces` | `LINKMETER_MAX_INTERFACES` | `1024` | eBPF counter map capacity |
-//! | `resync_interval_seconds` | `--resync-interval` | `LINKMETER_RESYNC_INTERVAL` | `60` | full re-discovery period |
-//! | `ethtool_stats_allowlist` | `--ethtool-stats-allowlist` | `LINKMETER_ETHTOOL_STATS_ALLOWLIST` | `.*` | regex on driver stat names |
-//! | `log_format` | `--log-format` | `LINKMETER_LOG_FORMAT` | `human` | `human` or `json` |
+//! Configuration: every default and limit is defined once here (the constants below), every
+//! value — from the TOML file (`--config`), a flag or an environment variable — is parsed and
+//! validated once by [`Config::build`]. Precedence: flag / environment > file > default. The
+//! README's configuration table lists the keys with their flags and environment variables.
 //!
 //! Patterns are globs, `/regex/` or `kind:<link kind>` (see `crate::filter`).
 
@@ -135,6 +124,9 @@ pub enum ConfigError {
         key: &'static str,
         /// What is wrong with the value.
         message: String,
+        /// The parser's error, when one said why.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -142,6 +134,20 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         message: message.into(),
+        source: None,
+    }
+}
+
+/// As [`invalid`], with the parser's error as the cause.
+fn invalid_because(
+    key: &'static str,
+    message: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+        source: Some(Box::new(source)),
     }
 }
 
@@ -249,7 +255,7 @@ impl Config {
         let listen_text = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen_text
             .parse()
-            .map_err(|e| invalid("listen", format!("{listen_text:?} is not IP:PORT ({e})")))?;
+            .map_err(|e| invalid_because("listen", format!("{listen_text:?} is not IP:PORT"), e))?;
         let exclude = file
             .exclude
             .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|&p| p.to_owned()).collect());
@@ -257,8 +263,9 @@ impl Config {
             .ethtool_stats_allowlist
             .as_deref()
             .unwrap_or(DEFAULT_ETHTOOL_STATS_ALLOWLIST);
-        let ethtool_stats_allowlist = Regex::new(allow_text)
-            .map_err(|e| invalid("ethtool_stats_allowlist", format!("{allow_text:?}: {e}")))?;
+        let ethtool_stats_allowlist = Regex::new(allow_text).map_err(|e| {
+            invalid_because("ethtool_stats_allowlist", format!("{allow_text:?}"), e)
+        })?;
         let resync = within(
             "resync_interval_seconds",
             file.resync_interval_seconds

@@ -58,7 +58,9 @@ type Request = oneshot::Sender<Arc<Exposition>>;
 pub(crate) struct Scrapes(mpsc::Sender<Request>);
 
 impl Scrapes {
-    /// A collection made at or after this call; `None` once the owner has stopped.
+    /// The collection that answers this request: the next one the owner finishes after the
+    /// request is queued (it may have started before, when scrapes coalesce). `None` once the
+    /// owner has stopped.
     pub(crate) async fn collect(&self) -> Option<Arc<Exposition>> {
         let (reply, answer) = oneshot::channel();
         self.0.send(reply).await.ok()?;
@@ -112,9 +114,11 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
+                // In this order when several are ready: shutdown, then events, so that a scrape
+                // answered in the same turn sees them (a storm of link events delays scrapes
+                // until it is routed), then the resync, then scrapes.
                 biased;
                 () = &mut shutdown => break,
-                // Events first, so that a scrape answered in the same turn sees them.
                 event = self.events.next(), if events_open => match event {
                     Some(event) => self.node.apply(event),
                     None => {

@@ -183,6 +183,35 @@ async fn concurrent_scrapes_are_answered_by_one_collection() {
 }
 
 #[tokio::test]
+async fn scrapes_that_arrive_while_a_collection_runs_are_answered_by_it() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        {
+            let release = c.links.hold_dumps();
+            let dumps = c.links.dumps();
+            let mut first = std::pin::pin!(c.scrapes.collect());
+            // The first scrape starts a collection, whose kernel dump is now in flight.
+            while c.links.dumps() == dumps {
+                assert!(futures_util::poll!(first.as_mut()).is_pending());
+                tokio::task::yield_now().await;
+            }
+            let later: Vec<_> = (0..5).map(|_| c.scrapes.collect()).collect();
+            let later = futures_util::future::join_all(later);
+            let _ = release.send(false);
+            let (first, later) = tokio::join!(first, later);
+            let first = first.expect("answered");
+            for answer in later {
+                assert!(Arc::ptr_eq(&first, &answer.expect("answered")));
+            }
+            assert_eq!(c.links.dumps() - dumps, 1);
+        }
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test]
 async fn a_deleted_link_leaves_the_next_scrape() {
     let (owner, mut c, shutdown) = owner();
     let clients = async {
@@ -216,14 +245,13 @@ async fn when_the_event_subscription_ends_the_resync_carries_on() {
 #[tokio::test]
 async fn shutdown_detaches_everything_and_later_scrapes_are_refused() {
     let (owner, mut c, shutdown) = owner();
-    let link = c.create_vxlan(9, "vx9");
-    c.send(LinkEvent::New(link));
     let clients = async {
         c.until_ready().await;
-        // Wait until the event is applied.
-        while c.ebpf.attaches() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let link = c.create_vxlan(9, "vx9");
+        c.send(LinkEvent::New(link));
+        // The event is applied before the scrape is answered (events come first).
+        assert!(c.scrape().await.iter().any(|(n, _)| n == "vx9"));
+        assert_eq!(c.ebpf.attaches(), 1);
         c.stop();
     };
     tokio::join!(owner.run(shutdown), clients);

@@ -28,6 +28,8 @@ struct State {
     modes: HashMap<String, LinkMode>,
     dumps: usize,
     failing: bool,
+    /// While set, dumps wait until it turns `false`.
+    held: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The links of a fixture node.
@@ -74,18 +76,33 @@ impl FakeLinks {
         self.state().failing = failing;
     }
 
-    /// How many dumps were made.
+    /// How many dumps were made (counted when they start).
     pub(crate) fn dumps(&self) -> usize {
         self.state().dumps
+    }
+
+    /// Holds every dump until the returned sender sends `false` (or is dropped), as a kernel
+    /// answering slowly would.
+    pub(crate) fn hold_dumps(&self) -> tokio::sync::watch::Sender<bool> {
+        let (release, held) = tokio::sync::watch::channel(true);
+        self.state().held = Some(held);
+        release
     }
 }
 
 impl Links for FakeLinks {
     async fn dump(&self) -> Result<Vec<LinkFacts>, DiscoveryError> {
+        let held = {
+            let mut state = self.state();
+            state.dumps += 1;
+            state.held.clone()
+        };
         // A real dump waits for the kernel's answer: let other tasks run meanwhile.
         tokio::task::yield_now().await;
-        let mut state = self.state();
-        state.dumps += 1;
+        if let Some(mut held) = held {
+            let _released = held.wait_for(|held| !held).await;
+        }
+        let state = self.state();
         if state.failing {
             return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
                 libc::ENOBUFS,

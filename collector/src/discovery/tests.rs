@@ -1,4 +1,4 @@
-//! Link messages as the kernel sends them, parsed without a kernel.
+//! Link messages (as netlink-packet-route decodes them), parsed without a kernel.
 
 use futures_util::StreamExt as _;
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};

@@ -20,6 +20,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
     pub(crate) async fn collect(&mut self) -> Snapshot {
         let mut out = Snapshot {
             interfaces: self.interfaces.values().map(routing).collect(),
+            map_overflow: self.stats.map_overflow,
             ..Snapshot::default()
         };
         let stats = &mut self.stats.collect;
@@ -28,6 +29,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         if let Some(ebpf) = self.ebpf.as_mut() {
             execute(stats, ebpf, &mut self.interfaces, &mut out).await;
         }
+        self.stats.map_overflow = out.map_overflow;
         out.collect = self.stats.collect.clone();
         out.attach_failures = self.stats.attach_failures;
         out.reattach = self.stats.reattach;

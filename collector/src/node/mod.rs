@@ -36,6 +36,8 @@ struct NodeStats {
     collect: CollectStats,
     attach_failures: u64,
     reattach: u64,
+    /// The overflow counter's last reading (kept when a read fails: it is a counter).
+    map_overflow: u64,
 }
 
 /// The interfaces of this node and the backends measuring them.
@@ -182,10 +184,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         let Some(interface) = self.interfaces.remove(&ifindex) else {
             return;
         };
-        if let (Measure::Ebpf(attachment), Some(ebpf)) = (interface.measure, self.ebpf.as_mut()) {
-            if let Err(err) = ebpf.detach(attachment) {
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            if let Measure::Ebpf(attachment) = interface.measure
+                && let Err(err) = ebpf.detach(attachment)
+            {
                 warn!(interface = %interface.link.name, error = %Report(&err), "detaching");
             }
+            // Also for interfaces that fell back after an attach failure: a hook that was
+            // attached for a moment may have counted.
             if let Err(err) = ebpf.forget(ifindex) {
                 warn!(interface = %interface.link.name, error = %Report(&err), "freeing eBPF map entries");
             }

@@ -255,10 +255,22 @@ impl InterfaceAttachment {
     /// detach` remove ours). TCX hooks are checked by querying the hook's chain; legacy hooks
     /// by listing the hook's filters for one at our priority and handle running our program.
     ///
-    /// A query that fails counts as intact, so that a netlink hiccup or an interface being
-    /// deleted never triggers a re-attach; the link event or the next check settles it.
+    /// A check that cannot be made counts as intact, so that a netlink hiccup or an interface
+    /// being deleted or renamed never triggers a re-attach (the link event or the next check
+    /// settles it): the namespace cannot be entered, the name no longer resolves to our
+    /// ifindex, or a query fails.
     pub(crate) fn is_intact(&self, ids: ProgramIds) -> bool {
-        let _restore = self.enter_netns();
+        let _restore = match self.netns.enter() {
+            Ok(restore) => restore,
+            Err(err) => {
+                tracing::debug!(interface = %self.interface, error = %err,
+                    "cannot enter the attachment's network namespace; assuming it is intact");
+                return true;
+            }
+        };
+        if nix::net::if_::if_nametoindex(self.interface.as_str()) != Ok(self.ifindex) {
+            return true;
+        }
         Hook::ALL
             .into_iter()
             .all(|hook| match self.runs_on(hook, ids.of(hook)) {
@@ -343,5 +355,14 @@ mod tests {
         let other =
             ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::EPERM)));
         assert!(!is_no_such_device(&other));
+        // Deeper in the chain: a syscall error carries the errno as its source.
+        let syscall = |errno| {
+            ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_detach",
+                io_error: io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert!(is_no_such_device(&syscall(libc::ENODEV)));
+        assert!(!is_no_such_device(&syscall(libc::EBUSY)));
     }
 }

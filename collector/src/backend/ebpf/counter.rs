@@ -64,11 +64,19 @@ impl Attachment for InterfaceAttachment {
 impl TcCounter for EbpfCounters {
     type Attachment = InterfaceAttachment;
 
+    /// Attaches by name, after checking that the name still belongs to `link`'s ifindex (a
+    /// device deleted and re-created under the same name is another lifetime, routed by its
+    /// own link event).
     fn attach(
         &mut self,
         link: &Link,
         mode: AttachMode,
     ) -> Result<InterfaceAttachment, AttachError> {
+        if super::ifindex_of(&link.name)? != link.ifindex {
+            return Err(AttachError::NoSuchInterface {
+                interface: link.name.clone(),
+            });
+        }
         Self::attach(self, &link.name, mode)
     }
 

@@ -28,7 +28,7 @@ pub enum AttachedMode {
 
 impl AttachMode {
     /// Resolves `auto` for the running kernel.
-    pub fn resolve(self) -> AttachedMode {
+    pub(crate) fn resolve(self) -> AttachedMode {
         match self {
             Self::Tcx => AttachedMode::Tcx,
             Self::Tc => AttachedMode::Tc,
@@ -66,7 +66,7 @@ impl Hook {
     pub const ALL: [Self; 2] = [Self::Ingress, Self::Egress];
 
     /// The aya attach type of this hook.
-    pub const fn attach_type(self) -> TcAttachType {
+    pub(crate) const fn attach_type(self) -> TcAttachType {
         match self {
             Self::Ingress => TcAttachType::Ingress,
             Self::Egress => TcAttachType::Egress,

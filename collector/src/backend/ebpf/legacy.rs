@@ -116,50 +116,73 @@ const fn clsact_parent(hook: Hook) -> NlHandle {
     }
 }
 
+/// How long a filter dump may take before the check gives up (and counts as "cannot check").
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The filters on `hook` of `ifindex`, in the calling thread's network namespace (an
-/// `RTM_GETTFILTER` dump; a hook without a clsact qdisc has none).
+/// `RTM_GETTFILTER` dump; a hook without a clsact qdisc, or a device that is gone, has none).
 ///
 /// # Errors
 ///
-/// The netlink socket, the request or the kernel's answer failed.
+/// The netlink socket, the request or the kernel's answer failed, or no answer came within
+/// [`DUMP_TIMEOUT`].
 pub(super) fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
+    let timeout =
+        nix::sys::time::TimeVal::new(i64::try_from(DUMP_TIMEOUT.as_secs()).unwrap_or(i64::MAX), 0);
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
-    let mut request_tc = TcMessage::default();
-    request_tc.header.index =
+    socket.send(&dump_request(ifindex, hook)?, 0)?;
+    let mut found = Vec::new();
+    loop {
+        let (data, _) = socket.recv_from_full()?;
+        if parse_dump(&data, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// The `RTM_GETTFILTER` dump request for `hook` of `ifindex`.
+fn dump_request(ifindex: u32, hook: Hook) -> io::Result<Vec<u8>> {
+    let mut tc = TcMessage::default();
+    tc.header.index =
         i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
-    request_tc.header.parent = clsact_parent(hook);
+    tc.header.parent = clsact_parent(hook);
     let mut request = NetlinkMessage::new(
         NetlinkHeader::default(),
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetTrafficFilter(request_tc)),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetTrafficFilter(tc)),
     );
     request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     request.finalize();
     let mut buf = vec![0; request.buffer_len()];
     request.serialize(&mut buf);
-    socket.send(&buf, 0)?;
+    Ok(buf)
+}
 
-    let mut found = Vec::new();
-    loop {
-        let (data, _) = socket.recv_from_full()?;
-        let mut rest = data.as_slice();
-        while !rest.is_empty() {
-            let buffer = NetlinkBuffer::new_checked(&rest).map_err(io::Error::other)?;
-            let length = (buffer.length() as usize).clamp(1, rest.len());
-            let msg =
-                NetlinkMessage::<RouteNetlinkMessage>::parse(&buffer).map_err(io::Error::other)?;
-            match msg.payload {
-                NetlinkPayload::Done(_) => return Ok(found),
-                NetlinkPayload::Error(err) => return Err(err.to_io()),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(tc)) => {
-                    found.push(Filter::from_message(&tc));
-                }
-                _ => {}
+/// Parses one datagram of a filter dump into `found`; `true` once the dump is complete.
+///
+/// # Errors
+///
+/// A message that does not parse, or the kernel's error answer.
+fn parse_dump(mut data: &[u8], found: &mut Vec<Filter>) -> io::Result<bool> {
+    while !data.is_empty() {
+        let buffer = NetlinkBuffer::new_checked(&data).map_err(io::Error::other)?;
+        // NLMSG_ALIGN: each message starts on a 4-byte boundary.
+        let length = (buffer.length() as usize).next_multiple_of(4);
+        let msg =
+            NetlinkMessage::<RouteNetlinkMessage>::parse(&buffer).map_err(io::Error::other)?;
+        match msg.payload {
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(err) => return Err(err.to_io()),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(tc)) => {
+                found.push(Filter::from_message(&tc));
             }
-            rest = &rest[length.next_multiple_of(4).min(rest.len())..];
+            _ => {}
         }
+        data = data.get(length..).unwrap_or_default();
     }
+    Ok(false)
 }
 
 /// The network namespace an attachment was made in.
@@ -257,5 +280,81 @@ mod tests {
         let raw = |h: NlHandle| (u32::from(h.major) << 16) | u32::from(h.minor);
         assert_eq!(raw(clsact_parent(Hook::Ingress)), 0xffff_fff2);
         assert_eq!(raw(clsact_parent(Hook::Egress)), 0xffff_fff3);
+    }
+
+    fn serialized(payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut msg = NetlinkMessage::new(NetlinkHeader::default(), payload);
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        buf
+    }
+
+    fn ours(program_id: u32) -> TcMessage {
+        let mut msg = TcMessage::default();
+        msg.header.info = u32::from(LEGACY_PRIORITY) << 16;
+        msg.header.handle = NlHandle {
+            major: 0,
+            minor: 0x4c4d,
+        };
+        // An odd-length name, so that the next message starts after alignment padding.
+        msg.attributes = vec![
+            TcAttribute::Kind("bpf".into()),
+            TcAttribute::Options(vec![
+                TcOption::Bpf(TcFilterBpfOption::ProgName("linkmeter_i".into())),
+                TcOption::Bpf(TcFilterBpfOption::ProgId(program_id)),
+            ]),
+        ];
+        msg
+    }
+
+    #[test]
+    fn a_dump_of_several_datagrams_is_read_until_done() {
+        let filter = |id| {
+            serialized(NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewTrafficFilter(ours(id)),
+            ))
+        };
+        let mut first = filter(7);
+        first.extend(filter(8));
+        let mut found = Vec::new();
+        assert!(!parse_dump(&first, &mut found).expect("parses"));
+        let done = serialized(NetlinkPayload::Done(Default::default()));
+        assert!(parse_dump(&done, &mut found).expect("parses"));
+        let ids: Vec<Option<u32>> = found.iter().map(|f| f.program_id).collect();
+        assert_eq!(ids, [Some(7), Some(8)]);
+        assert!(found.iter().all(|f| f.handle == LEGACY_HANDLE));
+    }
+
+    #[test]
+    fn an_error_answer_and_garbage_are_errors_not_panics() {
+        let mut error = netlink_packet_core::ErrorMessage::default();
+        error.code = std::num::NonZeroI32::new(-libc::EPERM);
+        let answer = serialized(NetlinkPayload::Error(error));
+        let err = parse_dump(&answer, &mut Vec::new()).expect_err("EPERM");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        for garbage in [
+            &[1u8, 2, 3][..],
+            &[0xff; 40][..],
+            &answer[..answer.len() - 3],
+        ] {
+            assert!(parse_dump(garbage, &mut Vec::new()).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_asks_for_a_dump_of_the_hooks_filters() {
+        let bytes = dump_request(7, Hook::Egress).expect("request");
+        let buffer = NetlinkBuffer::new_checked(&bytes).expect("buffer");
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::parse(&buffer).expect("parses");
+        assert_eq!(msg.header.flags, NLM_F_REQUEST | NLM_F_DUMP);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetTrafficFilter(tc)) = msg.payload
+        else {
+            panic!("{msg:?}");
+        };
+        assert_eq!(
+            (tc.header.index, tc.header.parent),
+            (7, clsact_parent(Hook::Egress))
+        );
     }
 }

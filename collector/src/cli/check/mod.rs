@@ -78,12 +78,8 @@ async fn interface_lines(config: &Config, ebpf_ok: bool) -> Vec<Line> {
         Err(OpenError::Netlink(err)) => {
             return vec![netlink_failed(&err)];
         }
-        Err(OpenError::Ethtool(err)) => {
-            return vec![line(
-                Status::Fatal,
-                "ethtool",
-                format!("cannot open the ioctl socket: {err}"),
-            )];
+        Err(err @ OpenError::Ethtool(_)) => {
+            return vec![line(Status::Fatal, "ethtool", Report(&err).to_string())];
         }
     };
     let mut lines = match node.resync().await {
