@@ -1,7 +1,8 @@
 //! `linkmeter run`: one owner task holds the node and `select!`s over link events, the resync
 //! tick, scrape requests and shutdown. Routing, probing and attaching happen on events and
 //! resyncs; a scrape request only collects. Scrapes that arrive while a collection runs are
-//! answered by that collection, so concurrent scrapers cost about one collection.
+//! answered by that collection, so concurrent scrapers cost about one collection (the
+//! collection yields to the runtime now and then, so that the server takes them in).
 
 #[cfg(test)]
 mod tests;
@@ -21,7 +22,7 @@ use tokio::{
     sync::{Notify, mpsc, oneshot},
     time::MissedTickBehavior,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     Report,
@@ -144,9 +145,12 @@ where
     async fn answer(&mut self, first: Request) {
         let exposition = Arc::new(Exposition::new(self.node.collect().await));
         let _gone = first.send(Arc::clone(&exposition));
+        let mut answered = 1;
         while let Ok(next) = self.requests.try_recv() {
             let _gone = next.send(Arc::clone(&exposition));
+            answered += 1;
         }
+        debug!(answered, "collection done");
     }
 }
 

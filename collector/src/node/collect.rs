@@ -25,7 +25,10 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         };
         let stats = &mut self.stats.collect;
         execute(stats, &mut self.netdev, &mut self.interfaces, &mut out).await;
+        // Let the server take in scrapes that arrived meanwhile: they share this collection.
+        tokio::task::yield_now().await;
         execute(stats, &mut self.ethtool, &mut self.interfaces, &mut out).await;
+        tokio::task::yield_now().await;
         if let Some(ebpf) = self.ebpf.as_mut() {
             execute(stats, ebpf, &mut self.interfaces, &mut out).await;
         }

@@ -45,6 +45,9 @@ impl DriverStats {
     }
 }
 
+/// Interfaces read between two yields to the runtime.
+const YIELD_EVERY: usize = 128;
+
 /// Driver statistics for the node: [`Ethtool`] plus the configured stat allowlist.
 #[derive(Debug)]
 pub(crate) struct EthtoolBackend<I> {
@@ -84,7 +87,11 @@ impl<I: EthtoolIo> Collect for EthtoolBackend<I> {
         out: &mut Snapshot,
     ) -> Vec<CollectError> {
         let mut failures = Vec::new();
-        for (ifindex, interface) in interfaces.iter_mut() {
+        for (n, (ifindex, interface)) in interfaces.iter_mut().enumerate() {
+            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                // One ioctl per interface adds up: let the server take in scrapes meanwhile.
+                tokio::task::yield_now().await;
+            }
             let Measure::Ethtool(stats) = &mut interface.measure else {
                 continue;
             };
