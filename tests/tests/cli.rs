@@ -1,13 +1,20 @@
-//! The operator commands (`list`, `check`, `dump`) as the real binary, on a Cilium-like node.
+//! The operator commands (`list`, `check`, `dump`, `watch`) as the real binary, on a Cilium-like
+//! node and on a vxlan overlay.
 
-use std::{collections::BTreeMap, process::Command};
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use integration_tests::{
     daemon::{Daemon, WITHOUT_BPF_CAPS, binary, scrape},
+    eventually,
+    kernel::link_stats,
     kernel_tests_enabled,
     netns::NetNs,
     prometheus,
-    topology::CiliumNode,
+    topology::{CiliumNode, VxlanMode, VxlanPair},
     traffic::udp_exchange,
 };
 
@@ -159,4 +166,79 @@ fn dump_passes_promtool_and_matches_the_daemon_metric_families() {
     let (code, om, _) = linkmeter(&topo.node, &[], &["dump", "--format", "openmetrics"]);
     assert_eq!(code, Some(0));
     assert!(om.ends_with("# EOF\n"));
+}
+
+#[test]
+fn watch_counts_the_named_interface_next_to_the_kernels_counters_and_detaches() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VxlanPair::new("wat", VxlanMode::FixedRemote);
+    let (a, b) = (&topo.underlay.a, &topo.underlay.b);
+    let ours = |hook: &str| {
+        a.tc(&["filter", "show", "dev", "vx0", hook])
+            .contains("linkmeter_")
+    };
+    // One reading, 5 s after start: attached well before, traffic sent in between.
+    let watch = Command::new("ip")
+        .args(["netns", "exec", a.name()])
+        .arg(binary())
+        .args([
+            "watch",
+            "-i",
+            "vx0",
+            "--attach-mode",
+            "tc",
+            "--interval",
+            "5",
+        ])
+        .args(["--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start linkmeter watch");
+    eventually("watch attached to vx0", Duration::from_secs(4), || {
+        if ours("ingress") && ours("egress") {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    let kernel_before = link_stats(a, "vx0");
+    let sent = udp_exchange(a, VxlanPair::A_OVERLAY, b, VxlanPair::B_OVERLAY, 10);
+    let kernel = link_stats(a, "vx0").since(&kernel_before);
+    let out = watch.wait_with_output().expect("watch output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("vx0 "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    let row = &rows[0];
+    let n = |i: usize| row[i].parse::<u64>().expect("a count");
+    // INTERFACE MODE RX_PKTS RX_BYTES TX_PKTS TX_BYTES KERN_RX_PKTS KERN_TX_PKTS
+    assert_eq!(row[1], "tc");
+    assert_eq!((n(4), n(5)), (sent.packets, sent.frame_bytes()));
+    assert_eq!((n(2), n(3)), (0, 0));
+    assert_eq!(kernel.tx_packets, sent.packets);
+    assert_eq!(n(7), kernel_before.tx_packets + sent.packets, "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("va ")),
+        "only -i interfaces: {stdout}"
+    );
+    assert!(!ours("ingress") && !ours("egress"), "detached on exit");
+
+    let (code, _, stderr) = linkmeter(a, &[], &["watch", "-i", "missing0", "--count", "1"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not counting missing0"), "{stderr}");
+    assert!(
+        stderr.contains("no interface could be attached"),
+        "{stderr}"
+    );
 }

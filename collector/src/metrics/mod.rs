@@ -11,6 +11,7 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use collector_common::Counter;
 use prometheus_client::registry::Registry;
 
 use crate::{
@@ -64,25 +65,26 @@ impl InterfaceSnapshot {
     /// Packets from the routed backend: eBPF counts for `ebpf`, kernel link stats for
     /// `ethtool` and `netdev`, nothing for `none` or when the backend's read failed.
     pub(crate) fn packets(&self) -> Option<RxTx> {
-        match self.backend {
-            Backend::None => None,
-            Backend::Ebpf => self.ebpf.map(|c| RxTx {
-                rx: c.rx.packets,
-                tx: c.tx.packets,
-            }),
-            Backend::Ethtool | Backend::Netdev => self.kernel.as_ref().map(LinkStats::packets),
-        }
+        self.by_backend(|c| c.packets, LinkStats::packets)
     }
 
     /// Bytes from the routed backend (see [`InterfaceSnapshot::packets`]).
     pub(crate) fn bytes(&self) -> Option<RxTx> {
+        self.by_backend(|c| c.bytes, LinkStats::bytes)
+    }
+
+    fn by_backend(
+        &self,
+        ebpf: fn(&Counter) -> u64,
+        kernel: fn(&LinkStats) -> RxTx,
+    ) -> Option<RxTx> {
         match self.backend {
             Backend::None => None,
             Backend::Ebpf => self.ebpf.map(|c| RxTx {
-                rx: c.rx.bytes,
-                tx: c.tx.bytes,
+                rx: ebpf(&c.rx),
+                tx: ebpf(&c.tx),
             }),
-            Backend::Ethtool | Backend::Netdev => self.kernel.as_ref().map(LinkStats::bytes),
+            Backend::Ethtool | Backend::Netdev => self.kernel.as_ref().map(kernel),
         }
     }
 

@@ -249,21 +249,8 @@ mod tests {
 
     #[test]
     fn filter_messages_give_priority_handle_and_program_id() {
-        let mut msg = TcMessage::default();
-        msg.header.info = (u32::from(LEGACY_PRIORITY) << 16) | 0x0003;
-        msg.header.handle = NlHandle {
-            major: 0,
-            minor: 0x4c4d,
-        };
-        msg.attributes = vec![
-            TcAttribute::Kind("bpf".into()),
-            TcAttribute::Options(vec![
-                TcOption::Bpf(TcFilterBpfOption::ProgName("linkmeter_ingress".into())),
-                TcOption::Bpf(TcFilterBpfOption::ProgId(42)),
-            ]),
-        ];
         assert_eq!(
-            Filter::from_message(&msg),
+            Filter::from_message(&ours(42)),
             Filter {
                 priority: LEGACY_PRIORITY,
                 handle: LEGACY_HANDLE,
@@ -292,7 +279,8 @@ mod tests {
 
     fn ours(program_id: u32) -> TcMessage {
         let mut msg = TcMessage::default();
-        msg.header.info = u32::from(LEGACY_PRIORITY) << 16;
+        // Priority in the upper half, the protocol (`htons(ETH_P_ALL)`) in the lower.
+        msg.header.info = (u32::from(LEGACY_PRIORITY) << 16) | 0x0300;
         msg.header.handle = NlHandle {
             major: 0,
             minor: 0x4c4d,
