@@ -120,6 +120,20 @@ pub(crate) struct Policy {
     pub(crate) exclude: Vec<Pattern>,
     /// Forced backends, first match wins.
     pub(crate) overrides: Vec<(Pattern, Backend)>,
+    /// Interfaces that get the eBPF counter besides another routed backend.
+    pub(crate) breakdown: Vec<Pattern>,
+}
+
+/// Whether an interface routed to `backend` also gets the eBPF counter for the traffic
+/// breakdown: it is monitored by another backend than eBPF and matches a `breakdown` pattern.
+pub(crate) fn wants_breakdown(
+    policy: &Policy,
+    name: &str,
+    kind: Option<&str>,
+    backend: Backend,
+) -> bool {
+    matches!(backend, Backend::Ethtool | Backend::Netdev)
+        && policy.breakdown.iter().any(|p| p.matches(name, kind))
 }
 
 /// Routes one interface. `probe` is called only when the decision needs it.
@@ -295,6 +309,19 @@ mod tests {
             route(&policy(), "br0", Some("bridge"), true, never).backend,
             Backend::Netdev
         );
+    }
+
+    #[test]
+    fn breakdown_is_added_only_to_interfaces_measured_by_another_backend() {
+        let p = Policy {
+            breakdown: vec!["eth*".parse().expect("pattern")],
+            ..policy()
+        };
+        assert!(wants_breakdown(&p, "eth0", None, Backend::Ethtool));
+        assert!(wants_breakdown(&p, "eth1", None, Backend::Netdev));
+        assert!(!wants_breakdown(&p, "eth2", None, Backend::Ebpf), "has it already");
+        assert!(!wants_breakdown(&p, "eth3", None, Backend::None), "not monitored");
+        assert!(!wants_breakdown(&p, "lxc1", Some("veth"), Backend::Ethtool));
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub(crate) fn execute(args: &ListArgs) -> Result<(), Failure> {
         if args.attach {
             once::collect_attached(&config, sample).await
         } else {
-            let ebpf = unattached_if_loadable(config.max_interfaces);
+            let ebpf = unattached_if_loadable(&config.ebpf_options());
             once::collect(&config, ebpf, Duration::ZERO).await
         }
     })?;

@@ -53,5 +53,5 @@ pub(crate) async fn collect_attached(
     config: &Config,
     sample: Duration,
 ) -> Result<Snapshot, Failure> {
-    collect(config, load_or_explain(config.max_interfaces), sample).await
+    collect(config, load_or_explain(&config.ebpf_options()), sample).await
 }

@@ -8,7 +8,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::{
     Report,
-    backend::ebpf::{AttachMode, EbpfCounters, LoadOptions},
+    backend::ebpf::{AttachMode, EbpfCounters},
     cli::{Failure, once},
     config::{Config, DEFAULT_MAX_INTERFACES, FileConfig},
     metrics::Snapshot,
@@ -73,9 +73,7 @@ impl WatchArgs {
 /// Loading the eBPF object fails, or no interface could be attached.
 pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     let config = args.config()?;
-    let counters = EbpfCounters::load(&LoadOptions {
-        max_interfaces: config.max_interfaces,
-    })
+    let counters = EbpfCounters::load(&config.ebpf_options())
     .map_err(|e| {
         Failure::runtime(format!(
             "cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN): {}",
@@ -142,20 +140,20 @@ fn table(snapshot: &Snapshot) -> String {
                 "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}\n",
                 i.name,
                 mode.to_string(),
-                c.rx.packets,
-                c.rx.bytes,
-                c.tx.packets,
-                c.tx.bytes,
+                c.rx.packets(),
+                c.rx.bytes(),
+                c.tx.packets(),
+                c.tx.bytes(),
                 kernel(|k| k.rx_packets),
                 kernel(|k| k.tx_packets),
             )),
             None => out.push_str(&format!("{:<16} error: eBPF counters unreadable\n", i.name)),
         }
     }
-    if snapshot.map_overflow > 0 {
+    if snapshot.map_overflow.interfaces > 0 {
         out.push_str(&format!(
             "overflow: {} packets not counted per interface (raise --max-interfaces)\n",
-            snapshot.map_overflow
+            snapshot.map_overflow.interfaces
         ));
     }
     out.push('\n');

@@ -41,9 +41,22 @@ pub(crate) struct PolicyArgs {
     /// TC attach mode: auto, tcx or tc [default: auto].
     #[arg(long, env = "LINKMETER_ATTACH_MODE", value_name = "MODE")]
     pub attach_mode: Option<String>,
-    /// eBPF counter map capacity, in interfaces [default: 1024].
+    /// How many interfaces the eBPF counter can be attached to at once [default: 256].
     #[arg(long, env = "LINKMETER_MAX_INTERFACES", value_name = "N")]
     pub max_interfaces: Option<u32>,
+    /// eBPF peer map capacity, (tunnel device, direction, remote endpoint) counters
+    /// [default: 10240].
+    #[arg(long, env = "LINKMETER_MAX_PEERS", value_name = "N")]
+    pub max_peers: Option<u32>,
+    /// Interface pattern that also gets the eBPF breakdown (protocols, TCP flags, sizes) besides
+    /// its routed backend, repeatable or comma-separated [default: none].
+    #[arg(
+        long,
+        env = "LINKMETER_BREAKDOWN",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub breakdown: Option<Vec<String>>,
     /// Regex on driver stat names to export [default: .*].
     #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
     pub ethtool_stats_allowlist: Option<String>,
@@ -65,6 +78,9 @@ pub(crate) struct RunArgs {
         value_name = "SECONDS"
     )]
     pub resync_interval_seconds: Option<u64>,
+    /// Seconds after which a peer not seen leaves the map and /metrics [default: 900].
+    #[arg(long = "peer-idle", env = "LINKMETER_PEER_IDLE", value_name = "SECONDS")]
+    pub peer_idle_seconds: Option<u64>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -90,6 +106,9 @@ impl RunArgs {
             overrides: p.overrides.or(file.overrides),
             attach_mode: p.attach_mode.or(file.attach_mode),
             max_interfaces: p.max_interfaces.or(file.max_interfaces),
+            max_peers: p.max_peers.or(file.max_peers),
+            peer_idle_seconds: self.peer_idle_seconds.or(file.peer_idle_seconds),
+            breakdown: p.breakdown.or(file.breakdown),
             resync_interval_seconds: self
                 .resync_interval_seconds
                 .or(file.resync_interval_seconds),

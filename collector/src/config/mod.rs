@@ -23,10 +23,20 @@ use crate::{
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9977";
 /// Default of `exclude`.
 pub(crate) const DEFAULT_EXCLUDE: &[&str] = &["lo"];
-/// Default of `max_interfaces`: the eBPF counter map's capacity, in interfaces.
-pub const DEFAULT_MAX_INTERFACES: u32 = 1024;
-/// Accepted values of `max_interfaces` (two map entries each; the kernel caps map sizes).
-pub const MAX_INTERFACES: RangeInclusive<u32> = 1..=1 << 20;
+/// Default of `max_interfaces`: how many interfaces the eBPF counter can be attached to at
+/// once. Each takes 544 bytes of kernel memory per possible CPU (70 KiB on a 128-CPU node).
+pub const DEFAULT_MAX_INTERFACES: u32 = 256;
+/// Accepted values of `max_interfaces`.
+pub const MAX_INTERFACES: RangeInclusive<u32> = 1..=65_536;
+/// Default of `max_peers`: (tunnel device, direction, remote endpoint) counters, enough for one
+/// tunnel device in a 5,000-node cluster (both directions) with room to spare.
+pub const DEFAULT_MAX_PEERS: u32 = 10_240;
+/// Accepted values of `max_peers`.
+pub const MAX_PEERS: RangeInclusive<u32> = 1..=1 << 20;
+/// Default of `peer_idle_seconds`: a peer not seen for this long leaves the map and `/metrics`.
+pub(crate) const DEFAULT_PEER_IDLE_SECONDS: u64 = 900;
+/// Accepted values of `peer_idle_seconds`.
+pub(crate) const PEER_IDLE_SECONDS: RangeInclusive<u64> = 1..=7 * 86_400;
 /// Default of `resync_interval_seconds`.
 pub(crate) const DEFAULT_RESYNC_SECONDS: u64 = 60;
 /// Accepted values of `resync_interval_seconds`.
@@ -60,8 +70,15 @@ pub struct FileConfig {
     pub overrides: Option<Vec<String>>,
     /// TC attach mode: `auto` (TCX on Linux >= 6.6, else legacy tc), `tcx` or `tc`.
     pub attach_mode: Option<String>,
-    /// Capacity of the eBPF counter map, in interfaces ([`MAX_INTERFACES`]).
+    /// How many interfaces the eBPF counter can be attached to at once ([`MAX_INTERFACES`]).
     pub max_interfaces: Option<u32>,
+    /// Capacity of the peer map ([`MAX_PEERS`]).
+    pub max_peers: Option<u32>,
+    /// Seconds after which a peer not seen leaves the map and `/metrics`.
+    pub peer_idle_seconds: Option<u64>,
+    /// Interface patterns that get the eBPF counter besides their routed backend (for the
+    /// protocol mix, TCP flags and packet sizes). Default: none.
+    pub breakdown: Option<Vec<String>>,
     /// Seconds between full re-discoveries that repair missed link events and re-attach
     /// removed programs.
     pub resync_interval_seconds: Option<u64>,
@@ -82,6 +99,10 @@ pub struct Config {
     pub(crate) attach_mode: AttachMode,
     /// eBPF map capacity in interfaces.
     pub(crate) max_interfaces: u32,
+    /// eBPF peer map capacity.
+    pub(crate) max_peers: u32,
+    /// Idle time after which a peer is forgotten.
+    pub(crate) peer_idle: Duration,
     /// Full re-discovery period.
     pub(crate) resync_interval: Duration,
     /// Driver stat names to export.
@@ -278,6 +299,7 @@ impl Config {
                 include: patterns("include", &file.include.unwrap_or_default())?,
                 exclude: patterns("exclude", &exclude)?,
                 overrides: overrides(&file.overrides.unwrap_or_default())?,
+                breakdown: patterns("breakdown", &file.breakdown.unwrap_or_default())?,
             },
             attach_mode: file
                 .attach_mode
@@ -288,10 +310,29 @@ impl Config {
                 file.max_interfaces.unwrap_or(DEFAULT_MAX_INTERFACES),
                 &MAX_INTERFACES,
             )?,
+            max_peers: within(
+                "max_peers",
+                file.max_peers.unwrap_or(DEFAULT_MAX_PEERS),
+                &MAX_PEERS,
+            )?,
+            peer_idle: Duration::from_secs(within(
+                "peer_idle_seconds",
+                file.peer_idle_seconds
+                    .unwrap_or(DEFAULT_PEER_IDLE_SECONDS),
+                &PEER_IDLE_SECONDS,
+            )?),
             resync_interval: Duration::from_secs(resync),
             ethtool_stats_allowlist,
             log_format: file.log_format.unwrap_or_default(),
         })
+    }
+
+    /// The sizes of the eBPF maps.
+    pub(crate) const fn ebpf_options(&self) -> crate::backend::ebpf::LoadOptions {
+        crate::backend::ebpf::LoadOptions {
+            max_interfaces: self.max_interfaces,
+            max_peers: self.max_peers,
+        }
     }
 
     /// The address `/metrics` is served on.

@@ -164,7 +164,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let ebpf = load_or_explain(config.max_interfaces);
+    let ebpf = load_or_explain(&config.ebpf_options());
     // Subscribe before the first dump so that no link change falls in between.
     let events = discovery::link_events().map_err(DaemonError::Events)?;
     let node = Node::open(&config, ebpf)?;

@@ -19,6 +19,7 @@ pub(crate) fn link(ifindex: u32, name: &str, kind: Option<&str>) -> Link {
         ifindex,
         name: name.to_owned(),
         kind: kind.map(str::to_owned),
+        framing: crate::backend::ebpf::Framing::default(),
     }
 }
 

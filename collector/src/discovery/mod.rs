@@ -14,11 +14,12 @@ use futures_util::{Stream, StreamExt as _, TryStreamExt as _, stream::BoxStream}
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkInfo, LinkMessage},
+    link::{InfoData, InfoGeneve, InfoVxlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage},
 };
 use rtnetlink::{Handle, MulticastGroup};
 
 use crate::backend::{
+    ebpf::Framing,
     ethtool::{LinkMode, LinkModeError, link_modes},
     netdev::LinkStats,
 };
@@ -32,6 +33,9 @@ pub(crate) struct Link {
     pub(crate) name: String,
     /// `IFLA_INFO_KIND` (`vxlan`, `veth`, `bridge`, ...); `None` for physical NICs and `lo`.
     pub(crate) kind: Option<String>,
+    /// How its packets look to a TC program: an external-mode (collect_md) vxlan or geneve
+    /// carries tunnel keys; a device without a link-layer header starts with the IP header.
+    pub(crate) framing: Framing,
 }
 
 /// One link of a dump: the link and its kernel statistics.
@@ -80,14 +84,20 @@ pub(crate) fn parse_link(msg: &LinkMessage) -> Option<LinkFacts> {
     let mut name = None;
     let mut kind = None;
     let mut stats = None;
+    let mut framing = Framing {
+        tunnel_peers: false,
+        raw_ip: has_no_link_layer_header(msg.header.link_layer_type),
+    };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Stats64(s) => stats = Some(LinkStats::from(s)),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
-                    if let LinkInfo::Kind(k) = info {
-                        kind = Some(k.to_string());
+                    match info {
+                        LinkInfo::Kind(k) => kind = Some(k.to_string()),
+                        LinkInfo::Data(data) => framing.tunnel_peers |= carries_tunnel_keys(data),
+                        _ => {}
                     }
                 }
             }
@@ -99,9 +109,39 @@ pub(crate) fn parse_link(msg: &LinkMessage) -> Option<LinkFacts> {
             ifindex: msg.header.index,
             name: name?,
             kind,
+            framing,
         },
         stats,
     })
+}
+
+/// Whether a vxlan or geneve device is in external (collect_md) mode: each packet carries its
+/// own tunnel key, as on Cilium's `cilium_vxlan` / `cilium_geneve`.
+fn carries_tunnel_keys(data: &InfoData) -> bool {
+    match data {
+        InfoData::Vxlan(options) => options
+            .iter()
+            .any(|o| matches!(o, InfoVxlan::CollectMetadata(true))),
+        InfoData::Geneve(options) => options
+            .iter()
+            .any(|o| matches!(o, InfoGeneve::CollectMetadata)),
+        _ => false,
+    }
+}
+
+/// Whether packets of a device of this type start with the IP header (tun, WireGuard, ipip,
+/// sit, GRE): a TC program finds no Ethernet header there.
+const fn has_no_link_layer_header(link_layer: LinkLayerType) -> bool {
+    matches!(
+        link_layer,
+        LinkLayerType::None
+            | LinkLayerType::Rawip
+            | LinkLayerType::Tunnel
+            | LinkLayerType::Tunnel6
+            | LinkLayerType::Sit
+            | LinkLayerType::Ipgre
+            | LinkLayerType::Ip6gre
+    )
 }
 
 /// A netlink connection for dumps, driven by a background task, in the network namespace of

@@ -16,10 +16,10 @@ use crate::policy::Backend;
 #[derive(Debug)]
 pub(super) struct Families(pub(super) Arc<Snapshot>);
 
-type Result = std::result::Result<(), std::fmt::Error>;
+pub(super) type Result = std::result::Result<(), std::fmt::Error>;
 
 /// Encodes a counter family; nothing when it has no samples.
-fn counter<L: EncodeLabelSet>(
+pub(super) fn counter<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -37,7 +37,7 @@ fn counter<L: EncodeLabelSet>(
 }
 
 /// Encodes a gauge (or untyped) family; nothing when it has no samples.
-fn gauge<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + Clone>(
+pub(super) fn gauge<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + Clone>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -217,8 +217,19 @@ impl Families {
         counter(
             encoder,
             names::EBPF_MAP_OVERFLOW,
-            "Packets not counted per interface because the eBPF counter map was full (raise max_interfaces).",
-            plain(s.map_overflow),
+            "Packets the eBPF programs could not count in their map: of an interface without a counter slot (map=interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers).",
+            [
+                ("interfaces", s.map_overflow.interfaces),
+                ("peers", s.map_overflow.peers),
+            ]
+            .map(|(map, packets)| ([("map", map)], packets)),
+        )?;
+        gauge(
+            encoder,
+            names::EBPF_MAP_BYTES,
+            "Kernel memory of each eBPF map, in bytes, as the kernel accounts it (fdinfo memlock).",
+            MetricType::Gauge,
+            s.map_bytes.iter().map(|(map, bytes)| ([("map", *map)], *bytes)),
         )?;
         gauge(
             encoder,
@@ -241,6 +252,7 @@ impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result {
         self.routing(&mut encoder)?;
         self.interfaces(&mut encoder)?;
+        super::breakdown::encode(&self.0, &mut encoder)?;
         self.self_metrics(&mut encoder)
     }
 }

@@ -3,6 +3,7 @@
 //! [`Exposition`] encodes each format at most once per collection, however many scrapes share
 //! it.
 
+mod breakdown;
 mod families;
 pub(crate) mod names;
 #[cfg(test)]
@@ -11,17 +12,17 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use collector_common::Counter;
 use prometheus_client::registry::Registry;
 
 use crate::{
     backend::{
         CollectStats,
-        ebpf::{AttachedMode, InterfaceCounters},
+        ebpf::{AttachedMode, InterfaceStats},
         netdev::LinkStats,
     },
     policy::{Backend, Reason},
 };
+use collector_common::{Direction, Stats};
 
 /// A (rx, tx) pair.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,12 +48,13 @@ pub(crate) struct InterfaceSnapshot {
     pub(crate) backend: Backend,
     /// Why.
     pub(crate) reason: Reason,
-    /// eBPF attach mechanism, for attached eBPF-routed interfaces.
+    /// eBPF attach mechanism, where the eBPF counter is attached (eBPF-routed interfaces, and
+    /// those that get the breakdown besides another backend).
     pub(crate) attach_mode: Option<AttachedMode>,
     /// Kernel link statistics (netdev backend), when this collection read them.
     pub(crate) kernel: Option<LinkStats>,
-    /// eBPF counts (eBPF backend), when this collection read them.
-    pub(crate) ebpf: Option<InterfaceCounters>,
+    /// eBPF statistics (counts and breakdown), when this collection read them.
+    pub(crate) ebpf: Option<InterfaceStats>,
     /// Driver statistics after the allowlist, in driver order (ethtool backend).
     pub(crate) ethtool: Vec<(String, u64)>,
     /// Link speed, bytes per second.
@@ -65,19 +67,15 @@ impl InterfaceSnapshot {
     /// Packets from the routed backend: eBPF counts for `ebpf`, kernel link stats for
     /// `ethtool` and `netdev`, nothing for `none` or when the backend's read failed.
     pub(crate) fn packets(&self) -> Option<RxTx> {
-        self.by_backend(|c| c.packets, LinkStats::packets)
+        self.by_backend(Stats::packets, LinkStats::packets)
     }
 
     /// Bytes from the routed backend (see [`InterfaceSnapshot::packets`]).
     pub(crate) fn bytes(&self) -> Option<RxTx> {
-        self.by_backend(|c| c.bytes, LinkStats::bytes)
+        self.by_backend(Stats::bytes, LinkStats::bytes)
     }
 
-    fn by_backend(
-        &self,
-        ebpf: fn(&Counter) -> u64,
-        kernel: fn(&LinkStats) -> RxTx,
-    ) -> Option<RxTx> {
+    fn by_backend(&self, ebpf: fn(&Stats) -> u64, kernel: fn(&LinkStats) -> RxTx) -> Option<RxTx> {
         match self.backend {
             Backend::None => None,
             Backend::Ebpf => self.ebpf.map(|c| RxTx {
@@ -94,6 +92,30 @@ impl InterfaceSnapshot {
     }
 }
 
+/// Traffic of one tunnel device in one direction to or from one remote endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PeerSnapshot {
+    /// The tunnel device.
+    pub(crate) interface: String,
+    /// The direction.
+    pub(crate) direction: Direction,
+    /// The remote endpoint's address, or `none` for packets without a tunnel key.
+    pub(crate) peer: String,
+    /// Packets.
+    pub(crate) packets: u64,
+    /// Bytes.
+    pub(crate) bytes: u64,
+}
+
+/// Packets counted as overflow, per map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MapOverflow {
+    /// Of interfaces without a counter slot.
+    pub(crate) interfaces: u64,
+    /// Of peers that did not fit into the peer map.
+    pub(crate) peers: u64,
+}
+
 /// Everything `/metrics` shows, prepared by one collection.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Snapshot {
@@ -105,8 +127,12 @@ pub(crate) struct Snapshot {
     pub(crate) attach_failures: u64,
     /// Re-attachments since start.
     pub(crate) reattach: u64,
-    /// Packets counted as overflow by the eBPF programs.
-    pub(crate) map_overflow: u64,
+    /// Traffic per tunnel device, direction and remote endpoint.
+    pub(crate) peers: Vec<PeerSnapshot>,
+    /// Packets counted as overflow by the eBPF programs, per map.
+    pub(crate) map_overflow: MapOverflow,
+    /// Kernel memory of each eBPF map, bytes (as the kernel accounts it).
+    pub(crate) map_bytes: Vec<(&'static str, u64)>,
     /// Whether the eBPF backend is loaded.
     pub(crate) ebpf_available: bool,
 }

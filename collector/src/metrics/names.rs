@@ -27,8 +27,22 @@ pub(crate) const COLLECT_ERRORS: &str = "linkmeter_collect_errors";
 pub(crate) const EBPF_ATTACH_FAILURES: &str = "linkmeter_ebpf_attach_failures";
 /// Counter: re-attachments after our program was removed by someone else.
 pub(crate) const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
-/// Counter: packets not counted per interface because the eBPF map was full.
+/// Counter: packets the eBPF programs could not count in their map, per `map`.
 pub(crate) const EBPF_MAP_OVERFLOW: &str = "linkmeter_ebpf_map_overflow";
+/// Gauge: kernel memory of each eBPF map in bytes, per `map`.
+pub(crate) const EBPF_MAP_BYTES: &str = "linkmeter_ebpf_map_bytes";
+/// Counter: packets per `interface`, `direction`, `protocol` (eBPF).
+pub(crate) const PROTOCOL_PACKETS: &str = "linkmeter_interface_protocol_packets";
+/// Counter: bytes per `interface`, `direction`, `protocol` (eBPF).
+pub(crate) const PROTOCOL_BYTES: &str = "linkmeter_interface_protocol_bytes";
+/// Counter: TCP segments per `interface`, `direction`, `flag` (eBPF).
+pub(crate) const TCP_FLAGS: &str = "linkmeter_interface_tcp_flags";
+/// Histogram: packet sizes in bytes per `interface`, `direction` (eBPF).
+pub(crate) const PACKET_SIZE_BYTES: &str = "linkmeter_interface_packet_size_bytes";
+/// Counter: packets per tunnel `interface`, `direction`, `peer` (remote endpoint or `none`).
+pub(crate) const OVERLAY_PACKETS: &str = "linkmeter_overlay_packets";
+/// Counter: bytes per tunnel `interface`, `direction`, `peer`.
+pub(crate) const OVERLAY_BYTES: &str = "linkmeter_overlay_bytes";
 /// Gauge 1 if the eBPF backend is loaded, 0 if it is unavailable.
 pub(crate) const EBPF_AVAILABLE: &str = "linkmeter_ebpf_available";
 /// Gauge 1: `version`.

@@ -50,8 +50,8 @@ fn routing<A: Attachment>(interface: &Interface<A>) -> InterfaceSnapshot {
         driver: interface.driver.clone().unwrap_or_default(),
         backend: interface.measure.backend(),
         reason: interface.reason,
-        attach_mode: match &interface.measure {
-            Measure::Ebpf(attachment) => attachment.mode(),
+        attach_mode: match (&interface.measure, &interface.breakdown) {
+            (Measure::Ebpf(attachment), _) | (_, Some(attachment)) => attachment.mode(),
             _ => None,
         },
         kernel: None,

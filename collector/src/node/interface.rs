@@ -87,6 +87,9 @@ pub(crate) struct Interface<A> {
     pub(crate) reason: Reason,
     /// How it is measured.
     pub(crate) measure: Measure<A>,
+    /// The eBPF counter attached besides another backend, for the traffic breakdown (the
+    /// `breakdown` patterns); eBPF-routed interfaces have it in `measure`.
+    pub(crate) breakdown: Option<A>,
     /// Speed and duplex, refreshed at each resync.
     pub(crate) link_mode: Option<LinkMode>,
 }

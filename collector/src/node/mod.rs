@@ -7,26 +7,31 @@
 //! counter (`E`) and the link source (`L`) — so that the same code runs the daemon, the
 //! one-shot commands and the unit tests with fixtures.
 
+mod attach;
 mod collect;
 mod interface;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub(crate) use self::interface::{Answer, Interface, Interfaces, Measure};
 use crate::{
     Report,
     backend::{
         CollectStats,
-        ebpf::{AttachMode, Attachment as _, TcCounter},
+        ebpf::{AttachMode, TcCounter},
         ethtool::{EthtoolBackend, EthtoolIo, Ioctl, LinkMode, Probe},
         netdev::Netdev,
     },
     config::Config,
     discovery::{DiscoveryError, Link, LinkEvent, Links, Netlink},
+    metrics::MapOverflow,
     policy::{self, Backend, Policy, Reason, Route},
 };
 
@@ -36,14 +41,15 @@ struct NodeStats {
     collect: CollectStats,
     attach_failures: u64,
     reattach: u64,
-    /// The overflow counter's last reading (kept when a read fails: it is a counter).
-    map_overflow: u64,
+    /// The overflow counters' last reading (kept when a read fails: they are counters).
+    map_overflow: MapOverflow,
 }
 
 /// The interfaces of this node and the backends measuring them.
 pub(crate) struct Node<I, E: TcCounter, L> {
     policy: Policy,
     attach_mode: AttachMode,
+    peer_idle: Duration,
     ethtool: EthtoolBackend<I>,
     /// `None` when the eBPF backend is unavailable here.
     ebpf: Option<E>,
@@ -93,6 +99,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         Self {
             policy: config.policy.clone(),
             attach_mode: config.attach_mode,
+            peer_idle: config.peer_idle,
             ethtool: EthtoolBackend::new(io, config.ethtool_stats_allowlist.clone()),
             ebpf,
             netdev: Netdev::new(links),
@@ -152,18 +159,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         if repaired > 0 {
             info!(repaired, "re-attached the eBPF counter");
         }
-        listed
-    }
-
-    /// Detaches every eBPF attachment and forgets every interface (on shutdown).
-    pub(crate) fn detach_all(&mut self) {
-        for interface in std::mem::take(&mut self.interfaces).into_values() {
-            if let (Measure::Ebpf(attachment), Some(ebpf)) = (interface.measure, self.ebpf.as_mut())
-                && let Err(err) = ebpf.detach(attachment)
-            {
-                warn!(interface = %interface.link.name, error = %Report(&err), "detaching on shutdown");
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            match ebpf.expire_peers(self.peer_idle) {
+                Ok(0) => {}
+                Ok(expired) => info!(expired, "forgot idle overlay peers"),
+                Err(err) => warn!(error = %Report(&err), "expiring idle overlay peers"),
             }
         }
+        listed
     }
 
     fn upsert(&mut self, link: Link) {
@@ -184,19 +187,16 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         let Some(interface) = self.interfaces.remove(&ifindex) else {
             return;
         };
-        if let Some(ebpf) = self.ebpf.as_mut() {
-            if let Measure::Ebpf(attachment) = interface.measure
-                && let Err(err) = ebpf.detach(attachment)
-            {
-                warn!(interface = %interface.link.name, error = %Report(&err), "detaching");
-            }
+        let name = interface.link.name.clone();
+        self.release(interface, "detaching");
+        if let Some(ebpf) = self.ebpf.as_mut()
             // Also for interfaces that fell back after an attach failure: a hook that was
             // attached for a moment may have counted.
-            if let Err(err) = ebpf.forget(ifindex) {
-                warn!(interface = %interface.link.name, error = %Report(&err), "freeing eBPF map entries");
-            }
+            && let Err(err) = ebpf.forget(ifindex)
+        {
+            warn!(interface = %name, error = %Report(&err), "freeing eBPF map entries");
         }
-        info!(interface = %interface.link.name, ifindex, "interface removed");
+        info!(interface = %name, ifindex, "interface removed");
     }
 
     /// Routes a new interface: the policy, the ethtool probe when the policy needs it (once per
@@ -218,12 +218,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             _ => Vec::new(),
         };
         let (measure, reason) = self.measure(&link, route, names);
+        let breakdown = self.breakdown_for(&link, measure.backend());
         let interface = Interface {
             link,
             driver,
             answer,
             reason,
             measure,
+            breakdown,
             link_mode: None,
         };
         self.warn_once_without_ethtool(&interface);
@@ -245,66 +247,16 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             Backend::Ethtool => Measure::Ethtool(self.ethtool.driver_stats(names)),
             Backend::Netdev => Measure::Netdev,
             Backend::None => Measure::Unmonitored,
-            Backend::Ebpf => match self.attach(link) {
-                Some(attachment) => Measure::Ebpf(attachment),
-                None => return (Measure::Netdev, Reason::EbpfAttachFailed),
+            Backend::Ebpf => match self.try_attach(link) {
+                Ok(attachment) => Measure::Ebpf(attachment),
+                Err(err) => {
+                    warn!(interface = %link.name, error = %Report(&err),
+                        "attaching the eBPF counter failed; using kernel link stats");
+                    return (Measure::Netdev, Reason::EbpfAttachFailed);
+                }
             },
         };
         (measure, route.reason)
-    }
-
-    fn attach(&mut self, link: &Link) -> Option<E::Attachment> {
-        // The policy routes to eBPF only where the backend is available.
-        let ebpf = self.ebpf.as_mut()?;
-        match ebpf.attach(link, self.attach_mode) {
-            Ok(attachment) => Some(attachment),
-            Err(err) => {
-                self.stats.attach_failures += 1;
-                warn!(interface = %link.name, error = %Report(&err),
-                    "attaching the eBPF counter failed; using kernel link stats");
-                None
-            }
-        }
-    }
-
-    /// Re-attaches the eBPF counter where someone removed it; returns how many were re-attached.
-    fn repair(&mut self) -> u64 {
-        let Some(ebpf) = self.ebpf.as_ref() else {
-            return 0;
-        };
-        let broken: Vec<u32> = self
-            .interfaces
-            .iter()
-            .filter(|(_, i)| matches!(&i.measure, Measure::Ebpf(a) if !ebpf.is_intact(a)))
-            .map(|(&ifindex, _)| ifindex)
-            .collect();
-        let mut repaired = 0;
-        for ifindex in broken {
-            let Some(interface) = self.interfaces.get_mut(&ifindex) else {
-                continue;
-            };
-            let (link, reason) = (interface.link.clone(), interface.reason);
-            if let (Measure::Ebpf(old), Some(ebpf)) = (
-                std::mem::replace(&mut interface.measure, Measure::Netdev),
-                self.ebpf.as_mut(),
-            ) {
-                warn!(interface = %link.name, mode = ?old.mode(),
-                    "eBPF counter was removed from the interface by someone else; re-attaching");
-                // Release what is left of ours before attaching again.
-                if let Err(err) = ebpf.detach(old) {
-                    debug!(interface = %link.name, error = %Report(&err), "releasing the removed attachment");
-                }
-            }
-            let (measure, reason) =
-                self.measure(&link, Route::new(Backend::Ebpf, reason), Vec::new());
-            repaired += u64::from(matches!(measure, Measure::Ebpf(_)));
-            if let Some(interface) = self.interfaces.get_mut(&ifindex) {
-                interface.measure = measure;
-                interface.reason = reason;
-            }
-        }
-        self.stats.reattach += repaired;
-        repaired
     }
 
     /// Sets link speeds from a link-mode dump (keyed by name).

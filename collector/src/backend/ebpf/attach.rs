@@ -87,6 +87,15 @@ pub enum AttachError {
         #[source]
         source: ProgramError,
     },
+    /// No counter slot could be given to the interface.
+    #[error("no eBPF counter slot for {interface:?}")]
+    Slot {
+        /// The interface name.
+        interface: String,
+        /// Why.
+        #[source]
+        source: super::MapReadError,
+    },
     /// The network namespace of the calling thread cannot be recorded.
     #[error("recording the network namespace of {interface:?}")]
     Netns {

@@ -2,19 +2,19 @@
 //! attachment is still in place, detaches, and collects. Implemented by [`EbpfCounters`] and
 //! by [`Unattached`], which routes without attaching (`linkmeter list`, `check`).
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use tracing::warn;
 
 use super::{
     AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceAttachment, LoadOptions,
-    MapReadError,
+    MapReadError, Peer,
 };
 use crate::{
     Report,
     backend::{Collect, CollectError},
     discovery::Link,
-    metrics::Snapshot,
+    metrics::{MapOverflow, PeerSnapshot, Snapshot},
     node::Interfaces,
     policy::Backend,
 };
@@ -53,6 +53,13 @@ pub(crate) trait TcCounter: Collect {
     ///
     /// [`MapReadError`] when the kernel refuses.
     fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError>;
+
+    /// Removes the peers whose counters have not moved for `idle`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses.
+    fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError>;
 }
 
 impl Attachment for InterfaceAttachment {
@@ -77,7 +84,7 @@ impl TcCounter for EbpfCounters {
                 interface: link.name.clone(),
             });
         }
-        Self::attach(self, &link.name, mode)
+        Self::attach_framed(self, &link.name, mode, link.framing)
     }
 
     fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {
@@ -91,13 +98,45 @@ impl TcCounter for EbpfCounters {
     fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
         Self::forget(self, ifindex)
     }
+
+    fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
+        Self::expire_peers(self, idle)
+    }
+}
+
+/// The exported form of `peers` of the interfaces in `out` (peers of interfaces the snapshot
+/// does not show, being deleted, are left out).
+pub(crate) fn peer_snapshots(peers: &[Peer], out: &Snapshot) -> Vec<PeerSnapshot> {
+    let mut shown: Vec<PeerSnapshot> = peers
+        .iter()
+        .filter_map(|peer| {
+            let interface = out
+                .interfaces
+                .binary_search_by_key(&peer.ifindex, |i| i.ifindex)
+                .ok()
+                .and_then(|at| out.interfaces.get(at))?;
+            Some(PeerSnapshot {
+                interface: interface.name.clone(),
+                direction: peer.direction,
+                peer: peer
+                    .endpoint
+                    .map_or_else(|| "none".to_owned(), |ip| ip.to_string()),
+                packets: peer.counter.packets,
+                bytes: peer.counter.bytes,
+            })
+        })
+        .collect();
+    shown.sort_by(|a, b| {
+        (&a.interface, a.direction, &a.peer).cmp(&(&b.interface, b.direction, &b.peer))
+    });
+    shown
 }
 
 impl Collect for EbpfCounters {
     const BACKEND: Backend = Backend::Ebpf;
 
-    /// One walk of the counter map; every attached interface gets its counts (zero before its
-    /// first packet), and the overflow counter is read.
+    /// The statistics of every attached interface, the peers, the overflow counters and the
+    /// maps' kernel memory.
     async fn collect<A: super::Attachment>(
         &mut self,
         _interfaces: &mut Interfaces<A>,
@@ -109,17 +148,30 @@ impl Collect for EbpfCounters {
             Ok(all) => {
                 for interface in out.interfaces.iter_mut() {
                     if interface.attach_mode.is_some() {
-                        interface.ebpf =
-                            Some(all.get(&interface.ifindex).copied().unwrap_or_default());
+                        interface.ebpf = all.get(&interface.ifindex).copied();
                     }
                 }
             }
             Err(err) => failures.push(err.into()),
         }
-        match self.overflow() {
-            Ok(overflow) => out.map_overflow = overflow.packets,
+        match self.observe_peers() {
+            Ok(peers) => out.peers = peer_snapshots(&peers, out),
             Err(err) => failures.push(err.into()),
         }
+        match self.overflow() {
+            Ok(overflow) => {
+                out.map_overflow = MapOverflow {
+                    interfaces: overflow.interfaces.packets,
+                    peers: overflow.peers.packets,
+                };
+            }
+            Err(err) => failures.push(err.into()),
+        }
+        out.map_bytes = self
+            .map_bytes()
+            .into_iter()
+            .filter_map(|(map, bytes)| Some((map, bytes?)))
+            .collect();
         failures
     }
 }
@@ -157,6 +209,10 @@ impl TcCounter for Unattached {
     fn forget(&mut self, _: u32) -> Result<(), MapReadError> {
         Ok(())
     }
+
+    fn expire_peers(&mut self, _: Duration) -> Result<usize, MapReadError> {
+        Ok(0)
+    }
 }
 
 impl Collect for Unattached {
@@ -171,10 +227,10 @@ impl Collect for Unattached {
     }
 }
 
-/// Loads the eBPF counters with room for `max_interfaces`, or says once, at WARN, why the
-/// interfaces that need them fall back to kernel link stats.
-pub(crate) fn load_or_explain(max_interfaces: u32) -> Option<EbpfCounters> {
-    match EbpfCounters::load(&LoadOptions { max_interfaces }) {
+/// Loads the eBPF counters sized by `options`, or says once, at WARN, why the interfaces that
+/// need them fall back to kernel link stats.
+pub(crate) fn load_or_explain(options: &LoadOptions) -> Option<EbpfCounters> {
+    match EbpfCounters::load(options) {
         Ok(counters) => Some(counters),
         Err(err) => {
             warn!(error = %Report(&err),
@@ -188,8 +244,6 @@ pub(crate) fn load_or_explain(max_interfaces: u32) -> Option<EbpfCounters> {
 
 /// [`Unattached`] when the eBPF counters could be loaded here (they are unloaded again at
 /// once), so that routing shows what the daemon would do; `None` otherwise.
-pub(crate) fn unattached_if_loadable(max_interfaces: u32) -> Option<Unattached> {
-    EbpfCounters::load(&LoadOptions { max_interfaces })
-        .ok()
-        .map(|_| Unattached)
+pub(crate) fn unattached_if_loadable(options: &LoadOptions) -> Option<Unattached> {
+    EbpfCounters::load(options).ok().map(|_| Unattached)
 }

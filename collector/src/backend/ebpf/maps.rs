@@ -1,39 +1,91 @@
-//! Reading the counters the eBPF programs maintain.
+//! The maps of the counting programs, from user space: the directory of slots (which this side
+//! fills), the per-CPU statistics per slot, the per-CPU peer counters and the overflow counters.
 //!
-//! The kernel keeps one value per possible CPU for each key; a reading is their sum, which is
-//! exact (each CPU's share is written only by that CPU).
+//! The kernel keeps one value per possible CPU in the per-CPU maps; a reading is their sum,
+//! which is exact (each CPU's share is written only by that CPU).
 
-use std::{collections::BTreeMap, io::ErrorKind};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
-use collector_common::{COUNTERS_MAP, Counter, CounterKey, Direction, OVERFLOW_MAP};
+use aya::maps::{Array, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use collector_common::{SLOT_RAW_IP, SLOT_TUNNEL, 
+    Counter, DIRECTORY_MAP, DIRECTORY_PROBES, Direction, OVERFLOW_INTERFACES, OVERFLOW_MAP,
+    OVERFLOW_PEERS, PEERS_MAP, PeerKey, STATS_MAP, Slot, Stats, directory_position, stats_index,
+};
 
-/// Errors from reading or pruning the counter maps.
+/// Errors from reading or writing the maps.
 #[derive(Debug, thiserror::Error)]
 pub enum MapReadError {
-    /// A map lookup or iteration failed.
-    #[error("reading map {map}")]
-    Read {
+    /// A map lookup, update or iteration failed.
+    #[error("accessing map {map}")]
+    Access {
         /// Name of the map.
         map: &'static str,
         /// The underlying error.
         #[source]
         source: MapError,
     },
-    /// Deleting an entry failed.
-    #[error("removing ifindex {ifindex} from map {map}")]
-    Remove {
-        /// Name of the map.
-        map: &'static str,
-        /// The interface whose entries were being removed.
+    /// Every slot is taken: `max_interfaces` interfaces are attached already.
+    #[error("all {capacity} interface slots are taken (raise max_interfaces)")]
+    Full {
+        /// The number of slots.
+        capacity: u32,
+    },
+    /// The directory has no free position for this ifindex (it is too crowded).
+    #[error("no free directory position for ifindex {ifindex}")]
+    Crowded {
+        /// The interface.
         ifindex: u32,
-        /// The underlying error.
-        #[source]
-        source: MapError,
     },
+    /// The number of possible CPUs cannot be read.
+    #[error("reading the number of possible CPUs")]
+    Cpus(#[source] std::io::Error),
 }
 
-/// Per-direction totals of one interface, summed over CPUs.
+fn access(map: &'static str) -> impl FnOnce(MapError) -> MapReadError {
+    move |source| MapReadError::Access { map, source }
+}
+
+/// How the programs read an interface's packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Framing {
+    /// Count traffic per remote tunnel endpoint: an external-mode (collect_md) vxlan or geneve
+    /// device, whose packets carry a tunnel key.
+    pub tunnel_peers: bool,
+    /// Packets start with the IP header: the device has no link-layer header.
+    pub raw_ip: bool,
+}
+
+impl Framing {
+    /// The directory flags of an interface read this way.
+    pub(crate) const fn slot_flags(self) -> u32 {
+        (if self.tunnel_peers { SLOT_TUNNEL } else { 0 })
+            | (if self.raw_ip { SLOT_RAW_IP } else { 0 })
+    }
+}
+
+/// The kernel's memory accounting of a map (`memlock:` in `/proc/self/fdinfo/<fd>`).
+pub(crate) fn memlock(map: &MapData) -> Option<u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let fd = map.fd().as_fd().as_raw_fd();
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Per-direction statistics of one interface, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    /// Received (TC ingress).
+    pub rx: Stats,
+    /// Transmitted (TC egress).
+    pub tx: Stats,
+}
+
+/// Per-direction packets and bytes of one interface, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InterfaceCounters {
     /// Received (TC ingress).
@@ -42,102 +94,228 @@ pub struct InterfaceCounters {
     pub tx: Counter,
 }
 
-impl InterfaceCounters {
-    fn slot_mut(&mut self, direction: Direction) -> &mut Counter {
-        match direction {
-            Direction::Ingress => &mut self.rx,
-            Direction::Egress => &mut self.tx,
+impl From<&InterfaceStats> for InterfaceCounters {
+    fn from(s: &InterfaceStats) -> Self {
+        let counter = |s: &Stats| Counter {
+            packets: s.packets(),
+            bytes: s.bytes(),
+        };
+        Self {
+            rx: counter(&s.rx),
+            tx: counter(&s.tx),
         }
     }
 }
 
-/// The two maps of the counting programs, owned by user space.
-pub(crate) struct CounterMaps {
-    counters: PerCpuHashMap<MapData, CounterKey, Counter>,
-    overflow: PerCpuArray<MapData, Counter>,
+/// Packets counted as overflow, per map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// Packets of an interface that had no slot.
+    pub interfaces: Counter,
+    /// Packets whose peer did not fit into the peer map.
+    pub peers: Counter,
 }
 
-fn sum(values: &PerCpuValues<Counter>) -> Counter {
-    values.iter().fold(Counter::default(), |mut total, cpu| {
-        total.add(cpu);
+/// Which slots are taken, kept by user space (the kernel only reads the directory).
+#[derive(Debug)]
+struct Slots {
+    /// ifindex → (slot, directory position).
+    taken: HashMap<u32, (u32, u32)>,
+    /// Free slots, the longest free first: a slot is reused as late as possible, so that a
+    /// packet still being counted into it by a CPU when it was freed lands before it is zeroed.
+    free: VecDeque<u32>,
+    capacity: u32,
+}
+
+/// The maps of the counting programs, owned by user space.
+pub(crate) struct CounterMaps {
+    directory: Array<MapData, Slot>,
+    mask: u32,
+    stats: PerCpuArray<MapData, Stats>,
+    peers: PerCpuHashMap<MapData, PeerKey, Counter>,
+    overflow: PerCpuArray<MapData, Counter>,
+    slots: Slots,
+    cpus: usize,
+}
+
+fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, add: impl Fn(&mut T, &T)) -> T {
+    values.iter().fold(T::default(), |mut total, cpu| {
+        add(&mut total, cpu);
         total
     })
 }
 
 impl CounterMaps {
-    pub(crate) const fn new(
-        counters: PerCpuHashMap<MapData, CounterKey, Counter>,
+    /// The maps; `mask` is the directory's size minus one, `capacity` the number of slots.
+    pub(crate) fn new(
+        directory: Array<MapData, Slot>,
+        mask: u32,
+        stats: PerCpuArray<MapData, Stats>,
+        peers: PerCpuHashMap<MapData, PeerKey, Counter>,
         overflow: PerCpuArray<MapData, Counter>,
-    ) -> Self {
-        Self { counters, overflow }
+        capacity: u32,
+    ) -> Result<Self, MapReadError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| MapReadError::Cpus(e))?;
+        Ok(Self {
+            directory,
+            mask,
+            stats,
+            peers,
+            overflow,
+            slots: Slots {
+                taken: HashMap::new(),
+                free: (0..capacity).collect(),
+                capacity,
+            },
+            cpus,
+        })
     }
 
-    /// Counters of one interface; zero when the programs have not seen a packet yet.
-    pub(crate) fn interface(&self, ifindex: u32) -> Result<InterfaceCounters, MapReadError> {
-        let mut out = InterfaceCounters::default();
+    /// Gives `ifindex` a slot (zeroed) and publishes it in the directory with `flags`; an
+    /// interface that has one keeps it, with the new flags.
+    pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
+        if let Some(&(slot, position)) = self.slots.taken.get(&ifindex) {
+            self.publish(position, ifindex, slot, flags)?;
+            return Ok(slot);
+        }
+        let position = self.free_position(ifindex)?;
+        let slot = *self.slots.free.front().ok_or(MapReadError::Full {
+            capacity: self.slots.capacity,
+        })?;
         for direction in Direction::ALL {
-            match self.counters.get(&CounterKey::new(ifindex, direction), 0) {
-                Ok(values) => *out.slot_mut(direction) = sum(&values),
-                Err(MapError::KeyNotFound) => {}
-                Err(source) => {
-                    return Err(MapReadError::Read {
-                        map: COUNTERS_MAP,
-                        source,
-                    });
-                }
-            }
+            let zero = PerCpuValues::try_from(vec![Stats::default(); self.cpus])
+                .map_err(MapReadError::Cpus)?;
+            self.stats
+                .set(stats_index(slot, direction), zero, 0)
+                .map_err(access(STATS_MAP))?;
         }
-        Ok(out)
+        self.publish(position, ifindex, slot, flags)?;
+        self.slots.free.pop_front();
+        self.slots.taken.insert(ifindex, (slot, position));
+        Ok(slot)
     }
 
-    /// Counters of every interface that has an entry, keyed by ifindex.
-    pub(crate) fn all(&self) -> Result<BTreeMap<u32, InterfaceCounters>, MapReadError> {
-        let mut out: BTreeMap<u32, InterfaceCounters> = BTreeMap::new();
-        for entry in self.counters.iter() {
-            let (key, values) = match entry {
-                Ok(entry) => entry,
-                // The entry was deleted while iterating: skip it.
-                Err(MapError::KeyNotFound) => continue,
-                Err(source) => {
-                    return Err(MapReadError::Read {
-                        map: COUNTERS_MAP,
-                        source,
-                    });
-                }
-            };
-            if let Some(direction) = Direction::from_raw(key.direction) {
-                *out.entry(key.ifindex).or_default().slot_mut(direction) = sum(&values);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Packets (and their bytes) that were not counted per interface because the map was full.
-    pub(crate) fn overflow(&self) -> Result<Counter, MapReadError> {
-        self.overflow
-            .get(&0, 0)
-            .map(|values| sum(&values))
-            .map_err(|source| MapReadError::Read {
-                map: OVERFLOW_MAP,
-                source,
+    /// A free directory position among those the program probes for `ifindex`.
+    fn free_position(&self, ifindex: u32) -> Result<u32, MapReadError> {
+        (0..DIRECTORY_PROBES)
+            .map(|probe| directory_position(ifindex, probe, self.mask))
+            .find(|position| {
+                !self
+                    .slots
+                    .taken
+                    .values()
+                    .any(|&(_, taken)| taken == *position)
             })
+            .ok_or(MapReadError::Crowded { ifindex })
     }
 
-    /// Frees both entries of `ifindex` (a missing entry is fine).
-    pub(crate) fn remove(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        for direction in Direction::ALL {
-            match self.counters.remove(&CounterKey::new(ifindex, direction)) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(MapError::SyscallError(ref e)) if e.io_error.kind() == ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(MapReadError::Remove {
-                        map: COUNTERS_MAP,
-                        ifindex,
-                        source,
-                    });
-                }
+    fn publish(&mut self, position: u32, ifindex: u32, slot: u32, flags: u32) -> Result<(), MapReadError> {
+        let entry = Slot {
+            ifindex,
+            index: slot,
+            flags,
+            reserved: 0,
+        };
+        self.directory
+            .set(position, entry, 0)
+            .map_err(access(DIRECTORY_MAP))
+    }
+
+    /// Whether `ifindex` has a slot.
+    pub(crate) fn has_slot(&self, ifindex: u32) -> bool {
+        self.slots.taken.contains_key(&ifindex)
+    }
+
+    /// The maps' kernel handles, by their label (`map`) in the self-metrics.
+    pub(crate) fn map_data(&self) -> [(&'static str, &MapData); 4] {
+        [
+            ("directory", self.directory.map()),
+            ("stats", self.stats.map()),
+            ("peers", self.peers.map()),
+            ("overflow", self.overflow.map()),
+        ]
+    }
+
+    /// Takes `ifindex` out of the directory and frees its slot (a missing one is fine). Its
+    /// counters are zeroed when the slot is given out again.
+    pub(crate) fn release(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        let Some((slot, position)) = self.slots.taken.remove(&ifindex) else {
+            return Ok(());
+        };
+        self.slots.free.push_back(slot);
+        self.directory
+            .set(position, Slot::default(), 0)
+            .map_err(access(DIRECTORY_MAP))
+    }
+
+    /// Statistics of `ifindex`; `None` when it has no slot.
+    pub(crate) fn interface(&self, ifindex: u32) -> Result<Option<InterfaceStats>, MapReadError> {
+        let Some(&(slot, _)) = self.slots.taken.get(&ifindex) else {
+            return Ok(None);
+        };
+        let read = |direction| -> Result<Stats, MapReadError> {
+            let values = self
+                .stats
+                .get(&stats_index(slot, direction), 0)
+                .map_err(access(STATS_MAP))?;
+            Ok(sum(&values, Stats::add))
+        };
+        Ok(Some(InterfaceStats {
+            rx: read(Direction::Ingress)?,
+            tx: read(Direction::Egress)?,
+        }))
+    }
+
+    /// Statistics of every interface that has a slot, keyed by ifindex.
+    pub(crate) fn all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
+        let mut out = BTreeMap::new();
+        for &ifindex in self.slots.taken.keys() {
+            if let Some(stats) = self.interface(ifindex)? {
+                out.insert(ifindex, stats);
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// Every peer counter, summed over CPUs.
+    pub(crate) fn peers(&self) -> Result<Vec<(PeerKey, Counter)>, MapReadError> {
+        let mut out = Vec::new();
+        for entry in self.peers.iter() {
+            match entry {
+                Ok((key, values)) => out.push((key, sum(&values, Counter::add))),
+                // The entry was deleted while iterating: skip it.
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(access(PEERS_MAP)(source)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a peer's counter (a missing one is fine).
+    pub(crate) fn remove_peer(&mut self, key: &PeerKey) -> Result<(), MapReadError> {
+        match self.peers.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(ref e))
+                if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(access(PEERS_MAP)(source)),
+        }
+    }
+
+    /// Packets (and their bytes) counted as overflow.
+    pub(crate) fn overflow(&self) -> Result<Overflow, MapReadError> {
+        let read = |index| -> Result<Counter, MapReadError> {
+            let values = self
+                .overflow
+                .get(&index, 0)
+                .map_err(access(OVERFLOW_MAP))?;
+            Ok(sum(&values, Counter::add))
+        };
+        Ok(Overflow {
+            interfaces: read(OVERFLOW_INTERFACES)?,
+            peers: read(OVERFLOW_PEERS)?,
+        })
     }
 }

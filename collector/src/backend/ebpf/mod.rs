@@ -1,6 +1,7 @@
-//! The eBPF backend: load linkmeter's TC counting programs, attach them to interfaces (and
-//! detach, and check they are still there: `attach`), and read their per-interface packet
-//! and byte counters (`maps`). The node uses it through [`TcCounter`].
+//! The eBPF backend: load linkmeter's TC programs, attach them to interfaces (and detach, and
+//! check they are still there: `attach`), and read what they count (`maps`): per interface
+//! and direction the protocol mix, TCP flags and packet sizes, and on external-mode tunnel
+//! devices the traffic per remote endpoint (`peers`). The node uses it through [`TcCounter`].
 //!
 //! ```no_run
 //! use collector::backend::ebpf::{AttachMode, EbpfCounters, LoadOptions};
@@ -13,7 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See [`collector_common`] for the byte definition.
+//! See [`collector_common`] for the maps and the byte definition.
 
 mod attach;
 mod counter;
@@ -22,24 +23,38 @@ pub(crate) mod fake;
 mod hooks;
 mod legacy;
 mod maps;
+mod peers;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapError, PerCpuArray, PerCpuHashMap},
+    maps::MapError,
     programs::{ProgramError, SchedClassifier},
 };
 use aya_log::EbpfLogger;
-use collector_common::{COUNTERS_MAP, Counter, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP};
+use collector_common::{
+    DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM, INGRESS_PROGRAM,
+    OVERFLOW_MAP, PEERS_MAP, STATS_MAP,
+};
 
+use self::{
+    hooks::ProgramIds,
+    legacy::AttachNetns,
+    maps::{CounterMaps, memlock},
+    peers::{PeerAges, peer_key},
+};
 pub use self::{
     attach::{AttachError, InterfaceAttachment},
     hooks::{AttachMode, AttachedMode, Hook, kernel_has_tcx},
-    maps::{InterfaceCounters, MapReadError},
+    maps::{Framing, InterfaceCounters, InterfaceStats, MapReadError, Overflow},
+    peers::Peer,
 };
-use self::{hooks::ProgramIds, legacy::AttachNetns, maps::CounterMaps};
-use crate::config::{DEFAULT_MAX_INTERFACES, MAX_INTERFACES};
+use crate::config::{DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, MAX_INTERFACES, MAX_PEERS};
 pub(crate) use counter::{
     Attachment, TcCounter, Unattached, load_or_explain, unattached_if_loadable,
 };
@@ -54,16 +69,20 @@ const IFNAME_MAX: usize = 15;
 /// Options for [`EbpfCounters::load`].
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// How many interfaces the counter map can hold (two entries each: rx and tx), within
-    /// [`MAX_INTERFACES`]. Packets of interfaces beyond that are counted in the overflow
-    /// counter. Default [`DEFAULT_MAX_INTERFACES`].
+    /// How many interfaces can be attached at once (each gets a slot of per-CPU statistics),
+    /// within [`MAX_INTERFACES`]. Default [`DEFAULT_MAX_INTERFACES`].
     pub max_interfaces: u32,
+    /// How many (tunnel device, direction, remote endpoint) counters the peer map holds,
+    /// within [`MAX_PEERS`]; packets of more peers are counted as overflow. Default
+    /// [`DEFAULT_MAX_PEERS`].
+    pub max_peers: u32,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             max_interfaces: DEFAULT_MAX_INTERFACES,
+            max_peers: DEFAULT_MAX_PEERS,
         }
     }
 }
@@ -71,11 +90,17 @@ impl Default for LoadOptions {
 /// Errors from loading the eBPF object.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// `max_interfaces` is zero or too large.
-    #[error("max_interfaces must be between {} and {}, got {got}", MAX_INTERFACES.start(), MAX_INTERFACES.end())]
+    /// A capacity is zero or too large.
+    #[error("{option} must be between {min} and {max}, got {got}")]
     Capacity {
+        /// The option.
+        option: &'static str,
         /// The rejected value.
         got: u32,
+        /// The smallest accepted value.
+        min: u32,
+        /// The largest accepted value.
+        max: u32,
     },
     /// The kernel refused to create the maps or load the object (no privilege, no BPF, ...).
     #[error("loading the eBPF object failed")]
@@ -104,13 +129,16 @@ pub enum LoadError {
         #[source]
         source: Option<MapError>,
     },
+    /// The maps cannot be prepared.
+    #[error("preparing the eBPF maps")]
+    Maps(#[source] MapReadError),
 }
 
 /// The loaded counting programs and their maps.
 ///
 /// One instance serves any number of interfaces: attach with [`EbpfCounters::attach`], read with
-/// [`EbpfCounters::read`] / [`EbpfCounters::read_all`]. Dropping it unloads the programs; keep
-/// it alive as long as any [`InterfaceAttachment`] is meant to count.
+/// [`EbpfCounters::read`] / [`EbpfCounters::read_stats`]. Dropping it unloads the programs;
+/// keep it alive as long as any [`InterfaceAttachment`] is meant to count.
 pub struct EbpfCounters {
     ebpf: Ebpf,
     maps: CounterMaps,
@@ -118,6 +146,8 @@ pub struct EbpfCounters {
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
     /// The namespace of the latest attachment, shared by those made in the same one.
     netns: Option<Arc<AttachNetns>>,
+    /// When each peer was last seen moving.
+    ages: PeerAges,
 }
 
 impl std::fmt::Debug for EbpfCounters {
@@ -141,25 +171,42 @@ fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
     })
 }
 
+fn check_capacity(
+    option: &'static str,
+    got: u32,
+    range: &std::ops::RangeInclusive<u32>,
+) -> Result<u32, LoadError> {
+    if range.contains(&got) {
+        Ok(got)
+    } else {
+        Err(LoadError::Capacity {
+            option,
+            got,
+            min: *range.start(),
+            max: *range.end(),
+        })
+    }
+}
+
 impl EbpfCounters {
-    /// Loads and verifies the embedded object with the counter map sized for
-    /// `options.max_interfaces`.
+    /// Loads and verifies the embedded object with its maps sized by `options`.
     ///
     /// # Errors
     ///
     /// [`LoadError`] when the kernel refuses (missing privileges or BPF support) or the object
     /// is not what this build expects.
     pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
-        if !MAX_INTERFACES.contains(&options.max_interfaces) {
-            return Err(LoadError::Capacity {
-                got: options.max_interfaces,
-            });
-        }
+        let interfaces = check_capacity("max_interfaces", options.max_interfaces, &MAX_INTERFACES)?;
+        let peers = check_capacity("max_peers", options.max_peers, &MAX_PEERS)?;
+        let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
+        let mask = directory - 1;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(COUNTERS_MAP, options.max_interfaces * 2)
+            .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
+            .map_max_entries(DIRECTORY_MAP, directory)
+            .map_max_entries(STATS_MAP, interfaces * 2)
+            .map_max_entries(PEERS_MAP, peers)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
-
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -178,25 +225,31 @@ impl EbpfCounters {
                 .map_err(|source| LoadError::Verify { program, source })?
                 .id();
         }
-        let counters: PerCpuHashMap<_, _, _> = take_map(&mut ebpf, COUNTERS_MAP)?;
-        let overflow: PerCpuArray<_, _> = take_map(&mut ebpf, OVERFLOW_MAP)?;
+        let maps = CounterMaps::new(
+            take_map(&mut ebpf, DIRECTORY_MAP)?,
+            mask,
+            take_map(&mut ebpf, STATS_MAP)?,
+            take_map(&mut ebpf, PEERS_MAP)?,
+            take_map(&mut ebpf, OVERFLOW_MAP)?,
+            interfaces,
+        )
+        .map_err(LoadError::Maps)?;
         Ok(Self {
             ebpf,
-            maps: CounterMaps::new(counters, overflow),
+            maps,
             ids: ProgramIds {
                 ingress: ids[0],
                 egress: ids[1],
             },
             logger,
             netns: None,
+            ages: PeerAges::default(),
         })
     }
 
     /// Attaches the counting programs to both TC hooks of `interface` (in the calling thread's
-    /// network namespace). Counting starts immediately.
-    ///
-    /// With [`AttachMode::Auto`], TCX is used where the kernel has it and legacy tc otherwise.
-    /// If the second hook fails, the first is detached again before the error is returned.
+    /// network namespace), reading its packets as Ethernet frames without counting peers.
+    /// Counting starts immediately. See [`EbpfCounters::attach_framed`].
     ///
     /// # Errors
     ///
@@ -206,12 +259,42 @@ impl EbpfCounters {
         interface: &str,
         mode: AttachMode,
     ) -> Result<InterfaceAttachment, AttachError> {
+        self.attach_framed(interface, mode, Framing::default())
+    }
+
+    /// Gives `interface` a slot of statistics (zeroed), then attaches the counting programs to
+    /// both its TC hooks. With [`AttachMode::Auto`], TCX is used where the kernel has it and
+    /// legacy tc otherwise. If the second hook fails, the first is detached again and the slot
+    /// freed before the error is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`] naming the interface and hook, or [`AttachError::Slot`] when no slot is
+    /// free.
+    pub fn attach_framed(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+        framing: Framing,
+    ) -> Result<InterfaceAttachment, AttachError> {
         let ifindex = ifindex_of(interface)?;
-        let netns = AttachNetns::current(&mut self.netns).map_err(|source| AttachError::Netns {
-            interface: interface.to_owned(),
-            source,
-        })?;
-        attach::attach(&mut self.ebpf, interface, ifindex, mode, netns)
+        let netns =
+            AttachNetns::current(&mut self.netns).map_err(|source| AttachError::Netns {
+                interface: interface.to_owned(),
+                source,
+            })?;
+        let had_slot = self.maps.has_slot(ifindex);
+        self.maps
+            .assign(ifindex, framing.slot_flags())
+            .map_err(|source| AttachError::Slot {
+                interface: interface.to_owned(),
+                source,
+            })?;
+        attach::attach(&mut self.ebpf, interface, ifindex, mode, netns).inspect_err(|_| {
+            if !had_slot {
+                let _ignored = self.maps.release(ifindex);
+            }
+        })
     }
 
     /// Whether `attachment`'s hooks still run our programs; see
@@ -220,42 +303,103 @@ impl EbpfCounters {
         attachment.is_intact(self.ids)
     }
 
-    /// Current counters of `ifindex`, summed over CPUs; zero before the first packet.
+    /// Packets and bytes of `ifindex`, summed over CPUs; zero when it has no slot.
     ///
     /// # Errors
     ///
     /// [`MapReadError`] when the kernel refuses the map lookup.
     pub fn read(&self, ifindex: u32) -> Result<InterfaceCounters, MapReadError> {
-        self.maps.interface(ifindex)
+        Ok(self
+            .read_stats(ifindex)?
+            .map(|s| InterfaceCounters::from(&s))
+            .unwrap_or_default())
     }
 
-    /// Counters of every interface that has seen a packet, keyed by ifindex.
-    ///
-    /// # Errors
-    ///
-    /// [`MapReadError`] when the kernel refuses the map iteration.
-    pub(crate) fn read_all(&self) -> Result<BTreeMap<u32, InterfaceCounters>, MapReadError> {
-        self.maps.all()
-    }
-
-    /// Packets (and bytes) that could not be counted per interface because the counter map was
-    /// full. Non-zero means `max_interfaces` is too small.
+    /// Everything counted for `ifindex` (protocols with their packets and bytes, TCP flags,
+    /// sizes), summed over CPUs; `None` when it has no slot.
     ///
     /// # Errors
     ///
     /// [`MapReadError`] when the kernel refuses the map lookup.
-    pub fn overflow(&self) -> Result<Counter, MapReadError> {
-        self.maps.overflow()
+    pub fn read_stats(&self, ifindex: u32) -> Result<Option<InterfaceStats>, MapReadError> {
+        self.maps.interface(ifindex)
     }
 
-    /// Frees the map entries of `ifindex`, e.g. after its interface was deleted. Counting
-    /// restarts from zero if packets arrive for it again.
+    /// Statistics of every interface that has a slot, keyed by ifindex.
+    pub(crate) fn read_all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
+        self.maps.all()
+    }
+
+    /// Traffic per tunnel device, direction and remote endpoint.
     ///
     /// # Errors
     ///
-    /// [`MapReadError`] when the kernel refuses the deletion.
-    pub(crate) fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        self.maps.remove(ifindex)
+    /// [`MapReadError`] when the kernel refuses the map iteration.
+    pub fn peers(&self) -> Result<Vec<Peer>, MapReadError> {
+        Ok(self
+            .maps
+            .peers()?
+            .into_iter()
+            .filter_map(|(key, counter)| Peer::from_key(&key, counter))
+            .collect())
+    }
+
+    /// Packets (and bytes) counted as overflow: of interfaces without a slot, and of peers that
+    /// did not fit into the peer map (raise `max_peers`).
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the map lookup.
+    pub fn overflow(&self) -> Result<Overflow, MapReadError> {
+        self.maps.overflow()
+    }
+
+    /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers, e.g.
+    /// after its interface was deleted. Its counters are gone; a later attachment starts from
+    /// zero.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the update.
+    pub fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        self.maps.release(ifindex)?;
+        for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
+            self.maps.remove_peer(&peer_key(peer))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the peers and removes those whose counter has not moved for `idle`; returns how
+    /// many were removed. They leave the exposition with their map entry.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses the iteration or a deletion.
+    pub fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
+        let now = Instant::now();
+        let peers = self.peers()?;
+        self.ages.observe(&peers, now);
+        let expired = self.ages.idle(idle, now);
+        for key in &expired {
+            self.maps.remove_peer(key)?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Reads the peers and records which moved (for [`EbpfCounters::expire_peers`]).
+    pub(crate) fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
+        let peers = self.peers()?;
+        self.ages.observe(&peers, Instant::now());
+        Ok(peers)
+    }
+
+    /// Kernel memory of each map, in bytes, as the kernel accounts it (`memlock` in the map's
+    /// fdinfo); `None` for a map whose fdinfo cannot be read.
+    pub(crate) fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
+        self.maps
+            .map_data()
+            .map(|(name, data)| (name, memlock(data)))
+            .to_vec()
     }
 
     /// Kernel ids of the ingress and egress programs, to recognise our attachments.
@@ -294,14 +438,43 @@ fn ifindex_of(interface: &str) -> Result<u32, AttachError> {
 
 #[cfg(test)]
 mod tests {
+    use collector_common::{SLOT_RAW_IP, SLOT_TUNNEL};
+
     use super::*;
 
     #[test]
     fn capacity_outside_bounds_is_rejected_before_touching_the_kernel() {
         for max_interfaces in [0, MAX_INTERFACES.end() + 1] {
-            let err = EbpfCounters::load(&LoadOptions { max_interfaces }).expect_err("rejected");
-            assert!(matches!(err, LoadError::Capacity { got } if got == max_interfaces));
+            let options = LoadOptions {
+                max_interfaces,
+                ..LoadOptions::default()
+            };
+            let err = EbpfCounters::load(&options).expect_err("rejected");
+            assert!(
+                matches!(err, LoadError::Capacity { option: "max_interfaces", got, .. } if got == max_interfaces)
+            );
         }
+        let options = LoadOptions {
+            max_peers: 0,
+            ..LoadOptions::default()
+        };
+        assert!(matches!(
+            EbpfCounters::load(&options),
+            Err(LoadError::Capacity {
+                option: "max_peers",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn framing_sets_the_slot_flags() {
+        assert_eq!(Framing::default().slot_flags(), 0);
+        let both = Framing {
+            tunnel_peers: true,
+            raw_ip: true,
+        };
+        assert_eq!(both.slot_flags(), SLOT_TUNNEL | SLOT_RAW_IP);
     }
 
     #[test]

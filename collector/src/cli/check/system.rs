@@ -209,7 +209,10 @@ fn bpffs() -> Line {
 }
 
 fn ebpf_object() -> Line {
-    match EbpfCounters::load(&LoadOptions { max_interfaces: 1 }) {
+    match EbpfCounters::load(&LoadOptions {
+        max_interfaces: 1,
+        max_peers: 1,
+    }) {
         Ok(_) => line(
             Status::Ok,
             "ebpf-object",

@@ -1,0 +1,121 @@
+//! The families the eBPF program adds beyond packet and byte counts: the protocol mix, TCP
+//! flags and packet sizes of every interface the counter is attached to, and traffic per
+//! remote tunnel endpoint.
+
+use prometheus_client::{
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+};
+
+use super::{
+    InterfaceSnapshot, Snapshot,
+    families::{Result, counter},
+    names,
+};
+use collector_common::{Protocol, SIZE_BOUNDS, SIZE_BUCKETS, Stats, TcpFlag};
+
+/// Each direction's statistics of every interface the eBPF counter measures.
+fn directions(s: &Snapshot) -> impl Iterator<Item = (&InterfaceSnapshot, &'static str, &Stats)> {
+    s.interfaces
+        .iter()
+        .filter(|i| i.monitored())
+        .filter_map(|i| Some((i, i.ebpf.as_ref()?)))
+        .flat_map(|(i, stats)| [(i, "rx", &stats.rx), (i, "tx", &stats.tx)])
+}
+
+/// Encodes the breakdown and overlay families of `s`.
+pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
+    let per_protocol = |value: fn(&Stats, usize) -> u64| {
+        directions(s).flat_map(move |(i, direction, stats)| {
+            Protocol::ALL.into_iter().map(move |p| {
+                let labels = [
+                    ("interface", i.name.as_str()),
+                    ("direction", direction),
+                    ("protocol", p.as_str()),
+                ];
+                (labels, value(stats, p as usize))
+            })
+        })
+    };
+    counter(
+        encoder,
+        names::PROTOCOL_PACKETS,
+        "Packets per interface, direction and protocol (eBPF; on tunnel devices the inner packet).",
+        per_protocol(|stats, p| stats.protocols[p].packets),
+    )?;
+    counter(
+        encoder,
+        names::PROTOCOL_BYTES,
+        "Bytes per interface, direction and protocol (eBPF; the byte definition of linkmeter_interface_bytes_total).",
+        per_protocol(|stats, p| stats.protocols[p].bytes),
+    )?;
+    counter(
+        encoder,
+        names::TCP_FLAGS,
+        "TCP segments per interface, direction and flag combination: syn (SYN without ACK), syn_ack, fin, rst (eBPF).",
+        directions(s).flat_map(|(i, direction, stats)| {
+            TcpFlag::ALL.into_iter().map(move |f| {
+                let labels = [
+                    ("interface", i.name.as_str()),
+                    ("direction", direction),
+                    ("flag", f.as_str()),
+                ];
+                (labels, stats.tcp_flags[f as usize])
+            })
+        }),
+    )?;
+    sizes(s, encoder)?;
+    let peers = |value: fn(&super::PeerSnapshot) -> u64| {
+        s.peers.iter().map(move |p| {
+            let labels = [
+                ("interface", p.interface.as_str()),
+                ("direction", p.direction.as_rx_tx()),
+                ("peer", p.peer.as_str()),
+            ];
+            (labels, value(p))
+        })
+    };
+    counter(
+        encoder,
+        names::OVERLAY_PACKETS,
+        "Packets per external-mode tunnel device, direction and remote tunnel endpoint (peer); peer=\"none\": egress packets without a tunnel key, which the device drops without counting them.",
+        peers(|p| p.packets),
+    )?;
+    counter(
+        encoder,
+        names::OVERLAY_BYTES,
+        "Bytes per external-mode tunnel device, direction and remote tunnel endpoint (the inner frame, as linkmeter_interface_bytes_total).",
+        peers(|p| p.bytes),
+    )
+}
+
+/// The packet-size histogram: RMON-style buckets, `_sum` = bytes, `_count` = packets.
+fn sizes(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
+    let mut rows = directions(s).peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(
+        names::PACKET_SIZE_BYTES,
+        "Packet sizes per interface and direction, in bytes (eBPF; the byte definition of linkmeter_interface_bytes_total, so _sum and _count equal the byte and packet counters).",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (i, direction, stats) in rows {
+        let mut buckets = [(f64::INFINITY, 0); SIZE_BUCKETS];
+        for (bucket, (bound, count)) in buckets.iter_mut().enumerate() {
+            if let Some(upper) = SIZE_BOUNDS.get(bucket) {
+                *bound = f64::from(*upper);
+            }
+            *count = stats.sizes[bucket];
+        }
+        let labels = [("interface", i.name.as_str()), ("direction", direction)];
+        // Byte totals stay exact as floats up to 2^53 bytes (8 PiB).
+        #[allow(clippy::cast_precision_loss)]
+        let sum = stats.bytes() as f64;
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, stats.packets(), &buckets, None)?;
+    }
+    Ok(())
+}
