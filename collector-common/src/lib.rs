@@ -439,7 +439,11 @@ mod tests {
         assert_eq!(Protocol::ipv4(6), Protocol::Ipv4Tcp);
         assert_eq!(Protocol::ipv4(47), Protocol::Ipv4Other);
         assert_eq!(Protocol::ipv6(58), Protocol::Ipv6Icmp);
-        assert_eq!(Protocol::ipv6(0), Protocol::Ipv6Other, "hop-by-hop is an extension");
+        assert_eq!(
+            Protocol::ipv6(0),
+            Protocol::Ipv6Other,
+            "hop-by-hop is an extension"
+        );
     }
 
     #[test]

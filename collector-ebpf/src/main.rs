@@ -360,9 +360,16 @@ fn overflow(ctx: &TcContext, index: u32, ifindex: u32, len: u32) {
         add_to(Some(counter), len);
         if first {
             if index == OVERFLOW_PEERS {
-                warn!(ctx, "linkmeter peer map full: packets on ifindex {} counted as overflow", ifindex);
+                warn!(
+                    ctx,
+                    "linkmeter peer map full: packets on ifindex {} counted as overflow", ifindex
+                );
             } else {
-                warn!(ctx, "linkmeter: ifindex {} has no counter slot: packets counted as overflow", ifindex);
+                warn!(
+                    ctx,
+                    "linkmeter: ifindex {} has no counter slot: packets counted as overflow",
+                    ifindex
+                );
             }
         }
     }

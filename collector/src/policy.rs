@@ -179,6 +179,7 @@ mod tests {
                 ("kind:bridge".parse().expect("pattern"), Backend::Netdev),
                 ("/^cilium_geneve$/".parse().expect("pattern"), Backend::Ebpf),
             ],
+            breakdown: Vec::new(),
         }
     }
 
@@ -319,8 +320,14 @@ mod tests {
         };
         assert!(wants_breakdown(&p, "eth0", None, Backend::Ethtool));
         assert!(wants_breakdown(&p, "eth1", None, Backend::Netdev));
-        assert!(!wants_breakdown(&p, "eth2", None, Backend::Ebpf), "has it already");
-        assert!(!wants_breakdown(&p, "eth3", None, Backend::None), "not monitored");
+        assert!(
+            !wants_breakdown(&p, "eth2", None, Backend::Ebpf),
+            "has it already"
+        );
+        assert!(
+            !wants_breakdown(&p, "eth3", None, Backend::None),
+            "not monitored"
+        );
         assert!(!wants_breakdown(&p, "lxc1", Some("veth"), Backend::Ethtool));
     }
 

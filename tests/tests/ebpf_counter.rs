@@ -4,7 +4,7 @@
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use collector::backend::ebpf::{
-    AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions,
+    AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions,
 };
 use collector_common::{Counter, ETH_HLEN};
 use integration_tests::{
@@ -112,7 +112,7 @@ fn veth_counts_equal_kernel(mode: AttachMode) {
 
     // On veth the kernel counts the whole frame, as the eBPF byte definition does.
     assert_exact(ebpf, kernel, out, back, 0);
-    assert_eq!(counters.overflow().expect("overflow").packets, 0);
+    assert_eq!(counters.overflow().expect("overflow").interfaces.packets, 0);
     attachment.detach().expect("detach");
 }
 
@@ -369,35 +369,48 @@ fn legacy_attach_removes_our_own_stale_filter_only() {
 }
 
 #[test]
-fn full_counter_map_counts_overflow_instead_of_losing_packets() {
+fn a_full_slot_table_refuses_to_attach_and_slotless_packets_count_as_overflow() {
     if !kernel_tests_enabled() {
         return;
     }
     let topo = VethPair::new("ovf");
-    // Room for one interface (two entries): `va` takes both, `lo` has no room.
-    let mut counters = EbpfCounters::load(&LoadOptions { max_interfaces: 1 }).expect("load");
+    let options = LoadOptions {
+        max_interfaces: 1,
+        ..LoadOptions::default()
+    };
+    let mut counters = EbpfCounters::load(&options).expect("load");
     let _va = topo
         .a
         .within(|| counters.attach("va", AttachMode::Auto))
         .expect("attach va");
     udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 5);
     udp_exchange(&topo.b, B_IP, &topo.a, A_IP, 5);
-    let _lo = topo
-        .a
-        .within(|| counters.attach("lo", AttachMode::Auto))
-        .expect("attach lo");
-    let sent = udp_exchange(&topo.a, "127.0.0.1", &topo.a, "127.0.0.1", 50);
+    let va_index = ifindex(&topo.a, "va");
+    let va = counters.read(va_index).expect("read va");
+    assert_eq!((va.tx.packets, va.rx.packets), (5, 5));
 
+    // No slot left for a second interface: a clear error, and nothing stays attached to it.
+    match topo.a.within(|| counters.attach("lo", AttachMode::Auto)) {
+        Err(AttachError::Slot { interface, .. }) => assert_eq!(interface, "lo"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        topo.a
+            .tc(&["filter", "show", "dev", "lo", "ingress"])
+            .is_empty()
+    );
+
+    // An attached interface whose slot is gone (freed under it): every packet is overflow.
+    counters.forget(va_index).expect("forget va");
+    let sent = udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 7);
     let overflow = counters.overflow().expect("overflow");
-    // Each packet over lo passes its egress and its ingress hook.
-    assert_eq!(overflow.packets, 2 * sent.packets);
-    assert_eq!(overflow.bytes, 2 * sent.frame_bytes());
+    assert_eq!(overflow.interfaces.packets, sent.packets);
+    assert_eq!(overflow.interfaces.bytes, sent.frame_bytes());
+    assert_eq!(overflow.peers.packets, 0);
     assert_eq!(
-        counters.read(1).expect("read lo"),
+        counters.read(va_index).expect("read"),
         InterfaceCounters::default()
     );
-    let va = counters.read(ifindex(&topo.a, "va")).expect("read va");
-    assert_eq!((va.tx.packets, va.rx.packets), (5, 5));
 }
 
 #[test]

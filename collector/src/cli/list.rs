@@ -181,19 +181,13 @@ fn table(snapshot: &Snapshot) -> String {
 
 #[cfg(test)]
 mod tests {
-    use collector_common::Counter;
-
     use super::*;
     use crate::{
-        backend::ebpf::{AttachedMode, InterfaceCounters},
+        backend::ebpf::{AttachedMode, InterfaceStats, fake::udp_stats},
         policy::Reason,
     };
 
     fn iface(name: &str, backend: Backend, reason: Reason, counts: bool) -> InterfaceSnapshot {
-        let counter = |packets| Counter {
-            packets,
-            bytes: packets * 100,
-        };
         InterfaceSnapshot {
             name: name.into(),
             ifindex: 3,
@@ -203,9 +197,9 @@ mod tests {
             reason,
             attach_mode: counts.then_some(AttachedMode::Tcx),
             kernel: None,
-            ebpf: counts.then_some(InterfaceCounters {
-                rx: counter(1),
-                tx: counter(2),
+            ebpf: counts.then_some(InterfaceStats {
+                rx: udp_stats(1),
+                tx: udp_stats(2),
             }),
             ethtool: Vec::new(),
             speed_bytes: None,

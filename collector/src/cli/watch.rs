@@ -73,8 +73,7 @@ impl WatchArgs {
 /// Loading the eBPF object fails, or no interface could be attached.
 pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     let config = args.config()?;
-    let counters = EbpfCounters::load(&config.ebpf_options())
-    .map_err(|e| {
+    let counters = EbpfCounters::load(&config.ebpf_options()).map_err(|e| {
         Failure::runtime(format!(
             "cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN): {}",
             Report(&e)

@@ -79,7 +79,11 @@ pub(crate) struct RunArgs {
     )]
     pub resync_interval_seconds: Option<u64>,
     /// Seconds after which a peer not seen leaves the map and /metrics [default: 900].
-    #[arg(long = "peer-idle", env = "LINKMETER_PEER_IDLE", value_name = "SECONDS")]
+    #[arg(
+        long = "peer-idle",
+        env = "LINKMETER_PEER_IDLE",
+        value_name = "SECONDS"
+    )]
     pub peer_idle_seconds: Option<u64>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]

@@ -317,8 +317,7 @@ impl Config {
             )?,
             peer_idle: Duration::from_secs(within(
                 "peer_idle_seconds",
-                file.peer_idle_seconds
-                    .unwrap_or(DEFAULT_PEER_IDLE_SECONDS),
+                file.peer_idle_seconds.unwrap_or(DEFAULT_PEER_IDLE_SECONDS),
                 &PEER_IDLE_SECONDS,
             )?),
             resync_interval: Duration::from_secs(resync),

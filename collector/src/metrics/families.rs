@@ -229,7 +229,9 @@ impl Families {
             names::EBPF_MAP_BYTES,
             "Kernel memory of each eBPF map, in bytes, as the kernel accounts it (fdinfo memlock).",
             MetricType::Gauge,
-            s.map_bytes.iter().map(|(map, bytes)| ([("map", *map)], *bytes)),
+            s.map_bytes
+                .iter()
+                .map(|(map, bytes)| ([("map", *map)], *bytes)),
         )?;
         gauge(
             encoder,

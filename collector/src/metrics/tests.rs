@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use collector_common::Counter;
+use collector_common::{Counter, Protocol, TcpFlag};
 
 use super::*;
-use crate::backend::ebpf::InterfaceCounters;
 
 fn kernel(packets: u64) -> LinkStats {
     LinkStats {
@@ -55,15 +54,18 @@ fn fixture() -> Snapshot {
     eth.full_duplex = Some(true);
     let mut vxlan = iface("cilium_vxlan", 3, Backend::Ebpf, Reason::EthtoolUnsupported);
     vxlan.attach_mode = Some(AttachedMode::Tcx);
-    vxlan.ebpf = Some(InterfaceCounters {
-        rx: Counter {
-            packets: 7,
-            bytes: 700,
-        },
-        tx: Counter {
-            packets: 8,
-            bytes: 800,
-        },
+    vxlan.ebpf = Some(InterfaceStats {
+        rx: stats(&[(Protocol::Ipv4Udp, 5, 500), (Protocol::Arp, 2, 200)], &[]),
+        tx: stats(
+            &[(Protocol::Ipv4Tcp, 6, 600), (Protocol::Ipv6Icmp, 2, 200)],
+            &[(TcpFlag::Syn, 1), (TcpFlag::Rst, 2)],
+        ),
+    });
+    // eth0 keeps ethtool and also gets the breakdown.
+    eth.attach_mode = Some(AttachedMode::Tcx);
+    eth.ebpf = Some(InterfaceStats {
+        rx: stats(&[(Protocol::Ipv6Tcp, 1, 1500)], &[(TcpFlag::SynAck, 1)]),
+        tx: Stats::default(),
     });
     let mut unread = iface("br0", 4, Backend::Ebpf, Reason::EthtoolNoStats);
     unread.kind = "bridge".into();
@@ -85,8 +87,42 @@ fn fixture() -> Snapshot {
         },
         attach_failures: 1,
         reattach: 2,
-        map_overflow: 9,
+        peers: vec![
+            peer("cilium_vxlan", Direction::Egress, "192.0.2.2", 5),
+            peer("cilium_vxlan", Direction::Egress, "2001:db8::3", 2),
+            peer("cilium_vxlan", Direction::Egress, "none", 1),
+            peer("cilium_vxlan", Direction::Ingress, "192.0.2.2", 7),
+        ],
+        map_overflow: MapOverflow {
+            interfaces: 9,
+            peers: 2,
+        },
+        map_bytes: vec![("directory", 32_768), ("stats", 131_072)],
         ebpf_available: true,
+    }
+}
+
+/// Statistics with `protocols` (class, packets, bytes), all packets of the bytes' mean size.
+fn stats(protocols: &[(Protocol, u64, u64)], flags: &[(TcpFlag, u64)]) -> Stats {
+    let mut s = Stats::default();
+    for &(p, packets, bytes) in protocols {
+        s.protocols[p as usize] = Counter { packets, bytes };
+        s.sizes[collector_common::size_bucket(u32::try_from(bytes / packets).expect("small"))] +=
+            packets;
+    }
+    for &(f, n) in flags {
+        s.tcp_flags[f as usize] = n;
+    }
+    s
+}
+
+fn peer(interface: &str, direction: Direction, peer: &str, packets: u64) -> PeerSnapshot {
+    PeerSnapshot {
+        interface: interface.into(),
+        direction,
+        peer: peer.into(),
+        packets,
+        bytes: packets * 100,
     }
 }
 
@@ -123,6 +159,7 @@ fn prometheus_text_has_total_suffixes_and_no_eof() {
     assert!(text.contains(
         "linkmeter_interface_packets_total{interface=\"cilium_vxlan\",direction=\"rx\",backend=\"ebpf\"} 7\n"
     ));
+    assert!(text.contains("# TYPE linkmeter_interface_packet_size_bytes histogram\n"));
     assert!(text.contains("# TYPE linkmeter_ethtool_stat untyped\n"));
     assert!(!text.contains("# EOF"));
 }
@@ -181,7 +218,7 @@ fn self_metrics_are_always_present() {
         "linkmeter_collect_errors_total{backend=\"ethtool\"} 0",
         "linkmeter_ebpf_attach_failures_total 0",
         "linkmeter_ebpf_reattach_total 0",
-        "linkmeter_ebpf_map_overflow_total 0",
+        "linkmeter_ebpf_map_overflow_total{map=\"peers\"} 0",
         "linkmeter_ebpf_available 0",
         "linkmeter_build_info{version=",
     ] {
@@ -222,4 +259,66 @@ fn interfaces_are_found_by_ifindex() {
         Some("cilium_vxlan")
     );
     assert!(snapshot.interface_mut(99).is_none());
+}
+
+#[test]
+fn the_size_histogram_sums_to_the_byte_and_packet_counters() {
+    let text = render(fixture(), Format::Prometheus);
+    let sample = |name: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing in {text}"));
+        line.rsplit_once(' ').expect("value").1.to_owned()
+    };
+    let labels = "{interface=\"cilium_vxlan\",direction=\"tx\"}";
+    assert_eq!(
+        sample(&format!(
+            "linkmeter_interface_packet_size_bytes_sum{labels}"
+        )),
+        "800.0"
+    );
+    assert_eq!(
+        sample(&format!(
+            "linkmeter_interface_packet_size_bytes_count{labels}"
+        )),
+        "8"
+    );
+    assert_eq!(
+        sample(
+            "linkmeter_interface_packet_size_bytes_bucket{interface=\"cilium_vxlan\",direction=\"tx\",le=\"+Inf\"}"
+        ),
+        "8"
+    );
+    // The breakdown of an ethtool-routed interface sits beside its kernel counters.
+    assert_eq!(
+        sample(
+            "linkmeter_interface_protocol_bytes_total{interface=\"eth0\",direction=\"rx\",protocol=\"ipv6_tcp\"}"
+        ),
+        "1500"
+    );
+    assert_eq!(
+        sample(
+            "linkmeter_interface_tcp_flags_total{interface=\"cilium_vxlan\",direction=\"tx\",flag=\"rst\"}"
+        ),
+        "2"
+    );
+}
+
+#[test]
+fn overlay_peers_and_overflow_per_map_are_exported() {
+    let text = render(fixture(), Format::Prometheus);
+    for line in [
+        "linkmeter_overlay_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"192.0.2.2\"} 5\n",
+        "linkmeter_overlay_bytes_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"2001:db8::3\"} 200\n",
+        "linkmeter_overlay_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"none\"} 1\n",
+        "linkmeter_ebpf_map_overflow_total{map=\"interfaces\"} 9\n",
+        "linkmeter_ebpf_map_overflow_total{map=\"peers\"} 2\n",
+        "linkmeter_ebpf_map_bytes{map=\"stats\"} 131072\n",
+    ] {
+        assert!(text.contains(line), "{line} missing in {text}");
+    }
+    // Interfaces without the eBPF counter have no breakdown.
+    assert!(!text.contains("protocol_packets_total{interface=\"lo\""));
+    assert!(!text.contains("protocol_packets_total{interface=\"br0\""));
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`lab`]: a Cilium-like node with traffic, linkmeter and a real Prometheus (`cargo xtask
 //!   demo`, binary `linkmeter-lab`, and the end-to-end dashboard test);
-//! - [`bench`]: measurement helpers of `cargo xtask bench` (binary `linkmeter-bench`).
+//! - [`bench`]: measurement helpers of `cargo xtask bench` (binary `linkmeter-bench`);
+//! - [`test_run`]: `BPF_PROG_TEST_RUN`, the noise-free per-run cost of a program.
 
 pub mod bench;
 pub mod lab;
+pub mod test_run;

@@ -8,16 +8,19 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use std::time::Duration;
+
 use aya::maps::MapError;
-use collector_common::Counter;
+use collector_common::{Counter, Direction, Protocol, Stats};
 
 use super::{
-    AttachError, AttachMode, AttachedMode, Attachment, InterfaceCounters, MapReadError, TcCounter,
+    AttachError, AttachMode, AttachedMode, Attachment, InterfaceStats, MapReadError, Peer,
+    TcCounter, counter::peer_snapshots,
 };
 use crate::{
     backend::{Collect, CollectError},
     discovery::Link,
-    metrics::Snapshot,
+    metrics::{MapOverflow, Snapshot},
     node::Interfaces,
     policy::Backend,
 };
@@ -30,9 +33,22 @@ struct State {
     detaches: usize,
     forgotten: Vec<u32>,
     refused: BTreeSet<String>,
-    counts: BTreeMap<u32, InterfaceCounters>,
+    counts: BTreeMap<u32, InterfaceStats>,
+    peers: Vec<Peer>,
+    idle_peers: usize,
     overflow: u64,
     failing_reads: bool,
+}
+
+/// Statistics of `packets` IPv4 UDP packets of 100 bytes.
+pub(crate) fn udp_stats(packets: u64) -> Stats {
+    let mut stats = Stats::default();
+    stats.protocols[Protocol::Ipv4Udp as usize] = Counter {
+        packets,
+        bytes: packets * 100,
+    };
+    stats.sizes[1] = packets;
+    stats
 }
 
 /// The fixture backend.
@@ -71,19 +87,38 @@ impl FakeEbpf {
         self.state().attached.contains(&ifindex)
     }
 
-    /// Sets the counters of `ifindex`: `rx` and `tx` packets of 100 bytes.
+    /// Sets the counters of `ifindex`: `rx` and `tx` IPv4 UDP packets of 100 bytes.
     pub(crate) fn set_counts(&self, ifindex: u32, rx: u64, tx: u64) {
-        let counter = |packets| Counter {
-            packets,
-            bytes: packets * 100,
-        };
         self.state().counts.insert(
             ifindex,
-            InterfaceCounters {
-                rx: counter(rx),
-                tx: counter(tx),
+            InterfaceStats {
+                rx: udp_stats(rx),
+                tx: udp_stats(tx),
             },
         );
+    }
+
+    /// Adds traffic of `packets` 100-byte packets sent by `ifindex` to `endpoint`.
+    pub(crate) fn add_peer(&self, ifindex: u32, endpoint: Option<std::net::IpAddr>, packets: u64) {
+        self.state().peers.push(Peer {
+            ifindex,
+            direction: Direction::Egress,
+            endpoint,
+            counter: Counter {
+                packets,
+                bytes: packets * 100,
+            },
+        });
+    }
+
+    /// Makes the next `expire_peers` forget `n` peers.
+    pub(crate) fn make_peers_idle(&self, n: usize) {
+        self.state().idle_peers = n;
+    }
+
+    /// How many peers are left.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.state().peers.len()
     }
 
     /// Sets the packets counted as overflow (the map is full).
@@ -144,7 +179,16 @@ impl TcCounter for FakeEbpf {
         let mut state = self.state();
         state.forgotten.push(ifindex);
         state.counts.remove(&ifindex);
+        state.peers.retain(|p| p.ifindex != ifindex);
         Ok(())
+    }
+
+    fn expire_peers(&mut self, _: Duration) -> Result<usize, MapReadError> {
+        let mut state = self.state();
+        let n = state.idle_peers.min(state.peers.len());
+        state.peers.drain(..n);
+        state.idle_peers = 0;
+        Ok(n)
     }
 }
 
@@ -158,8 +202,8 @@ impl Collect for FakeEbpf {
     ) -> Vec<CollectError> {
         let state = self.state();
         if state.failing_reads {
-            return vec![CollectError::Ebpf(MapReadError::Read {
-                map: "LINKMETER_COUNTERS",
+            return vec![CollectError::Ebpf(MapReadError::Access {
+                map: "LINKMETER_STATS",
                 source: MapError::KeyNotFound,
             })];
         }
@@ -174,7 +218,11 @@ impl Collect for FakeEbpf {
                 );
             }
         }
-        out.map_overflow = state.overflow;
+        out.peers = peer_snapshots(&state.peers, out);
+        out.map_overflow = MapOverflow {
+            interfaces: state.overflow,
+            peers: 0,
+        };
         Vec::new()
     }
 }

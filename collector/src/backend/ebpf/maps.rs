@@ -6,10 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use aya::maps::{Array, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
-use collector_common::{SLOT_RAW_IP, SLOT_TUNNEL, 
+use aya::maps::{
+    Array, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
+use collector_common::{
     Counter, DIRECTORY_MAP, DIRECTORY_PROBES, Direction, OVERFLOW_INTERFACES, OVERFLOW_MAP,
-    OVERFLOW_PEERS, PEERS_MAP, PeerKey, STATS_MAP, Slot, Stats, directory_position, stats_index,
+    OVERFLOW_PEERS, PEERS_MAP, PeerKey, SLOT_RAW_IP, SLOT_TUNNEL, STATS_MAP, Slot, Stats,
+    directory_position, stats_index,
 };
 
 /// Errors from reading or writing the maps.
@@ -209,7 +212,13 @@ impl CounterMaps {
             .ok_or(MapReadError::Crowded { ifindex })
     }
 
-    fn publish(&mut self, position: u32, ifindex: u32, slot: u32, flags: u32) -> Result<(), MapReadError> {
+    fn publish(
+        &mut self,
+        position: u32,
+        ifindex: u32,
+        slot: u32,
+        flags: u32,
+    ) -> Result<(), MapReadError> {
         let entry = Slot {
             ifindex,
             index: slot,
@@ -307,10 +316,7 @@ impl CounterMaps {
     /// Packets (and their bytes) counted as overflow.
     pub(crate) fn overflow(&self) -> Result<Overflow, MapReadError> {
         let read = |index| -> Result<Counter, MapReadError> {
-            let values = self
-                .overflow
-                .get(&index, 0)
-                .map_err(access(OVERFLOW_MAP))?;
+            let values = self.overflow.get(&index, 0).map_err(access(OVERFLOW_MAP))?;
             Ok(sum(&values, Counter::add))
         };
         Ok(Overflow {

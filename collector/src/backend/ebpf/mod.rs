@@ -42,17 +42,17 @@ use collector_common::{
     OVERFLOW_MAP, PEERS_MAP, STATS_MAP,
 };
 
-use self::{
-    hooks::ProgramIds,
-    legacy::AttachNetns,
-    maps::{CounterMaps, memlock},
-    peers::{PeerAges, peer_key},
-};
 pub use self::{
     attach::{AttachError, InterfaceAttachment},
     hooks::{AttachMode, AttachedMode, Hook, kernel_has_tcx},
     maps::{Framing, InterfaceCounters, InterfaceStats, MapReadError, Overflow},
     peers::Peer,
+};
+use self::{
+    hooks::ProgramIds,
+    legacy::AttachNetns,
+    maps::{CounterMaps, memlock},
+    peers::{PeerAges, peer_key},
 };
 use crate::config::{DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, MAX_INTERFACES, MAX_PEERS};
 pub(crate) use counter::{
@@ -278,11 +278,10 @@ impl EbpfCounters {
         framing: Framing,
     ) -> Result<InterfaceAttachment, AttachError> {
         let ifindex = ifindex_of(interface)?;
-        let netns =
-            AttachNetns::current(&mut self.netns).map_err(|source| AttachError::Netns {
-                interface: interface.to_owned(),
-                source,
-            })?;
+        let netns = AttachNetns::current(&mut self.netns).map_err(|source| AttachError::Netns {
+            interface: interface.to_owned(),
+            source,
+        })?;
         let had_slot = self.maps.has_slot(ifindex);
         self.maps
             .assign(ifindex, framing.slot_flags())

@@ -24,7 +24,12 @@ pub struct Peer {
 impl Peer {
     pub(super) fn from_key(key: &PeerKey, counter: Counter) -> Option<Self> {
         let endpoint = match key.family {
-            PEER_IPV4 => Some(IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])),
+            PEER_IPV4 => Some(IpAddr::from([
+                key.addr[0],
+                key.addr[1],
+                key.addr[2],
+                key.addr[3],
+            ])),
             PEER_IPV6 => Some(IpAddr::from(key.addr)),
             _ => None,
         };
@@ -56,7 +61,6 @@ pub(super) fn peer_key(peer: &Peer) -> PeerKey {
         addr,
     }
 }
-
 
 /// When each peer's counter last moved, to forget the peers that went idle.
 #[derive(Debug, Default)]

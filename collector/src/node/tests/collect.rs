@@ -124,11 +124,11 @@ async fn a_full_counter_map_is_reported_as_overflow() {
     // vx4 found the map full: its packets went to the overflow counter.
     f.ebpf.set_overflow(100);
     let snapshot = f.node.collect().await;
-    assert_eq!(snapshot.map_overflow, 100);
+    assert_eq!(snapshot.map_overflow.interfaces, 100);
     assert_eq!(snapshot.interfaces[1].packets().map(|p| p.rx), Some(0));
     // A failed read keeps the counter where it was instead of resetting it.
     f.ebpf.fail_reads(true);
-    assert_eq!(f.node.collect().await.map_overflow, 100);
+    assert_eq!(f.node.collect().await.map_overflow.interfaces, 100);
 }
 
 #[tokio::test]

@@ -97,7 +97,10 @@ async fn an_attachment_removed_by_someone_else_is_reattached_at_the_resync() {
     assert!(f.ebpf.forgotten().is_empty());
     let snapshot = f.node.collect().await;
     assert_eq!(snapshot.reattach, 1);
-    assert_eq!(snapshot.interfaces[0].ebpf.map(|c| c.tx.packets), Some(20));
+    assert_eq!(
+        snapshot.interfaces[0].ebpf.map(|c| c.tx.packets()),
+        Some(20)
+    );
 }
 
 #[tokio::test]

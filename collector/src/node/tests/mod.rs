@@ -1,6 +1,7 @@
 //! The node's routing and lifecycle logic against fixtures: a fake ethtool driver per
 //! interface, a fake eBPF backend, and fake links — no kernel, no root.
 
+mod breakdown;
 mod collect;
 mod lifecycle;
 mod routing;

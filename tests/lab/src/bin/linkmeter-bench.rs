@@ -27,6 +27,7 @@ use linkmeter_lab::bench::{
     BpfStats, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm, node_exporter,
     prog_stats, rss_mib, udp_flood, udp_flood_both_ways,
 };
+use linkmeter_lab::test_run;
 use serde_json::{Value, json};
 
 struct Args {
@@ -88,7 +89,9 @@ fn main() {
             "scrape" => scrape_cost().0,
             "attach_latency" => attach_latency(200),
             other => {
-                eprintln!("linkmeter-bench: --only takes ebpf_cost, datapath, scrape or attach_latency, not {other}");
+                eprintln!(
+                    "linkmeter-bench: --only takes ebpf_cost, datapath, scrape or attach_latency, not {other}"
+                );
                 std::process::exit(2);
             }
         };
@@ -219,6 +222,24 @@ fn program_cost(
         }
         pps.push((ab + ba) as f64 / 2.0);
         progs.detach_all(Kind::Noop);
+    }
+    // The same programs under BPF_PROG_TEST_RUN: one frame at `dev`, hot caches.
+    let ifindex = integration_tests::kernel::ifindex(ns, dev);
+    let frame = test_run::udp_frame();
+    let (noop_in, noop_eg) = progs.program_ids(Kind::Noop);
+    for _ in 0..reps {
+        for (k, hook) in ["ingress", "egress"].into_iter().enumerate() {
+            let run = |id| test_run::nanos_per_run(ns, id, ifindex, &frame, 5_000_000);
+            let empty = run([noop_in, noop_eg][k]);
+            let ours = run(ours[k]);
+            let mut push = |name: &str, v: f64| {
+                samples.entry(format!("{name}_{hook}")).or_default().push(v);
+            };
+            push("run_ours", ours);
+            push("run_empty", empty);
+            push("run_net", ours - empty);
+            push("run_ratio", (ours - empty) / empty);
+        }
     }
     let mut out: BTreeMap<String, Value> = samples
         .iter()
