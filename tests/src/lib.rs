@@ -6,10 +6,13 @@
 //! guards delete them on drop, also when the test panics. Nothing touches the host's interfaces.
 
 pub mod daemon;
+pub mod frames;
 pub mod http;
 pub mod kernel;
 pub mod netns;
+pub mod overlay;
 pub mod prometheus;
+pub mod raw;
 pub mod tcx;
 pub mod testprogs;
 pub mod topology;

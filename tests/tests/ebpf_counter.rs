@@ -6,7 +6,7 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use collector::backend::ebpf::{
     AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions,
 };
-use collector_common::{Counter, ETH_HLEN};
+use collector_common::{Counter, ETH_HLEN, Protocol};
 use integration_tests::{
     kernel::{LinkStats, ifindex, link_stats},
     kernel_tests_enabled,
@@ -247,6 +247,27 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
     let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
 
     assert_exact(ebpf, kernel, out, back, 0);
+    // The breakdown sees the same packets: all IPv4 UDP, the first traffic since attaching.
+    let stats = counters
+        .read_stats(ifindex(&topo.a, "va"))
+        .expect("read")
+        .expect("slot");
+    let udp = |s: &collector_common::Stats| s.protocols[Protocol::Ipv4Udp as usize];
+    assert_eq!(
+        udp(&stats.tx),
+        Counter {
+            packets: out.packets,
+            bytes: out.frame_bytes()
+        }
+    );
+    assert_eq!(
+        udp(&stats.rx),
+        Counter {
+            packets: back.packets,
+            bytes: back.frame_bytes()
+        }
+    );
+    assert_eq!(stats.tx.sizes.iter().sum::<u64>(), out.packets);
     let other_now = other.packets(kind);
     assert_eq!(
         (other_now.0 - other_before.0, other_now.1 - other_before.1),

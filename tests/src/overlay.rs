@@ -1,0 +1,185 @@
+//! A node with an external-mode (collect_md) `cilium_vxlan` and two remote nodes, one over an
+//! IPv4 underlay and one over an IPv6 underlay, as Cilium's tunnel mode builds them: every
+//! packet carries its own tunnel key, set by the encap route to its peer.
+//!
+//! The remote nodes have no overlay address, so they drop what arrives (after their TC ingress
+//! hook saw it) and never answer: counts stay exactly what the test sent.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::netns::NetNs;
+
+/// The tunnel device's name on every node.
+pub const DEVICE: &str = "cilium_vxlan";
+
+/// The node's overlay address.
+pub const NODE_OVERLAY: Ipv4Addr = Ipv4Addr::new(10, 220, 0, 1);
+/// The overlay address routed to the IPv4-underlay peer.
+pub const V4_PEER_OVERLAY: Ipv4Addr = Ipv4Addr::new(10, 220, 0, 2);
+/// The overlay address routed to the IPv6-underlay peer.
+pub const V6_PEER_OVERLAY: Ipv4Addr = Ipv4Addr::new(10, 220, 0, 3);
+/// The node's IPv4 underlay address.
+pub const NODE_V4: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 1);
+/// The IPv4-underlay peer's address: its tunnel endpoint.
+pub const V4_PEER: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 2);
+/// The node's IPv6 underlay address.
+pub const NODE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x210, 0, 0, 0, 0, 0, 1);
+/// The IPv6-underlay peer's address: its tunnel endpoint.
+pub const V6_PEER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x210, 0, 0, 0, 0, 0, 3);
+
+const VX_MAC: [&str; 3] = [
+    "02:00:00:00:d0:01",
+    "02:00:00:00:d0:02",
+    "02:00:00:00:d0:03",
+];
+
+/// The node and its two peers.
+#[derive(Debug)]
+pub struct OverlayNode {
+    /// The node (where linkmeter counts).
+    pub node: NetNs,
+    /// The peer over the IPv4 underlay.
+    pub v4_peer: NetNs,
+    /// The peer over the IPv6 underlay.
+    pub v6_peer: NetNs,
+}
+
+impl OverlayNode {
+    /// Builds the three nodes.
+    pub fn new(tag: &str) -> Self {
+        let topo = Self {
+            node: NetNs::new(&format!("{tag}n")),
+            v4_peer: NetNs::new(&format!("{tag}4")),
+            v6_peer: NetNs::new(&format!("{tag}6")),
+        };
+        topo.underlays();
+        for (ns, mac) in [&topo.node, &topo.v4_peer, &topo.v6_peer]
+            .into_iter()
+            .zip(VX_MAC)
+        {
+            // The encap routes set no checksum flag, so IPv6 underlay packets carry a zero UDP
+            // checksum, which a receiver accepts only with udp6zerocsumrx.
+            ns.ip(&[
+                "link",
+                "add",
+                DEVICE,
+                "address",
+                mac,
+                "type",
+                "vxlan",
+                "external",
+                "dstport",
+                "8472",
+                "udp6zerocsumrx",
+            ]);
+            ns.ip(&["link", "set", DEVICE, "up"]);
+        }
+        let node = &topo.node;
+        node.ip(&["addr", "add", &format!("{NODE_OVERLAY}/32"), "dev", DEVICE]);
+        for (overlay, family, endpoint, mac) in [
+            (V4_PEER_OVERLAY, "ip", IpAddr::from(V4_PEER), VX_MAC[1]),
+            (V6_PEER_OVERLAY, "ip6", IpAddr::from(V6_PEER), VX_MAC[2]),
+        ] {
+            node.ip(&[
+                "route",
+                "add",
+                &format!("{overlay}/32"),
+                "encap",
+                family,
+                "id",
+                "2",
+                "dst",
+                &endpoint.to_string(),
+                "dev",
+                DEVICE,
+            ]);
+            node.ip(&[
+                "neigh",
+                "replace",
+                &overlay.to_string(),
+                "lladdr",
+                mac,
+                "dev",
+                DEVICE,
+                "nud",
+                "permanent",
+            ]);
+        }
+        topo
+    }
+
+    /// `u4` (node) — `u4` (IPv4 peer) and `u6` (node) — `u6` (IPv6 peer), with permanent
+    /// neighbours. IPv6 is enabled on the `u6` pair only, without DAD.
+    fn underlays(&self) {
+        let link = |peer: &NetNs, name: &str, macs: [&str; 2]| {
+            self.node.ip(&[
+                "link",
+                "add",
+                name,
+                "address",
+                macs[0],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                name,
+                "address",
+                macs[1],
+                "netns",
+                peer.name(),
+            ]);
+        };
+        link(
+            &self.v4_peer,
+            "u4",
+            ["02:00:00:00:d4:01", "02:00:00:00:d4:02"],
+        );
+        link(
+            &self.v6_peer,
+            "u6",
+            ["02:00:00:00:d6:01", "02:00:00:00:d6:03"],
+        );
+        for (ns, own, peer, peer_mac) in [
+            (&self.node, NODE_V4, V4_PEER, "02:00:00:00:d4:02"),
+            (&self.v4_peer, V4_PEER, NODE_V4, "02:00:00:00:d4:01"),
+        ] {
+            ns.ip(&["addr", "add", &format!("{own}/24"), "dev", "u4"]);
+            ns.ip(&["link", "set", "u4", "up"]);
+            ns.ip(&[
+                "neigh",
+                "replace",
+                &peer.to_string(),
+                "lladdr",
+                peer_mac,
+                "dev",
+                "u4",
+                "nud",
+                "permanent",
+            ]);
+        }
+        for (ns, own, peer, peer_mac) in [
+            (&self.node, NODE_V6, V6_PEER, "02:00:00:00:d6:03"),
+            (&self.v6_peer, V6_PEER, NODE_V6, "02:00:00:00:d6:01"),
+        ] {
+            ns.exec(&[
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv6/conf/u6/disable_ipv6",
+            ]);
+            ns.ip(&["addr", "add", &format!("{own}/64"), "dev", "u6", "nodad"]);
+            ns.ip(&["link", "set", "u6", "up"]);
+            ns.ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                &peer.to_string(),
+                "lladdr",
+                peer_mac,
+                "dev",
+                "u6",
+                "nud",
+                "permanent",
+            ]);
+        }
+    }
+}
