@@ -216,18 +216,23 @@ fn watch_counts_the_named_interface_next_to_the_kernels_counters_and_detaches() 
     );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
-        .filter(|l| l.starts_with("vx0 "))
-        .map(|l| l.split_whitespace().collect())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|row| row.first() == Some(&"vx0") && row.len() == 12)
         .collect();
     assert_eq!(rows.len(), 1, "{stdout}");
     let row = &rows[0];
     let n = |i: usize| row[i].parse::<u64>().expect("a count");
-    // INTERFACE MODE RX_PKTS RX_BYTES TX_PKTS TX_BYTES KERN_RX_PKTS KERN_TX_PKTS
+    // INTERFACE MODE RX_PKTS RX_BYTES TX_PKTS TX_BYTES KERN_RX_PKTS KERN_TX_PKTS (all since
+    // the start, eBPF and kernel alike) RX_PPS TX_PPS RX_BPS TX_BPS
     assert_eq!(row[1], "tc");
     assert_eq!((n(4), n(5)), (sent.packets, sent.frame_bytes()));
     assert_eq!((n(2), n(3)), (0, 0));
     assert_eq!(kernel.tx_packets, sent.packets);
-    assert_eq!(n(7), kernel_before.tx_packets + sent.packets, "{stdout}");
+    assert_eq!((n(6), n(7)), (0, sent.packets), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ipv4_udp {}", sent.packets)),
+        "the protocol mix: {stdout}"
+    );
     assert!(
         !stdout.lines().any(|l| l.starts_with("va ")),
         "only -i interfaces: {stdout}"

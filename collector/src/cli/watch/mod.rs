@@ -1,17 +1,20 @@
 //! `linkmeter watch`: route the chosen interfaces to the eBPF counter (discovered over netlink,
-//! as the daemon does), and print their counts next to the kernel's own link statistics once
-//! per interval, until Ctrl-C (or `--count` rounds).
+//! as the daemon does), and show their traffic live next to the kernel's own link statistics:
+//! rates over the last interval and totals since the start, the protocol mix, TCP flags and
+//! overlay peers, redrawn in place on a terminal, until Ctrl-C (or `--count` rounds).
 
-use std::time::Duration;
+mod view;
+
+use std::{io::IsTerminal as _, time::Duration};
 
 use tokio::time::MissedTickBehavior;
 
+use self::view::View;
 use crate::{
     Report,
     backend::ebpf::{AttachMode, EbpfCounters},
     cli::{Failure, once},
     config::{Config, DEFAULT_MAX_INTERFACES, FileConfig},
-    metrics::Snapshot,
     node::Measure,
 };
 
@@ -93,6 +96,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
         return Err(Failure::runtime("no interface could be attached"));
     }
 
+    let mut view = View::new(node.collect().await, std::io::stdout().is_terminal());
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
@@ -102,7 +106,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
-        print!("{}", table(&node.collect().await));
+        print!("{}", view.render(node.collect().await));
         printed += 1;
         if args.count.is_some_and(|n| printed >= n) {
             break;
@@ -110,53 +114,6 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     }
     node.detach_all();
     Ok(())
-}
-
-/// eBPF counts of the attached interfaces next to the kernel's packet counters.
-fn table(snapshot: &Snapshot) -> String {
-    let mut out = format!(
-        "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}\n",
-        "INTERFACE",
-        "MODE",
-        "RX_PKTS",
-        "RX_BYTES",
-        "TX_PKTS",
-        "TX_BYTES",
-        "KERN_RX_PKTS",
-        "KERN_TX_PKTS"
-    );
-    for i in &snapshot.interfaces {
-        let Some(mode) = i.attach_mode else {
-            continue;
-        };
-        let kernel = |packets: fn(&crate::backend::netdev::LinkStats) -> u64| {
-            i.kernel
-                .as_ref()
-                .map_or("-".into(), |k| packets(k).to_string())
-        };
-        match i.ebpf {
-            Some(c) => out.push_str(&format!(
-                "{:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>12} {:>12}\n",
-                i.name,
-                mode.to_string(),
-                c.rx.packets(),
-                c.rx.bytes(),
-                c.tx.packets(),
-                c.tx.bytes(),
-                kernel(|k| k.rx_packets),
-                kernel(|k| k.tx_packets),
-            )),
-            None => out.push_str(&format!("{:<16} error: eBPF counters unreadable\n", i.name)),
-        }
-    }
-    if snapshot.map_overflow.interfaces > 0 {
-        out.push_str(&format!(
-            "overflow: {} packets not counted per interface (raise --max-interfaces)\n",
-            snapshot.map_overflow.interfaces
-        ));
-    }
-    out.push('\n');
-    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! `linkmeter list`: one row per interface, without a running daemon.
+//! `linkmeter list`: one row per interface, without a running daemon; with `--attach`, the eBPF
+//! breakdown and the overlay peers too.
+
+mod breakdown;
 
 use std::time::Duration;
 
@@ -71,10 +74,15 @@ struct Row {
     tx_bytes: Option<u64>,
     /// `tcx` or `tc` for attached eBPF interfaces, else `null`.
     attach_mode: Option<String>,
+    /// The eBPF breakdown (protocols, TCP flags, sizes) per direction, where the counter is
+    /// attached; else `null`.
+    breakdown: Option<breakdown::Breakdown>,
+    /// Traffic per remote tunnel endpoint (external-mode tunnel devices).
+    peers: Vec<breakdown::Peer>,
 }
 
-impl From<&InterfaceSnapshot> for Row {
-    fn from(i: &InterfaceSnapshot) -> Self {
+impl Row {
+    fn new(i: &InterfaceSnapshot, snapshot: &Snapshot) -> Self {
         let (packets, bytes) = (i.packets(), i.bytes());
         Self {
             interface: i.name.clone(),
@@ -88,6 +96,8 @@ impl From<&InterfaceSnapshot> for Row {
             rx_bytes: bytes.map(|b| b.rx),
             tx_bytes: bytes.map(|b| b.tx),
             attach_mode: i.attach_mode.map(|m| m.to_string()),
+            breakdown: breakdown::of(i),
+            peers: breakdown::peers_of(snapshot, &i.name),
         }
     }
 }
@@ -110,10 +120,14 @@ pub(crate) fn execute(args: &ListArgs) -> Result<(), Failure> {
     })?;
     let out = match args.output {
         Output::Json => {
-            let rows: Vec<Row> = snapshot.interfaces.iter().map(Row::from).collect();
+            let rows: Vec<Row> = snapshot
+                .interfaces
+                .iter()
+                .map(|i| Row::new(i, &snapshot))
+                .collect();
             serde_json::to_string_pretty(&rows).map_err(|e| Failure::runtime(e.to_string()))? + "\n"
         }
-        Output::Table => table(&snapshot),
+        Output::Table => table(&snapshot) + &breakdown::sections(&snapshot),
     };
     print!("{out}");
     Ok(())
@@ -234,11 +248,41 @@ mod tests {
             lines[3].starts_with("lo ") && lines[3].contains("none"),
             "{text}"
         );
-        let json = serde_json::to_value(Row::from(&snapshot.interfaces[0])).expect("json");
+        let json =
+            serde_json::to_value(Row::new(&snapshot.interfaces[0], &snapshot)).expect("json");
         assert!(json["rx_packets"].is_null() && json["attach_mode"].is_null());
         assert_eq!(
-            serde_json::to_value(Row::from(&snapshot.interfaces[1])).expect("json")["attach_mode"],
+            serde_json::to_value(Row::new(&snapshot.interfaces[1], &snapshot)).expect("json")["attach_mode"],
             "tcx"
+        );
+    }
+
+    #[test]
+    fn attached_interfaces_show_their_breakdown_and_peers() {
+        let mut snapshot = Snapshot {
+            interfaces: vec![iface("vx1", Backend::Ebpf, Reason::EthtoolNoStats, true)],
+            ..Snapshot::default()
+        };
+        snapshot.peers.push(crate::metrics::PeerSnapshot {
+            interface: "vx1".into(),
+            direction: collector_common::Direction::Egress,
+            peer: "192.0.2.2".into(),
+            packets: 2,
+            bytes: 200,
+        });
+        let json =
+            serde_json::to_value(Row::new(&snapshot.interfaces[0], &snapshot)).expect("json");
+        let tx = &json["breakdown"]["tx"];
+        assert_eq!(tx["protocols"]["ipv4_udp"]["packets"], 2);
+        assert_eq!(tx["protocols"]["arp"]["packets"], 0);
+        assert_eq!(tx["sizes"][1], serde_json::json!(["128", 2]));
+        assert_eq!(tx["tcp_flags"]["rst"], 0);
+        assert_eq!(json["peers"][0]["peer"], "192.0.2.2");
+        let text = breakdown::sections(&snapshot);
+        assert!(text.contains("vx1              tx  ipv4_udp 2"), "{text}");
+        assert!(
+            text.contains("OVERLAY PEERS") && text.contains("192.0.2.2"),
+            "{text}"
         );
     }
 }

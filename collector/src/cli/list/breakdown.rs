@@ -1,0 +1,153 @@
+//! What `linkmeter list` shows of the eBPF breakdown: per attached interface and direction the
+//! protocols, TCP flags and packet sizes, and the overlay peers (JSON fields, and sections below
+//! the table).
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use collector_common::{Protocol, SIZE_BOUNDS, Stats, TcpFlag};
+use serde::Serialize;
+
+use crate::metrics::{InterfaceSnapshot, Snapshot};
+
+/// Packets and bytes.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Count {
+    packets: u64,
+    bytes: u64,
+}
+
+/// One direction's breakdown.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Direction {
+    /// Per protocol class.
+    protocols: BTreeMap<&'static str, Count>,
+    /// Per TCP flag combination.
+    tcp_flags: BTreeMap<&'static str, u64>,
+    /// Packets per size bucket, by upper bound (`+Inf` last); not cumulative.
+    sizes: Vec<(String, u64)>,
+}
+
+impl From<&Stats> for Direction {
+    fn from(s: &Stats) -> Self {
+        let bounds = SIZE_BOUNDS
+            .iter()
+            .map(ToString::to_string)
+            .chain(std::iter::once("+Inf".to_owned()));
+        Self {
+            protocols: Protocol::ALL
+                .iter()
+                .map(|p| {
+                    let c = s.protocols[*p as usize];
+                    (
+                        p.as_str(),
+                        Count {
+                            packets: c.packets,
+                            bytes: c.bytes,
+                        },
+                    )
+                })
+                .collect(),
+            tcp_flags: TcpFlag::ALL
+                .iter()
+                .map(|f| (f.as_str(), s.tcp_flags[*f as usize]))
+                .collect(),
+            sizes: bounds.zip(s.sizes).collect(),
+        }
+    }
+}
+
+/// The breakdown of one interface.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Breakdown {
+    rx: Direction,
+    tx: Direction,
+}
+
+/// The breakdown of `interface`, when the eBPF counter measured it.
+pub(super) fn of(interface: &InterfaceSnapshot) -> Option<Breakdown> {
+    let stats = interface.ebpf?;
+    Some(Breakdown {
+        rx: Direction::from(&stats.rx),
+        tx: Direction::from(&stats.tx),
+    })
+}
+
+/// One overlay peer of an interface.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Peer {
+    direction: &'static str,
+    peer: String,
+    packets: u64,
+    bytes: u64,
+}
+
+/// The overlay peers of `interface` in `snapshot`.
+pub(super) fn peers_of(snapshot: &Snapshot, interface: &str) -> Vec<Peer> {
+    snapshot
+        .peers
+        .iter()
+        .filter(|p| p.interface == interface)
+        .map(|p| Peer {
+            direction: p.direction.as_rx_tx(),
+            peer: p.peer.clone(),
+            packets: p.packets,
+            bytes: p.bytes,
+        })
+        .collect()
+}
+
+/// The sections below the table: the protocols and flags that saw packets, and the peers.
+pub(super) fn sections(snapshot: &Snapshot) -> String {
+    let mut mix = String::new();
+    for interface in &snapshot.interfaces {
+        let Some(stats) = interface.ebpf else {
+            continue;
+        };
+        for (direction, s) in [("rx", &stats.rx), ("tx", &stats.tx)] {
+            let mut parts: Vec<String> = Protocol::ALL
+                .iter()
+                .map(|p| (p, s.protocols[*p as usize].packets))
+                .filter(|(_, n)| *n > 0)
+                .map(|(p, n)| format!("{} {n}", p.as_str()))
+                .collect();
+            parts.extend(
+                TcpFlag::ALL
+                    .iter()
+                    .map(|f| (f, s.tcp_flags[*f as usize]))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(f, n)| format!("{} {n}", f.as_str())),
+            );
+            if !parts.is_empty() {
+                let _ = writeln!(
+                    mix,
+                    "{:<16} {direction}  {}",
+                    interface.name,
+                    parts.join("  ")
+                );
+            }
+        }
+    }
+    let mut out = String::new();
+    if !mix.is_empty() {
+        let _ = write!(out, "\nPROTOCOLS AND TCP FLAGS (packets)\n{mix}");
+    }
+    if !snapshot.peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nOVERLAY PEERS\n{:<16} {:<3} {:<40} {:>12} {:>14}",
+            "INTERFACE", "DIR", "PEER", "PACKETS", "BYTES"
+        );
+        for p in &snapshot.peers {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<3} {:<40} {:>12} {:>14}",
+                p.interface,
+                p.direction.as_rx_tx(),
+                p.peer,
+                p.packets,
+                p.bytes
+            );
+        }
+    }
+    out
+}

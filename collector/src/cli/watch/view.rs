@@ -1,0 +1,300 @@
+//! The live view of `linkmeter watch`: per interface, eBPF and kernel packets and bytes since
+//! the start, eBPF rates over the last interval, the protocol mix and TCP flags since the
+//! start, and overlay peers with their rates. On a terminal each frame replaces the last;
+//! otherwise frames follow one another.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
+
+use collector_common::{Direction, Protocol, Stats, TcpFlag};
+
+use crate::metrics::{InterfaceSnapshot, Snapshot};
+
+/// Clears the terminal and moves the cursor home.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
+/// What one reading says of one attached interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Reading {
+    ebpf_rx: (u64, u64),
+    ebpf_tx: (u64, u64),
+    kernel_rx: u64,
+    kernel_tx: u64,
+}
+
+impl Reading {
+    fn of(interface: &InterfaceSnapshot) -> Option<Self> {
+        let stats = interface.ebpf?;
+        let kernel = interface.kernel.unwrap_or_default();
+        Some(Self {
+            ebpf_rx: (stats.rx.packets(), stats.rx.bytes()),
+            ebpf_tx: (stats.tx.packets(), stats.tx.bytes()),
+            kernel_rx: kernel.rx_packets,
+            kernel_tx: kernel.tx_packets,
+        })
+    }
+}
+
+/// The live view's memory: the first reading (for totals since the start) and the last (for
+/// rates).
+#[derive(Debug)]
+pub(super) struct View {
+    start: Instant,
+    first: BTreeMap<String, (Reading, Snapshot)>,
+    last: BTreeMap<String, Reading>,
+    last_peers: BTreeMap<(String, Direction, String), u64>,
+    last_at: Instant,
+    terminal: bool,
+}
+
+impl View {
+    /// A view starting from `snapshot`; `terminal` redraws in place.
+    pub(super) fn new(snapshot: Snapshot, terminal: bool) -> Self {
+        let now = Instant::now();
+        let readings: BTreeMap<String, Reading> = snapshot
+            .interfaces
+            .iter()
+            .filter_map(|i| Some((i.name.clone(), Reading::of(i)?)))
+            .collect();
+        Self {
+            start: now,
+            first: readings
+                .iter()
+                .map(|(name, r)| (name.clone(), (*r, snapshot.clone())))
+                .collect(),
+            last: readings,
+            last_peers: peer_packets(&snapshot),
+            last_at: now,
+            terminal,
+        }
+    }
+
+    /// The next frame, from `snapshot`.
+    pub(super) fn render(&mut self, snapshot: Snapshot) -> String {
+        let now = Instant::now();
+        let seconds = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
+        let mut out = String::new();
+        if self.terminal {
+            out.push_str(CLEAR);
+        }
+        let _ = writeln!(
+            out,
+            "linkmeter watch: {:.1} s since start; counts since start, rates over the last {:.1} s (Ctrl-C to stop)",
+            now.duration_since(self.start).as_secs_f64(),
+            seconds
+        );
+        let _ = writeln!(
+            out,
+            "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12}",
+            "INTERFACE",
+            "MODE",
+            "RX_PKTS",
+            "RX_BYTES",
+            "TX_PKTS",
+            "TX_BYTES",
+            "KERN_RX_PKTS",
+            "KERN_TX_PKTS",
+            "RX_PPS",
+            "TX_PPS",
+            "RX_BPS",
+            "TX_BPS"
+        );
+        let mut mix = String::new();
+        for interface in &snapshot.interfaces {
+            let (Some(mode), Some(now_reading)) = (interface.attach_mode, Reading::of(interface))
+            else {
+                continue;
+            };
+            let name = interface.name.clone();
+            let (first, first_snapshot) = self
+                .first
+                .entry(name.clone())
+                .or_insert_with(|| (now_reading, snapshot.clone()))
+                .clone();
+            let last = self
+                .last
+                .insert(name.clone(), now_reading)
+                .unwrap_or(now_reading);
+            let since = |a: u64, b: u64| a.wrapping_sub(b);
+            let rate = |a: u64, b: u64| since(a, b) as f64 / seconds;
+            let _ = writeln!(
+                out,
+                "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
+                name,
+                mode.to_string(),
+                since(now_reading.ebpf_rx.0, first.ebpf_rx.0),
+                since(now_reading.ebpf_rx.1, first.ebpf_rx.1),
+                since(now_reading.ebpf_tx.0, first.ebpf_tx.0),
+                since(now_reading.ebpf_tx.1, first.ebpf_tx.1),
+                since(now_reading.kernel_rx, first.kernel_rx),
+                since(now_reading.kernel_tx, first.kernel_tx),
+                rate(now_reading.ebpf_rx.0, last.ebpf_rx.0),
+                rate(now_reading.ebpf_tx.0, last.ebpf_tx.0),
+                rate(now_reading.ebpf_rx.1, last.ebpf_rx.1),
+                rate(now_reading.ebpf_tx.1, last.ebpf_tx.1),
+            );
+            let before = first_snapshot
+                .interfaces
+                .iter()
+                .find(|i| i.name == name)
+                .and_then(|i| i.ebpf);
+            if let (Some(now_stats), Some(before)) = (interface.ebpf, before) {
+                mix_lines(&mut mix, &name, "rx", &now_stats.rx, &before.rx);
+                mix_lines(&mut mix, &name, "tx", &now_stats.tx, &before.tx);
+            }
+        }
+        if !mix.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nPROTOCOLS AND TCP FLAGS (packets since start)\n{mix}"
+            );
+        }
+        self.peers(&mut out, &snapshot, seconds);
+        if snapshot.map_overflow.interfaces + snapshot.map_overflow.peers > 0 {
+            let _ = writeln!(
+                out,
+                "overflow: {} packets without a counter slot, {} of peers beyond the peer map",
+                snapshot.map_overflow.interfaces, snapshot.map_overflow.peers
+            );
+        }
+        out.push('\n');
+        self.last_at = now;
+        out
+    }
+
+    fn peers(&mut self, out: &mut String, snapshot: &Snapshot, seconds: f64) {
+        if snapshot.peers.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nOVERLAY PEERS\n{:<16} {:>3} {:<40} {:>12} {:>14} {:>10}",
+            "INTERFACE", "DIR", "PEER", "PACKETS", "BYTES", "PPS"
+        );
+        let now = peer_packets(snapshot);
+        for peer in &snapshot.peers {
+            let key = (peer.interface.clone(), peer.direction, peer.peer.clone());
+            let before = self.last_peers.get(&key).copied().unwrap_or(peer.packets);
+            let _ = writeln!(
+                out,
+                "{:<16} {:>3} {:<40} {:>12} {:>14} {:>10.0}",
+                peer.interface,
+                peer.direction.as_rx_tx(),
+                peer.peer,
+                peer.packets,
+                peer.bytes,
+                peer.packets.wrapping_sub(before) as f64 / seconds
+            );
+        }
+        self.last_peers = now;
+    }
+}
+
+fn peer_packets(snapshot: &Snapshot) -> BTreeMap<(String, Direction, String), u64> {
+    snapshot
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                (p.interface.clone(), p.direction, p.peer.clone()),
+                p.packets,
+            )
+        })
+        .collect()
+}
+
+/// One line per interface and direction with traffic since the start: the protocols that saw
+/// packets and the TCP flags that were counted.
+fn mix_lines(out: &mut String, name: &str, direction: &str, now: &Stats, before: &Stats) {
+    let mut parts = Vec::new();
+    for p in Protocol::ALL {
+        let n = now.protocols[p as usize]
+            .packets
+            .wrapping_sub(before.protocols[p as usize].packets);
+        if n > 0 {
+            parts.push(format!("{} {n}", p.as_str()));
+        }
+    }
+    for f in TcpFlag::ALL {
+        let n = now.tcp_flags[f as usize].wrapping_sub(before.tcp_flags[f as usize]);
+        if n > 0 {
+            parts.push(format!("{} {n}", f.as_str()));
+        }
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "{name:<16} {direction:>3}  {}", parts.join("  "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use collector_common::Counter;
+
+    use super::*;
+    use crate::{
+        backend::{
+            ebpf::{AttachedMode, InterfaceStats},
+            netdev::LinkStats,
+        },
+        metrics::PeerSnapshot,
+        policy::{Backend, Reason},
+    };
+
+    fn snapshot(tx_udp: u64, kernel_tx: u64, peer_packets: u64) -> Snapshot {
+        let mut stats = InterfaceStats::default();
+        stats.tx.protocols[Protocol::Ipv4Udp as usize] = Counter {
+            packets: tx_udp,
+            bytes: tx_udp * 100,
+        };
+        Snapshot {
+            interfaces: vec![InterfaceSnapshot {
+                name: "vx0".into(),
+                ifindex: 3,
+                kind: "vxlan".into(),
+                driver: String::new(),
+                backend: Backend::Ebpf,
+                reason: Reason::EthtoolNoStats,
+                attach_mode: Some(AttachedMode::Tc),
+                kernel: Some(LinkStats {
+                    tx_packets: kernel_tx,
+                    ..LinkStats::default()
+                }),
+                ebpf: Some(stats),
+                ethtool: Vec::new(),
+                speed_bytes: None,
+                full_duplex: None,
+            }],
+            peers: vec![PeerSnapshot {
+                interface: "vx0".into(),
+                direction: Direction::Egress,
+                peer: "192.0.2.2".into(),
+                packets: peer_packets,
+                bytes: peer_packets * 100,
+            }],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn counts_are_since_the_start_for_ebpf_and_the_kernel_alike() {
+        let mut view = View::new(snapshot(5, 1000, 5), false);
+        let frame = view.render(snapshot(15, 1010, 15));
+        let row: Vec<&str> = frame
+            .lines()
+            .find(|l| l.starts_with("vx0 "))
+            .expect("a row")
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[1], "tc");
+        assert_eq!((row[4], row[5]), ("10", "1000"), "eBPF tx since start");
+        assert_eq!(row[7], "10", "kernel tx since start, not since boot");
+        assert!(frame.contains("ipv4_udp 10"), "{frame}");
+        assert!(frame.contains("192.0.2.2"), "{frame}");
+        assert!(!frame.contains(CLEAR));
+    }
+
+    #[test]
+    fn a_terminal_gets_each_frame_drawn_over_the_last() {
+        let mut view = View::new(snapshot(0, 0, 0), true);
+        assert!(view.render(snapshot(1, 1, 1)).starts_with(CLEAR));
+    }
+}
