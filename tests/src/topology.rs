@@ -191,19 +191,20 @@ impl VxlanPair {
 
 /// A Cilium-like node (namespace `node`) as linkmeter sees it on a real cluster:
 ///
-/// - `cilium_vxlan`: external (collect_md) vxlan on UDP 8472, routes with tunnel keys to a
-///   remote node (namespace `remote`, overlay address [`CiliumNode::REMOTE_OVERLAY`]);
+/// - `cilium_vxlan`: external (collect_md) vxlan on UDP 8472, routes with tunnel keys to two
+///   remote nodes (namespaces `remotes`, overlay addresses [`CiliumNode::REMOTE_OVERLAYS`]);
 /// - `cilium_host` / `cilium_net`: a veth pair, `cilium_host` holding the node's overlay address;
 /// - `lxc1111`, `lxc2222`: veths whose peers (`eth0`) sit in pod namespaces `pods[0]`, `pods[1]`
 ///   with [`CiliumNode::POD_IPS`]; the node forwards between them and to the overlay;
-/// - `eth1`: the NIC-like underlay veth to the remote node;
+/// - `eth1`, `eth2`: the NIC-like underlay veths to the remote nodes
+///   ([`CiliumNode::REMOTE_UNDERLAYS`]);
 /// - `br0`: a bridge; `lo`.
 #[derive(Debug)]
 pub struct CiliumNode {
     /// The node's namespace (where linkmeter runs).
     pub node: NetNs,
-    /// The remote node across the vxlan overlay.
-    pub remote: NetNs,
+    /// The remote nodes across the vxlan overlay.
+    pub remotes: [NetNs; 2],
     /// The two pods.
     pub pods: [NetNs; 2],
 }
@@ -211,23 +212,50 @@ pub struct CiliumNode {
 impl CiliumNode {
     /// Pod addresses.
     pub const POD_IPS: [&'static str; 2] = ["10.0.1.11", "10.0.1.12"];
-    /// The remote node's overlay address.
-    pub const REMOTE_OVERLAY: &'static str = "10.0.2.1";
+    /// The remote nodes' overlay addresses.
+    pub const REMOTE_OVERLAYS: [&'static str; 2] = ["10.0.2.1", "10.0.3.1"];
+    /// The remote nodes' underlay addresses: the tunnel endpoints, so the `peer` label.
+    pub const REMOTE_UNDERLAYS: [&'static str; 2] = ["192.168.50.2", "192.168.51.2"];
+    /// The node's underlay address towards each remote node.
+    const LOCAL_UNDERLAYS: [&'static str; 2] = ["192.168.50.1", "192.168.51.1"];
     /// Lxc interface names on the node, per pod.
     pub const LXC: [&'static str; 2] = ["lxc1111", "lxc2222"];
+    const NODE_VXLAN_MAC: &'static str = "02:00:00:00:60:01";
 
     /// Builds the topology.
     pub fn new(tag: &str) -> Self {
         let node = NetNs::new(&format!("{tag}n"));
-        let remote = NetNs::new(&format!("{tag}r"));
+        let remotes = [
+            NetNs::new(&format!("{tag}r1")),
+            NetNs::new(&format!("{tag}r2")),
+        ];
         let pods = [
             NetNs::new(&format!("{tag}p1")),
             NetNs::new(&format!("{tag}p2")),
         ];
         node.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
-        let topo = Self { node, remote, pods };
-        topo.underlay();
-        topo.overlay();
+        let topo = Self {
+            node,
+            remotes,
+            pods,
+        };
+        topo.node.ip(&[
+            "link",
+            "add",
+            "cilium_vxlan",
+            "address",
+            Self::NODE_VXLAN_MAC,
+            "type",
+            "vxlan",
+            "external",
+            "dstport",
+            "8472",
+        ]);
+        topo.node.ip(&["link", "set", "cilium_vxlan", "up"]);
+        for i in 0..topo.remotes.len() {
+            topo.underlay(i);
+            topo.overlay(i);
+        }
         topo.host_devices();
         topo.pods();
         topo.node.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -235,41 +263,37 @@ impl CiliumNode {
         topo
     }
 
-    /// `eth1` (node) <-> `eth1` (remote), 192.168.50.0/24.
-    fn underlay(&self) {
-        let (node, remote) = (&self.node, &self.remote);
+    /// `eth{i+1}` (node) <-> `eth1` (remote `i`), 192.168.{50+i}.0/24.
+    fn underlay(&self, i: usize) {
+        let (node, remote) = (&self.node, &self.remotes[i]);
+        let local_dev = format!("eth{}", i + 1);
+        let (node_mac, remote_mac) = (
+            format!("02:00:00:00:5{i}:01"),
+            format!("02:00:00:00:5{i}:02"),
+        );
         node.ip(&[
             "link",
             "add",
-            "eth1",
+            &local_dev,
             "address",
-            "02:00:00:00:50:01",
+            &node_mac,
             "type",
             "veth",
             "peer",
             "name",
             "eth1",
             "address",
-            "02:00:00:00:50:02",
+            &remote_mac,
             "netns",
             remote.name(),
         ]);
-        for (ns, ip, peer_ip, peer_mac) in [
-            (
-                &node,
-                "192.168.50.1/24",
-                "192.168.50.2",
-                "02:00:00:00:50:02",
-            ),
-            (
-                &remote,
-                "192.168.50.2/24",
-                "192.168.50.1",
-                "02:00:00:00:50:01",
-            ),
+        let (local, far) = (Self::LOCAL_UNDERLAYS[i], Self::REMOTE_UNDERLAYS[i]);
+        for (ns, dev, ip, peer_ip, peer_mac) in [
+            (node, local_dev.as_str(), local, far, &remote_mac),
+            (remote, "eth1", far, local, &node_mac),
         ] {
-            ns.ip(&["addr", "add", ip, "dev", "eth1"]);
-            ns.ip(&["link", "set", "eth1", "up"]);
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
             ns.ip(&[
                 "neigh",
                 "replace",
@@ -277,51 +301,52 @@ impl CiliumNode {
                 "lladdr",
                 peer_mac,
                 "dev",
-                "eth1",
+                dev,
                 "nud",
                 "permanent",
             ]);
         }
     }
 
-    /// `cilium_vxlan` on both nodes, tunnel keys on the routes.
-    fn overlay(&self) {
-        let (node, remote) = (&self.node, &self.remote);
-        let (node_vx, remote_vx) = ("02:00:00:00:60:01", "02:00:00:00:60:02");
-        for (ns, mac) in [(&node, node_vx), (&remote, remote_vx)] {
-            ns.ip(&[
-                "link",
-                "add",
-                "cilium_vxlan",
-                "address",
-                mac,
-                "type",
-                "vxlan",
-                "external",
-                "dstport",
-                "8472",
-            ]);
-            ns.ip(&["link", "set", "cilium_vxlan", "up"]);
-        }
+    /// Remote `i`'s `cilium_vxlan` and the tunnel-keyed routes both ways.
+    fn overlay(&self, i: usize) {
+        let (node, remote) = (&self.node, &self.remotes[i]);
+        let remote_vx = format!("02:00:00:00:6{}:02", i + 1);
+        remote.ip(&[
+            "link",
+            "add",
+            "cilium_vxlan",
+            "address",
+            &remote_vx,
+            "type",
+            "vxlan",
+            "external",
+            "dstport",
+            "8472",
+        ]);
+        remote.ip(&["link", "set", "cilium_vxlan", "up"]);
+        let overlay = Self::REMOTE_OVERLAYS[i];
+        let subnet = format!("10.0.{}.0/24", i + 2);
+        let remote_id = (i + 2).to_string();
         node.ip(&[
             "route",
             "add",
-            "10.0.2.0/24",
+            &subnet,
             "encap",
             "ip",
             "id",
-            "2",
+            &remote_id,
             "dst",
-            "192.168.50.2",
+            Self::REMOTE_UNDERLAYS[i],
             "dev",
             "cilium_vxlan",
         ]);
         node.ip(&[
             "neigh",
             "replace",
-            Self::REMOTE_OVERLAY,
+            overlay,
             "lladdr",
-            remote_vx,
+            &remote_vx,
             "dev",
             "cilium_vxlan",
             "nud",
@@ -330,7 +355,7 @@ impl CiliumNode {
         remote.ip(&[
             "addr",
             "add",
-            &format!("{}/32", Self::REMOTE_OVERLAY),
+            &format!("{overlay}/32"),
             "dev",
             "cilium_vxlan",
         ]);
@@ -343,7 +368,7 @@ impl CiliumNode {
             "id",
             "1",
             "dst",
-            "192.168.50.1",
+            Self::LOCAL_UNDERLAYS[i],
             "dev",
             "cilium_vxlan",
         ]);
@@ -353,7 +378,7 @@ impl CiliumNode {
                 "replace",
                 ip,
                 "lladdr",
-                node_vx,
+                Self::NODE_VXLAN_MAC,
                 "dev",
                 "cilium_vxlan",
                 "nud",
@@ -432,7 +457,11 @@ impl CiliumNode {
             ]);
             pod.ip(&["link", "set", "eth0", "up"]);
             pod.ip(&["route", "add", "10.0.0.0/8", "dev", "eth0"]);
-            for peer in [Self::POD_IPS[1 - i], Self::REMOTE_OVERLAY] {
+            for peer in [
+                Self::POD_IPS[1 - i],
+                Self::REMOTE_OVERLAYS[0],
+                Self::REMOTE_OVERLAYS[1],
+            ] {
                 pod.ip(&[
                     "neigh",
                     "replace",

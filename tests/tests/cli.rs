@@ -146,8 +146,8 @@ fn dump_passes_promtool_and_matches_the_daemon_metric_families() {
     udp_exchange(
         &topo.pods[0],
         CiliumNode::POD_IPS[0],
-        &topo.remote,
-        CiliumNode::REMOTE_OVERLAY,
+        &topo.remotes[0],
+        CiliumNode::REMOTE_OVERLAYS[0],
         5,
     );
     let (code, dump, stderr) = linkmeter(&topo.node, &[], &["dump"]);

@@ -50,21 +50,12 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
     let [pod1, pod2] = &topo.pods;
     let daemon = Daemon::start(&topo.node, &[]);
 
+    let [remote1, remote2] = &topo.remotes;
+    let [overlay1, overlay2] = CiliumNode::REMOTE_OVERLAYS;
     for _ in 0..20 {
-        udp_exchange(
-            pod1,
-            CiliumNode::POD_IPS[0],
-            &topo.remote,
-            CiliumNode::REMOTE_OVERLAY,
-            10,
-        );
-        udp_exchange(
-            &topo.remote,
-            CiliumNode::REMOTE_OVERLAY,
-            pod1,
-            CiliumNode::POD_IPS[0],
-            5,
-        );
+        udp_exchange(pod1, CiliumNode::POD_IPS[0], remote1, overlay1, 5);
+        udp_exchange(pod1, CiliumNode::POD_IPS[0], remote2, overlay2, 5);
+        udp_exchange(remote2, overlay2, pod1, CiliumNode::POD_IPS[0], 5);
         udp_exchange(
             pod1,
             CiliumNode::POD_IPS[0],
@@ -89,7 +80,14 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
     expect("lo", "none", "excluded");
     expect("cilium_vxlan", "ebpf", "ethtool_no_stats");
     expect("br0", "ebpf", "ethtool_no_stats");
-    for veth in ["cilium_host", "cilium_net", "lxc1111", "lxc2222", "eth1"] {
+    for veth in [
+        "cilium_host",
+        "cilium_net",
+        "lxc1111",
+        "lxc2222",
+        "eth1",
+        "eth2",
+    ] {
         expect(veth, "ethtool", "ethtool_stats");
     }
 
@@ -120,6 +118,22 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
         counter(&m, BYTES, "cilium_vxlan", "rx"),
         kernel.rx_bytes + ETH_HLEN * kernel.rx_packets
     );
+    // Per remote node: 20 x 5 out to each, 20 x 5 in from the second.
+    let overlay = |direction: &str, peer: &str| {
+        m.value(
+            "linkmeter_overlay_packets_total",
+            &[
+                ("interface", "cilium_vxlan"),
+                ("direction", direction),
+                ("peer", peer),
+            ],
+        )
+    };
+    let [underlay1, underlay2] = CiliumNode::REMOTE_UNDERLAYS;
+    assert_eq!(overlay("tx", underlay1), Some(100.0));
+    assert_eq!(overlay("tx", underlay2), Some(100.0));
+    assert_eq!(overlay("rx", underlay2), Some(100.0));
+    assert_eq!(overlay("rx", underlay1), None);
     // ethtool-routed interfaces report the kernel's link stats.
     let lxc = link_stats(&topo.node, "lxc1111");
     assert_eq!(counter(&m, PACKETS, "lxc1111", "rx"), lxc.rx_packets);
@@ -260,8 +274,8 @@ fn exposition_passes_promtool_and_a_real_prometheus_scrapes_it() {
     udp_exchange(
         &topo.pods[0],
         CiliumNode::POD_IPS[0],
-        &topo.remote,
-        CiliumNode::REMOTE_OVERLAY,
+        &topo.remotes[0],
+        CiliumNode::REMOTE_OVERLAYS[0],
         20,
     );
     let m = scrape(&topo.node);

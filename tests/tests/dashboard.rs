@@ -132,6 +132,12 @@ fn the_required_panels_are_there() {
         "ethtool error and drop statistics/s",
         "eBPF map overflow and attach problems",
         "Collect duration per backend",
+        "Overlay traffic: node → peer (bytes/s)",
+        "Packets without a tunnel key (dropped by the device)/s",
+        "Protocol mix (packets/s)",
+        "TCP resets/s",
+        "Packet sizes",
+        "eBPF map kernel memory",
     ] {
         assert!(titles.contains(&needed), "{needed} missing: {titles:?}");
     }

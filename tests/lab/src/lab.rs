@@ -1,10 +1,11 @@
 //! The demo lab: a Cilium-like node with continuous traffic between pods and across the vxlan
-//! overlay, linkmeter running on it, and a real Prometheus scraping linkmeter. Used by
-//! `cargo xtask demo` (binary `linkmeter-lab`) and the end-to-end dashboard test.
+//! overlay to two remote nodes, linkmeter running on it, and a real Prometheus scraping
+//! linkmeter. Used by `cargo xtask demo` (binary `linkmeter-lab`) and the end-to-end dashboard
+//! test.
 
 use std::{
     io,
-    net::{TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -15,8 +16,10 @@ use std::{
 
 use integration_tests::{
     daemon::{Daemon, LISTEN},
+    frames,
     netns::{NetNs, within_named},
     prometheus::Prometheus,
+    raw,
     topology::CiliumNode,
     traffic::udp_exchange,
 };
@@ -24,48 +27,52 @@ use integration_tests::{
 /// The `node` label Prometheus attaches, as the PodMonitor's relabeling does in a cluster.
 pub const NODE_LABEL: &str = "lab-node";
 
-/// Sends traffic until stopped: pod 1 <-> remote node over `cilium_vxlan`, pod 1 -> pod 2.
+/// Sends traffic until stopped: pod 1 <-> each remote node over `cilium_vxlan` (UDP both ways
+/// and a TCP connection refused with a reset), pod 1 -> pod 2, and every fifth round a frame
+/// written onto `cilium_vxlan` without a tunnel key, which the device drops.
 struct Traffic {
     stop: Arc<AtomicBool>,
     rounds: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// A port nothing listens on: connections to it are refused with a TCP reset.
+const CLOSED_PORT: u16 = 9;
+
 impl Traffic {
     fn start(topo: &CiliumNode) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
-        let names: Vec<String> = [&topo.pods[0], &topo.pods[1], &topo.remote]
-            .iter()
-            .map(|n| n.name().to_owned())
-            .collect();
+        let names: Vec<String> = [
+            &topo.node,
+            &topo.pods[0],
+            &topo.pods[1],
+            &topo.remotes[0],
+            &topo.remotes[1],
+        ]
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
         let (stop_flag, counter) = (Arc::clone(&stop), Arc::clone(&rounds));
         let thread = std::thread::spawn(move || {
             // Borrow the namespaces by name: the lab owns them and outlives this thread.
             let ns = |i: usize| NetNs::borrowed(&names[i]);
-            let (pod1, pod2, remote) = (ns(0), ns(1), ns(2));
+            let (node, pod1, pod2) = (ns(0), ns(1), ns(2));
+            let remotes = [ns(3), ns(4)];
+            let pod1_ip = CiliumNode::POD_IPS[0];
+            let mut round = 0_u64;
             while !stop_flag.load(Ordering::Relaxed) {
-                udp_exchange(
-                    &pod1,
-                    CiliumNode::POD_IPS[0],
-                    &remote,
-                    CiliumNode::REMOTE_OVERLAY,
-                    5,
-                );
-                udp_exchange(
-                    &remote,
-                    CiliumNode::REMOTE_OVERLAY,
-                    &pod1,
-                    CiliumNode::POD_IPS[0],
-                    5,
-                );
-                udp_exchange(
-                    &pod1,
-                    CiliumNode::POD_IPS[0],
-                    &pod2,
-                    CiliumNode::POD_IPS[1],
-                    5,
-                );
+                for (remote, overlay) in remotes.iter().zip(CiliumNode::REMOTE_OVERLAYS) {
+                    udp_exchange(&pod1, pod1_ip, remote, overlay, 5);
+                    udp_exchange(remote, overlay, &pod1, pod1_ip, 5);
+                    refused(&pod1, overlay);
+                }
+                udp_exchange(&pod1, pod1_ip, &pod2, CiliumNode::POD_IPS[1], 5);
+                if round % 5 == 0 {
+                    let frame = frames::ethernet(0x88b5, &[0; 46]);
+                    raw::send_frames(&node, "cilium_vxlan", &[frame]);
+                }
+                round += 1;
                 counter.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -76,6 +83,16 @@ impl Traffic {
             thread: Some(thread),
         }
     }
+}
+
+/// Connects from `ns` to [`CLOSED_PORT`] of `ip`, which answers with a TCP reset.
+fn refused(ns: &NetNs, ip: &str) {
+    let to = SocketAddr::from((ip.parse::<IpAddr>().expect("address"), CLOSED_PORT));
+    let result = ns.within(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)));
+    assert!(
+        matches!(&result, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+        "connection to {to} not refused: {result:?}"
+    );
 }
 
 impl Drop for Traffic {
@@ -123,10 +140,16 @@ impl Lab {
     /// Names of the namespaces this lab owns.
     pub fn namespaces(&self) -> Vec<String> {
         let t = &self.topo;
-        [&t.node, &t.remote, &t.pods[0], &t.pods[1]]
-            .iter()
-            .map(|n| n.name().to_owned())
-            .collect()
+        [
+            &t.node,
+            &t.remotes[0],
+            &t.remotes[1],
+            &t.pods[0],
+            &t.pods[1],
+        ]
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{eventually, kernel_tests_enabled, prometheus};
+use integration_tests::{eventually, kernel_tests_enabled, prometheus, topology::CiliumNode};
 use linkmeter_lab::lab::{self, Lab};
 use serde_json::Value;
 
@@ -20,15 +20,17 @@ fn dashboard() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read dashboard")).expect("JSON")
 }
 
+/// `expr` with the dashboard's variables set as Grafana does for "All".
+fn substitute(expr: &str) -> String {
+    expr.replace("$node", ".*")
+        .replace("$interface", ".*")
+        .replace("$backend", ".*")
+        .replace("$__rate_interval", "15s")
+}
+
 /// The dashboard's queries with its variables substituted as Grafana does for "All"; Grafana's
 /// `label_values(m, l)` becomes `count by (l) (m)`.
 fn queries(d: &Value) -> Vec<(String, String)> {
-    let substitute = |e: &str| {
-        e.replace("$node", ".*")
-            .replace("$interface", ".*")
-            .replace("$backend", ".*")
-            .replace("$__rate_interval", "15s")
-    };
     let mut out = Vec::new();
     for p in d["panels"].as_array().expect("panels") {
         for t in p["targets"].as_array().expect("targets") {
@@ -74,18 +76,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         assert!(!series.is_empty(), "{what}: {query}");
     }
     // The routing table shows cilium_vxlan measured by eBPF, and its counts move.
-    let routing = d["panels"]
-        .as_array()
-        .expect("panels")
-        .iter()
-        .find(|p| p["title"] == "Routing table")
-        .expect("routing table");
-    let query = routing["targets"][0]["expr"]
-        .as_str()
-        .expect("expr")
-        .replace("$node", ".*")
-        .replace("$interface", ".*")
-        .replace("$backend", ".*");
+    let query = panel_query(&d, "Routing table");
     let rows = lab.prometheus.wait_for(&query, Duration::from_secs(10));
     let vxlan = rows
         .iter()
@@ -99,6 +90,43 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     );
     assert_eq!(rate.len(), 1);
     assert!(lab.rounds() > 0);
+
+    // The overlay panels move: the matrix has both remote nodes, the traffic's resets and the
+    // keyless frames are there.
+    let matrix = panel_query(&d, "Overlay traffic: node → peer (bytes/s)");
+    lab.prometheus.wait_for(
+        &format!("count(count by (peer) ({matrix} > 0)) == 2"),
+        Duration::from_secs(60),
+    );
+    let peers = lab.prometheus.wait_for(
+        &format!("count by (peer) ({matrix})"),
+        Duration::from_secs(10),
+    );
+    let mut peers: Vec<&str> = peers
+        .iter()
+        .filter_map(|r| r["metric"]["peer"].as_str())
+        .collect();
+    peers.sort_unstable();
+    assert_eq!(peers, CiliumNode::REMOTE_UNDERLAYS);
+    for title in [
+        "Packets without a tunnel key (dropped by the device)/s",
+        "TCP resets/s",
+    ] {
+        let query = format!("{} > 0", panel_query(&d, title));
+        let moving = lab.prometheus.wait_for(&query, Duration::from_secs(60));
+        assert!(!moving.is_empty(), "{title}: {query}");
+    }
+}
+
+/// The first query of the panel titled `title`, with the variables set to "All".
+fn panel_query(d: &Value, title: &str) -> String {
+    let panel = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("panel {title}"));
+    substitute(panel["targets"][0]["expr"].as_str().expect("expr"))
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn main() {
     }
 
     println!(
-        "building the lab: a Cilium-like node, a remote node and two pods in network namespaces ..."
+        "building the lab: a Cilium-like node, two remote nodes and two pods in network namespaces ..."
     );
     let lab = Lab::start("lab");
     let node = lab.topo.node.name().to_owned();
