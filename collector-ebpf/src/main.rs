@@ -15,6 +15,8 @@
 #![no_std]
 #![no_main]
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{BPF_F_TUNINFO_IPV6, BPF_NOEXIST, TC_ACT_UNSPEC, bpf_tunnel_key},
     helpers::bpf_skb_get_tunnel_key,
@@ -262,58 +264,14 @@ const fn tcp_flag(flags: u8) -> Option<TcpFlag> {
 /// [`PEER_NONE`].
 #[inline(always)]
 fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
-    let mut peer = PeerKey {
+    let (family, addr) = tunnel_endpoint(ctx, direction);
+    let peer = PeerKey {
         ifindex,
         direction: direction as u8,
-        family: PEER_NONE,
+        family,
         reserved: [0; 2],
-        addr: [0; 16],
+        addr,
     };
-    // SAFETY: `bpf_tunnel_key` is plain old data; all-zero is a valid value.
-    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
-    // SAFETY: `key` is a live, writable `bpf_tunnel_key` of exactly `size` bytes; the helper
-    // only writes it.
-    let rc = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size, 0) };
-    if rc == 0 {
-        // SAFETY: the helper filled the IPv4 members of the unions (flags 0).
-        let addr = unsafe {
-            match direction {
-                Direction::Ingress => key.__bindgen_anon_1.remote_ipv4,
-                Direction::Egress => key.__bindgen_anon_3.local_ipv4,
-            }
-        };
-        peer.family = PEER_IPV4;
-        let be = addr.to_be_bytes();
-        peer.addr[0] = be[0];
-        peer.addr[1] = be[1];
-        peer.addr[2] = be[2];
-        peer.addr[3] = be[3];
-    } else if rc == -EPROTO {
-        // SAFETY: as above; with `BPF_F_TUNINFO_IPV6` the helper fills the IPv6 members.
-        let rc = unsafe {
-            bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size, u64::from(BPF_F_TUNINFO_IPV6))
-        };
-        if rc == 0 {
-            // SAFETY: the IPv6 members were filled (network byte order words).
-            let words = unsafe {
-                match direction {
-                    Direction::Ingress => key.__bindgen_anon_1.remote_ipv6,
-                    Direction::Egress => key.__bindgen_anon_3.local_ipv6,
-                }
-            };
-            peer.family = PEER_IPV6;
-            let mut i = 0;
-            while i < 4 {
-                let bytes = words[i].to_ne_bytes();
-                peer.addr[i * 4] = bytes[0];
-                peer.addr[i * 4 + 1] = bytes[1];
-                peer.addr[i * 4 + 2] = bytes[2];
-                peer.addr[i * 4 + 3] = bytes[3];
-                i += 1;
-            }
-        }
-    }
     if add_to(PEERS.get_ptr_mut(&peer), len) {
         return;
     }
@@ -332,6 +290,57 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         // -E2BIG: the map is full (or -ENOMEM): account the packet as overflow.
         Err(_) => overflow(ctx, OVERFLOW_PEERS, ifindex, len),
     }
+}
+
+/// The remote endpoint in the packet's tunnel key: ([`PEER_IPV4`] or [`PEER_IPV6`], address
+/// words), or ([`PEER_NONE`], zeros) without a key.
+///
+/// The key is read into uninitialised stack memory (the helper writes all of it, or zeroes it on
+/// failure) and the address is copied word by word: zero-filling or byte copies would compile to
+/// byte loops on this target.
+#[inline(always)]
+fn tunnel_endpoint(ctx: &TcContext, direction: Direction) -> (u8, [u32; 4]) {
+    let mut key = MaybeUninit::<bpf_tunnel_key>::uninit();
+    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
+    // SAFETY: `key` is writable stack memory of exactly `size` bytes; the helper takes it as
+    // uninitialised memory and fills it (zeroes it on failure).
+    let rc = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, key.as_mut_ptr(), size, 0) };
+    if rc == 0 {
+        // SAFETY: the helper succeeded, so the key is initialised; with flags 0 it filled the
+        // IPv4 members of the unions (host byte order).
+        let addr = unsafe {
+            let key = key.assume_init_ref();
+            match direction {
+                Direction::Ingress => key.__bindgen_anon_1.remote_ipv4,
+                Direction::Egress => key.__bindgen_anon_3.local_ipv4,
+            }
+        };
+        return (PEER_IPV4, [addr.to_be(), 0, 0, 0]);
+    }
+    if rc == -EPROTO {
+        // SAFETY: as above; with `BPF_F_TUNINFO_IPV6` the helper fills the IPv6 members.
+        let rc = unsafe {
+            bpf_skb_get_tunnel_key(
+                ctx.skb.skb,
+                key.as_mut_ptr(),
+                size,
+                u64::from(BPF_F_TUNINFO_IPV6),
+            )
+        };
+        if rc == 0 {
+            // SAFETY: initialised by the successful call; the IPv6 members hold the address
+            // bytes in network order.
+            let words = unsafe {
+                let key = key.assume_init_ref();
+                match direction {
+                    Direction::Ingress => key.__bindgen_anon_1.remote_ipv6,
+                    Direction::Egress => key.__bindgen_anon_3.local_ipv6,
+                }
+            };
+            return (PEER_IPV6, words);
+        }
+    }
+    (PEER_NONE, [0; 4])
 }
 
 /// Adds one packet of `len` bytes to `slot`; `false` when there is no slot.

@@ -44,7 +44,7 @@ pub(crate) struct PolicyArgs {
     /// How many interfaces the eBPF counter can be attached to at once [default: 256].
     #[arg(long, env = "LINKMETER_MAX_INTERFACES", value_name = "N")]
     pub max_interfaces: Option<u32>,
-    /// eBPF peer map capacity, (tunnel device, direction, remote endpoint) counters
+    /// eBPF peer map capacity, in (tunnel device, direction, remote endpoint) entries
     /// [default: 10240].
     #[arg(long, env = "LINKMETER_MAX_PEERS", value_name = "N")]
     pub max_peers: Option<u32>,

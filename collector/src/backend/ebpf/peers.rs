@@ -23,14 +23,10 @@ pub struct Peer {
 
 impl Peer {
     pub(super) fn from_key(key: &PeerKey, counter: Counter) -> Option<Self> {
+        let bytes = key.addr_bytes();
         let endpoint = match key.family {
-            PEER_IPV4 => Some(IpAddr::from([
-                key.addr[0],
-                key.addr[1],
-                key.addr[2],
-                key.addr[3],
-            ])),
-            PEER_IPV6 => Some(IpAddr::from(key.addr)),
+            PEER_IPV4 => Some(IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])),
+            PEER_IPV6 => Some(IpAddr::from(bytes)),
             _ => None,
         };
         Some(Self {
@@ -58,7 +54,7 @@ pub(super) fn peer_key(peer: &Peer) -> PeerKey {
         direction: peer.direction as u8,
         family,
         reserved: [0; 2],
-        addr,
+        addr: PeerKey::addr_words(addr),
     }
 }
 
