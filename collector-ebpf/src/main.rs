@@ -32,8 +32,9 @@ use collector_common::{
     directory_position, size_bucket, stats_index,
 };
 
-/// `EEXIST` and `EPROTO` as returned (negated) by helpers.
+/// `EEXIST`, `EINVAL` and `EPROTO` as returned (negated) by helpers.
 const EEXIST: i32 = 17;
+const EINVAL: i64 = 22;
 const EPROTO: i64 = 71;
 
 /// The directory's size minus one (a power of two minus one); set by user space at load time.
@@ -264,7 +265,9 @@ const fn tcp_flag(flags: u8) -> Option<TcpFlag> {
 /// [`PEER_NONE`].
 #[inline(always)]
 fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
-    let (family, addr) = tunnel_endpoint(ctx, direction);
+    let Some((family, addr)) = tunnel_endpoint(ctx, direction) else {
+        return;
+    };
     let peer = PeerKey {
         ifindex,
         direction: direction as u8,
@@ -292,55 +295,67 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
     }
 }
 
-/// The remote endpoint in the packet's tunnel key: ([`PEER_IPV4`] or [`PEER_IPV6`], address
-/// words), or ([`PEER_NONE`], zeros) without a key.
+/// Size of `struct bpf_tunnel_key` up to `local_ipv4`: the whole struct before Linux 6.0, which
+/// every kernel accepts. Enough at ingress, where the sender is in `remote_*`.
+const TUNNEL_KEY_REMOTE_ONLY: u32 = 28;
+
+/// The remote endpoint in the packet's tunnel key as (family, address words): [`PEER_IPV4`] or
+/// [`PEER_IPV6`] and the address; [`PEER_NONE`] and zeros without a key; `None` when the packet
+/// has a key but the kernel cannot say where it goes (egress before Linux 6.0, whose helper has
+/// no `local_*` members), so no peer is counted.
 ///
 /// The key is read into uninitialised stack memory (the helper writes all of it, or zeroes it on
 /// failure) and the address is copied word by word: zero-filling or byte copies would compile to
 /// byte loops on this target.
 #[inline(always)]
-fn tunnel_endpoint(ctx: &TcContext, direction: Direction) -> (u8, [u32; 4]) {
+fn tunnel_endpoint(ctx: &TcContext, direction: Direction) -> Option<(u8, [u32; 4])> {
     let mut key = MaybeUninit::<bpf_tunnel_key>::uninit();
-    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
-    // SAFETY: `key` is writable stack memory of exactly `size` bytes; the helper takes it as
-    // uninitialised memory and fills it (zeroes it on failure).
-    let rc = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, key.as_mut_ptr(), size, 0) };
-    if rc == 0 {
-        // SAFETY: the helper succeeded, so the key is initialised; with flags 0 it filled the
-        // IPv4 members of the unions (host byte order).
-        let addr = unsafe {
-            let key = key.assume_init_ref();
-            match direction {
-                Direction::Ingress => key.__bindgen_anon_1.remote_ipv4,
-                Direction::Egress => key.__bindgen_anon_3.local_ipv4,
-            }
-        };
-        return (PEER_IPV4, [addr.to_be(), 0, 0, 0]);
-    }
+    let size = match direction {
+        Direction::Ingress => TUNNEL_KEY_REMOTE_ONLY,
+        Direction::Egress => core::mem::size_of::<bpf_tunnel_key>() as u32,
+    };
+    let get = |key: &mut MaybeUninit<bpf_tunnel_key>, size: u32, flags: u32| {
+        // SAFETY: `key` is writable stack memory of at least `size` bytes; the helper takes it
+        // as uninitialised memory and fills `size` bytes (zeroes them on failure).
+        unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, key.as_mut_ptr(), size, u64::from(flags)) }
+    };
+    // An IPv4 key first; -EPROTO says the key is IPv6.
+    let mut flags = 0;
+    let mut rc = get(&mut key, size, flags);
     if rc == -EPROTO {
-        // SAFETY: as above; with `BPF_F_TUNINFO_IPV6` the helper fills the IPv6 members.
-        let rc = unsafe {
-            bpf_skb_get_tunnel_key(
-                ctx.skb.skb,
-                key.as_mut_ptr(),
-                size,
-                u64::from(BPF_F_TUNINFO_IPV6),
-            )
-        };
-        if rc == 0 {
-            // SAFETY: initialised by the successful call; the IPv6 members hold the address
-            // bytes in network order.
-            let words = unsafe {
-                let key = key.assume_init_ref();
-                match direction {
-                    Direction::Ingress => key.__bindgen_anon_1.remote_ipv6,
-                    Direction::Egress => key.__bindgen_anon_3.local_ipv6,
-                }
-            };
-            return (PEER_IPV6, words);
-        }
+        flags = BPF_F_TUNINFO_IPV6;
+        rc = get(&mut key, size, flags);
     }
-    (PEER_NONE, [0; 4])
+    if rc != 0 {
+        // -EINVAL: no key; or, at egress on a kernel older than 6.0, a key in the older layout,
+        // which the older size still reads.
+        if direction == Direction::Egress
+            && rc == -EINVAL
+            && get(&mut key, TUNNEL_KEY_REMOTE_ONLY, flags) == 0
+        {
+            return None;
+        }
+        return Some((PEER_NONE, [0; 4]));
+    }
+    // SAFETY: the helper succeeded, so `size` bytes of the key are initialised, which covers the
+    // member read for `direction`; the flags say which members of the unions it filled (IPv4 in
+    // host byte order, IPv6 as the address bytes in network order).
+    let endpoint = unsafe {
+        let key = key.assume_init_ref();
+        match (direction, flags) {
+            (Direction::Ingress, 0) => (
+                PEER_IPV4,
+                [key.__bindgen_anon_1.remote_ipv4.to_be(), 0, 0, 0],
+            ),
+            (Direction::Egress, 0) => (
+                PEER_IPV4,
+                [key.__bindgen_anon_3.local_ipv4.to_be(), 0, 0, 0],
+            ),
+            (Direction::Ingress, _) => (PEER_IPV6, key.__bindgen_anon_1.remote_ipv6),
+            (Direction::Egress, _) => (PEER_IPV6, key.__bindgen_anon_3.local_ipv6),
+        }
+    };
+    Some(endpoint)
 }
 
 /// Adds one packet of `len` bytes to `slot`; `false` when there is no slot.

@@ -1,0 +1,110 @@
+//! The README's PromQL joins from `peer` to node names and zones, evaluated by Prometheus' own
+//! engine (`promtool test rules`) on series shaped like linkmeter's and kube-state-metrics'.
+
+use std::process::Command;
+
+use integration_tests::prometheus;
+
+/// The queries of the README's `promql` block, in order (comment lines dropped).
+fn readme_queries() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("read README.md");
+    let start = readme
+        .find("```promql\n")
+        .expect("a promql block in the README")
+        + 10;
+    let block = &readme[start..start + readme[start..].find("```").expect("block end")];
+    block
+        .split("\n\n")
+        .map(|q| {
+            q.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|q| !q.trim().is_empty())
+        .collect()
+}
+
+/// Node n1 (zone a) sends 10 B/s to n2 (zone a) and 20 B/s to n3 (zone b), plus keyless drops
+/// that the joins leave out.
+const SERIES: &str = r#"
+      - series: 'linkmeter_overlay_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", peer="10.0.0.2", job="linkmeter"}'
+        values: '0+600x10'
+      - series: 'linkmeter_overlay_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", peer="10.0.0.3", job="linkmeter"}'
+        values: '0+1200x10'
+      - series: 'linkmeter_overlay_bytes_total{node="n1", interface="cilium_vxlan", direction="rx", peer="10.0.0.3", job="linkmeter"}'
+        values: '0+6000x10'
+      - series: 'linkmeter_overlay_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", peer="none", job="linkmeter"}'
+        values: '0+60x10'
+      - series: 'kube_node_info{node="n1", internal_ip="10.0.0.1", job="kube-state-metrics"}'
+        values: '1x10'
+      - series: 'kube_node_info{node="n2", internal_ip="10.0.0.2", job="kube-state-metrics"}'
+        values: '1x10'
+      - series: 'kube_node_info{node="n3", internal_ip="10.0.0.3", job="kube-state-metrics"}'
+        values: '1x10'
+      - series: 'kube_node_labels{node="n1", label_topology_kubernetes_io_zone="a", job="kube-state-metrics"}'
+        values: '1x10'
+      - series: 'kube_node_labels{node="n2", label_topology_kubernetes_io_zone="a", job="kube-state-metrics"}'
+        values: '1x10'
+      - series: 'kube_node_labels{node="n3", label_topology_kubernetes_io_zone="b", job="kube-state-metrics"}'
+        values: '1x10'
+"#;
+
+/// A `promql_expr_test` entry: `expr` at 10 minutes must give exactly `samples`.
+fn expr_test(expr: &str, samples: &[(&str, f64)]) -> String {
+    let expr: String = expr.lines().map(|l| format!("          {l}\n")).collect();
+    let samples: String = samples
+        .iter()
+        .map(|(labels, value)| {
+            format!("          - labels: '{labels}'\n            value: {value}\n")
+        })
+        .collect();
+    format!("      - expr: |\n{expr}        eval_time: 10m\n        exp_samples:\n{samples}")
+}
+
+#[test]
+fn the_readme_joins_give_bytes_per_remote_node_and_per_zone_pair() {
+    if !prometheus::available() {
+        return;
+    }
+    let queries = readme_queries();
+    assert_eq!(queries.len(), 2, "{queries:#?}");
+    let tests = [
+        expr_test(
+            &queries[0],
+            &[
+                (r#"{node="n1", remote_node="n2"}"#, 10.0),
+                (r#"{node="n1", remote_node="n3"}"#, 20.0),
+            ],
+        ),
+        expr_test(
+            &queries[1],
+            &[
+                (r#"{zone="a", remote_zone="a"}"#, 10.0),
+                (r#"{zone="a", remote_zone="b"}"#, 20.0),
+            ],
+        ),
+    ]
+    .concat();
+    let file = format!(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:{SERIES}    promql_expr_test:\n{tests}"
+    );
+    let path = std::env::temp_dir().join(format!(
+        "linkmeter-readme-promql-{}.yml",
+        std::process::id()
+    ));
+    std::fs::write(&path, &file).expect("write the promtool test");
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .expect("run promtool");
+    let _ignored = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}\n{file}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
