@@ -275,18 +275,18 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         reserved: [0; 2],
         addr,
     };
-    if add_to(PEERS.get_ptr_mut(&peer), len) {
+    if add_to(PEERS.get_ptr_mut(peer), len) {
         return;
     }
     let first = Counter {
         packets: 1,
         bytes: u64::from(len),
     };
-    match PEERS.insert(&peer, &first, u64::from(BPF_NOEXIST)) {
+    match PEERS.insert(peer, first, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         // Another CPU created the entry between our lookup and insert; our CPU's slot is zero.
         Err(err) if err == -EEXIST => {
-            if !add_to(PEERS.get_ptr_mut(&peer), len) {
+            if !add_to(PEERS.get_ptr_mut(peer), len) {
                 overflow(ctx, OVERFLOW_PEERS, ifindex, len);
             }
         }

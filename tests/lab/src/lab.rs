@@ -68,7 +68,7 @@ impl Traffic {
                     refused(&pod1, overlay);
                 }
                 udp_exchange(&pod1, pod1_ip, &pod2, CiliumNode::POD_IPS[1], 5);
-                if round % 5 == 0 {
+                if round.is_multiple_of(5) {
                     let frame = frames::ethernet(0x88b5, &[0; 46]);
                     raw::send_frames(&node, "cilium_vxlan", &[frame]);
                 }
