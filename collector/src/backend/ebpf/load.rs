@@ -1,0 +1,187 @@
+//! Loading the embedded object: capacities checked, maps sized, programs verified.
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::MapError,
+    programs::{ProgramError, SchedClassifier},
+};
+use aya_log::EbpfLogger;
+use collector_common::{
+    DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM, INGRESS_PROGRAM,
+    OVERFLOW_MAP, PEERS_MAP, STATS_MAP,
+};
+
+use super::{
+    EbpfCounters, OBJECT,
+    hooks::ProgramIds,
+    maps::{CounterMaps, MapReadError},
+    peers::PeerAges,
+};
+use crate::config::{DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, MAX_INTERFACES, MAX_PEERS};
+
+/// Options for [`EbpfCounters::load`].
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// How many interfaces can be attached at once (each gets a slot of per-CPU statistics),
+    /// within [`MAX_INTERFACES`]. Default [`DEFAULT_MAX_INTERFACES`].
+    pub max_interfaces: u32,
+    /// How many (tunnel device, direction, remote endpoint) counters the peer map holds,
+    /// within [`MAX_PEERS`]; packets of more peers are counted as overflow. Default
+    /// [`DEFAULT_MAX_PEERS`].
+    pub max_peers: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_interfaces: DEFAULT_MAX_INTERFACES,
+            max_peers: DEFAULT_MAX_PEERS,
+        }
+    }
+}
+
+/// Errors from loading the eBPF object.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A capacity is zero or too large.
+    #[error("{option} must be between {min} and {max}, got {got}")]
+    Capacity {
+        /// The option.
+        option: &'static str,
+        /// The rejected value.
+        got: u32,
+        /// The smallest accepted value.
+        min: u32,
+        /// The largest accepted value.
+        max: u32,
+    },
+    /// The kernel refused to create the maps or load the object (no privilege, no BPF, ...).
+    #[error("loading the eBPF object failed")]
+    Object(#[source] EbpfError),
+    /// A program is missing from the object or is not a TC classifier.
+    #[error("eBPF program {program} missing from the object or not a classifier")]
+    MissingProgram {
+        /// The program name.
+        program: &'static str,
+    },
+    /// The verifier rejected a program.
+    #[error("verifying eBPF program {program} failed")]
+    Verify {
+        /// The program name.
+        program: &'static str,
+        /// The underlying error (includes the verifier log).
+        #[source]
+        source: ProgramError,
+    },
+    /// A map is missing from the object or has the wrong type.
+    #[error("eBPF map {map} missing from the object or of the wrong type")]
+    MissingMap {
+        /// The map name.
+        map: &'static str,
+        /// The underlying error, when the type was wrong.
+        #[source]
+        source: Option<MapError>,
+    },
+    /// The maps cannot be prepared.
+    #[error("preparing the eBPF maps")]
+    Maps(#[source] MapReadError),
+}
+
+fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+) -> Result<M, LoadError> {
+    let raw = ebpf
+        .take_map(map)
+        .ok_or(LoadError::MissingMap { map, source: None })?;
+    M::try_from(raw).map_err(|source| LoadError::MissingMap {
+        map,
+        source: Some(source),
+    })
+}
+
+fn check_capacity(
+    option: &'static str,
+    got: u32,
+    range: &std::ops::RangeInclusive<u32>,
+) -> Result<u32, LoadError> {
+    if range.contains(&got) {
+        Ok(got)
+    } else {
+        Err(LoadError::Capacity {
+            option,
+            got,
+            min: *range.start(),
+            max: *range.end(),
+        })
+    }
+}
+
+impl EbpfCounters {
+    /// Loads and verifies the embedded object with its maps sized by `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the kernel refuses (missing privileges or BPF support) or the object
+    /// is not what this build expects.
+    pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        let interfaces = check_capacity("max_interfaces", options.max_interfaces, &MAX_INTERFACES)?;
+        let peers = check_capacity("max_peers", options.max_peers, &MAX_PEERS)?;
+        let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
+        let mask = directory - 1;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
+            .map_max_entries(DIRECTORY_MAP, directory)
+            .map_max_entries(STATS_MAP, interfaces * 2)
+            .map_max_entries(PEERS_MAP, peers)
+            .load(OBJECT)
+            .map_err(LoadError::Object)?;
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                tracing::warn!(error = %crate::Report(&err), "eBPF log forwarding unavailable");
+                None
+            }
+        };
+        let mut ids = [0; 2];
+        for (slot, program) in ids.iter_mut().zip([INGRESS_PROGRAM, EGRESS_PROGRAM]) {
+            let classifier = classifier(&mut ebpf, program)?;
+            classifier
+                .load()
+                .map_err(|source| LoadError::Verify { program, source })?;
+            *slot = classifier
+                .info()
+                .map_err(|source| LoadError::Verify { program, source })?
+                .id();
+        }
+        let maps = CounterMaps::new(
+            take_map(&mut ebpf, DIRECTORY_MAP)?,
+            mask,
+            take_map(&mut ebpf, STATS_MAP)?,
+            take_map(&mut ebpf, PEERS_MAP)?,
+            take_map(&mut ebpf, OVERFLOW_MAP)?,
+            interfaces,
+        )
+        .map_err(LoadError::Maps)?;
+        Ok(Self {
+            ebpf,
+            maps,
+            ids: ProgramIds {
+                ingress: ids[0],
+                egress: ids[1],
+            },
+            logger,
+            netns: None,
+            ages: PeerAges::default(),
+        })
+    }
+}
+
+pub(super) fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut SchedClassifier, LoadError> {
+    ebpf.program_mut(program)
+        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+        .ok_or(LoadError::MissingProgram { program })
+}
