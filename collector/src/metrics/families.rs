@@ -201,6 +201,19 @@ impl Families {
                     (backend_label(b), errors)
                 }),
         )?;
+        self.ebpf_metrics(encoder)?;
+        gauge(
+            encoder,
+            names::BUILD_INFO,
+            "linkmeter build information (value is always 1).",
+            MetricType::Gauge,
+            std::iter::once(([("version", env!("CARGO_PKG_VERSION"))], 1i64)),
+        )
+    }
+
+    /// The eBPF backend's own health: attachments, map overflow and memory, availability.
+    fn ebpf_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> Result {
+        let s = &self.0;
         let plain = |v: u64| std::iter::once(([] as [(&str, &str); 0], v));
         counter(
             encoder,
@@ -239,13 +252,6 @@ impl Families {
             "1 if the eBPF backend is loaded, 0 if interfaces fall back to kernel link stats.",
             MetricType::Gauge,
             std::iter::once(([] as [(&str, &str); 0], i64::from(s.ebpf_available))),
-        )?;
-        gauge(
-            encoder,
-            names::BUILD_INFO,
-            "linkmeter build information (value is always 1).",
-            MetricType::Gauge,
-            std::iter::once(([("version", env!("CARGO_PKG_VERSION"))], 1i64)),
         )
     }
 }

@@ -96,7 +96,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
         return Err(Failure::runtime("no interface could be attached"));
     }
 
-    let mut view = View::new(node.collect().await, std::io::stdout().is_terminal());
+    let mut view = View::new(&node.collect().await, std::io::stdout().is_terminal());
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
@@ -106,7 +106,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
-        print!("{}", view.render(node.collect().await));
+        print!("{}", view.render(&node.collect().await));
         printed += 1;
         if args.count.is_some_and(|n| printed >= n) {
             break;

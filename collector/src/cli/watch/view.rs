@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 
 use collector_common::{Direction, Protocol, Stats, TcpFlag};
 
-use crate::metrics::{InterfaceSnapshot, Snapshot};
+use crate::{
+    backend::ebpf::InterfaceStats,
+    metrics::{InterfaceSnapshot, Snapshot},
+};
 
 /// Clears the terminal and moves the cursor home.
 const CLEAR: &str = "\x1b[H\x1b[2J";
@@ -15,31 +18,34 @@ const CLEAR: &str = "\x1b[H\x1b[2J";
 /// What one reading says of one attached interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Reading {
-    ebpf_rx: (u64, u64),
-    ebpf_tx: (u64, u64),
+    ebpf: InterfaceStats,
     kernel_rx: u64,
     kernel_tx: u64,
 }
 
 impl Reading {
     fn of(interface: &InterfaceSnapshot) -> Option<Self> {
-        let stats = interface.ebpf?;
         let kernel = interface.kernel.unwrap_or_default();
         Some(Self {
-            ebpf_rx: (stats.rx.packets(), stats.rx.bytes()),
-            ebpf_tx: (stats.tx.packets(), stats.tx.bytes()),
+            ebpf: interface.ebpf?,
             kernel_rx: kernel.rx_packets,
             kernel_tx: kernel.tx_packets,
         })
     }
+
+    /// (rx packets, rx bytes, tx packets, tx bytes) counted by eBPF.
+    fn totals(&self) -> [u64; 4] {
+        let (rx, tx) = (&self.ebpf.rx, &self.ebpf.tx);
+        [rx.packets(), rx.bytes(), tx.packets(), tx.bytes()]
+    }
 }
 
-/// The live view's memory: the first reading (for totals since the start) and the last (for
-/// rates).
+/// The live view's memory: each interface's first reading (for counts since the start) and its
+/// last (for rates).
 #[derive(Debug)]
 pub(super) struct View {
     start: Instant,
-    first: BTreeMap<String, (Reading, Snapshot)>,
+    first: BTreeMap<String, Reading>,
     last: BTreeMap<String, Reading>,
     last_peers: BTreeMap<(String, Direction, String), u64>,
     last_at: Instant,
@@ -48,7 +54,7 @@ pub(super) struct View {
 
 impl View {
     /// A view starting from `snapshot`; `terminal` redraws in place.
-    pub(super) fn new(snapshot: Snapshot, terminal: bool) -> Self {
+    pub(super) fn new(snapshot: &Snapshot, terminal: bool) -> Self {
         let now = Instant::now();
         let readings: BTreeMap<String, Reading> = snapshot
             .interfaces
@@ -57,19 +63,16 @@ impl View {
             .collect();
         Self {
             start: now,
-            first: readings
-                .iter()
-                .map(|(name, r)| (name.clone(), (*r, snapshot.clone())))
-                .collect(),
+            first: readings.clone(),
             last: readings,
-            last_peers: peer_packets(&snapshot),
+            last_peers: peer_packets(snapshot),
             last_at: now,
             terminal,
         }
     }
 
     /// The next frame, from `snapshot`.
-    pub(super) fn render(&mut self, snapshot: Snapshot) -> String {
+    pub(super) fn render(&mut self, snapshot: &Snapshot) -> String {
         let now = Instant::now();
         let seconds = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
         let mut out = String::new();
@@ -100,47 +103,7 @@ impl View {
         );
         let mut mix = String::new();
         for interface in &snapshot.interfaces {
-            let (Some(mode), Some(now_reading)) = (interface.attach_mode, Reading::of(interface))
-            else {
-                continue;
-            };
-            let name = interface.name.clone();
-            let (first, first_snapshot) = self
-                .first
-                .entry(name.clone())
-                .or_insert_with(|| (now_reading, snapshot.clone()))
-                .clone();
-            let last = self
-                .last
-                .insert(name.clone(), now_reading)
-                .unwrap_or(now_reading);
-            let since = |a: u64, b: u64| a.wrapping_sub(b);
-            let rate = |a: u64, b: u64| since(a, b) as f64 / seconds;
-            let _ = writeln!(
-                out,
-                "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
-                name,
-                mode.to_string(),
-                since(now_reading.ebpf_rx.0, first.ebpf_rx.0),
-                since(now_reading.ebpf_rx.1, first.ebpf_rx.1),
-                since(now_reading.ebpf_tx.0, first.ebpf_tx.0),
-                since(now_reading.ebpf_tx.1, first.ebpf_tx.1),
-                since(now_reading.kernel_rx, first.kernel_rx),
-                since(now_reading.kernel_tx, first.kernel_tx),
-                rate(now_reading.ebpf_rx.0, last.ebpf_rx.0),
-                rate(now_reading.ebpf_tx.0, last.ebpf_tx.0),
-                rate(now_reading.ebpf_rx.1, last.ebpf_rx.1),
-                rate(now_reading.ebpf_tx.1, last.ebpf_tx.1),
-            );
-            let before = first_snapshot
-                .interfaces
-                .iter()
-                .find(|i| i.name == name)
-                .and_then(|i| i.ebpf);
-            if let (Some(now_stats), Some(before)) = (interface.ebpf, before) {
-                mix_lines(&mut mix, &name, "rx", &now_stats.rx, &before.rx);
-                mix_lines(&mut mix, &name, "tx", &now_stats.tx, &before.tx);
-            }
+            self.interface(&mut out, &mut mix, interface, seconds);
         }
         if !mix.is_empty() {
             let _ = writeln!(
@@ -148,7 +111,7 @@ impl View {
                 "\nPROTOCOLS AND TCP FLAGS (packets since start)\n{mix}"
             );
         }
-        self.peers(&mut out, &snapshot, seconds);
+        self.peers(&mut out, snapshot, seconds);
         if snapshot.map_overflow.interfaces + snapshot.map_overflow.peers > 0 {
             let _ = writeln!(
                 out,
@@ -159,6 +122,44 @@ impl View {
         out.push('\n');
         self.last_at = now;
         out
+    }
+
+    /// The row of one attached interface, and its protocol mix lines into `mix`.
+    fn interface(
+        &mut self,
+        out: &mut String,
+        mix: &mut String,
+        interface: &InterfaceSnapshot,
+        seconds: f64,
+    ) {
+        let (Some(mode), Some(now)) = (interface.attach_mode, Reading::of(interface)) else {
+            return;
+        };
+        let name = &interface.name;
+        let first = *self.first.entry(name.clone()).or_insert(now);
+        let last = self.last.insert(name.clone(), now).unwrap_or(now);
+        let (totals, at_start, at_last) = (now.totals(), first.totals(), last.totals());
+        let since: [u64; 4] = std::array::from_fn(|i| totals[i].wrapping_sub(at_start[i]));
+        let rate: [f64; 4] =
+            std::array::from_fn(|i| totals[i].wrapping_sub(at_last[i]) as f64 / seconds);
+        let _ = writeln!(
+            out,
+            "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
+            name,
+            mode.to_string(),
+            since[0],
+            since[1],
+            since[2],
+            since[3],
+            now.kernel_rx.wrapping_sub(first.kernel_rx),
+            now.kernel_tx.wrapping_sub(first.kernel_tx),
+            rate[0],
+            rate[2],
+            rate[1],
+            rate[3],
+        );
+        mix_lines(mix, name, "rx", &now.ebpf.rx, &first.ebpf.rx);
+        mix_lines(mix, name, "tx", &now.ebpf.tx, &first.ebpf.tx);
     }
 
     fn peers(&mut self, out: &mut String, snapshot: &Snapshot, seconds: f64) {
@@ -231,10 +232,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        backend::{
-            ebpf::{AttachedMode, InterfaceStats},
-            netdev::LinkStats,
-        },
+        backend::{ebpf::AttachedMode, netdev::LinkStats},
         metrics::PeerSnapshot,
         policy::{Backend, Reason},
     };
@@ -276,8 +274,8 @@ mod tests {
 
     #[test]
     fn counts_are_since_the_start_for_ebpf_and_the_kernel_alike() {
-        let mut view = View::new(snapshot(5, 1000, 5), false);
-        let frame = view.render(snapshot(15, 1010, 15));
+        let mut view = View::new(&snapshot(5, 1000, 5), false);
+        let frame = view.render(&snapshot(15, 1010, 15));
         let row: Vec<&str> = frame
             .lines()
             .find(|l| l.starts_with("vx0 "))
@@ -294,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_terminal_gets_each_frame_drawn_over_the_last() {
-        let mut view = View::new(snapshot(0, 0, 0), true);
-        assert!(view.render(snapshot(1, 1, 1)).starts_with(CLEAR));
+        let mut view = View::new(&snapshot(0, 0, 0), true);
+        assert!(view.render(&snapshot(1, 1, 1)).starts_with(CLEAR));
     }
 }
