@@ -273,12 +273,11 @@ pub const fn size_bucket(len: u32) -> usize {
     }
 }
 
-/// Everything counted for one interface in one direction (per CPU). 256 bytes in four cache
-/// lines, laid out so that a packet touches two: the size buckets (line 0) and its protocol's
-/// counter (lines 1–3; IPv4 TCP shares line 1 with the TCP flags). Totals are not stored: the
-/// packets are the sum of the protocols' (and of the size buckets'), the bytes the sum of the
-/// protocols'.
-#[repr(C, align(64))]
+/// Everything counted for one interface in one direction (per CPU): 256 bytes, the size buckets
+/// first, then the TCP flags, then the protocols' counters (the kernel aligns per-CPU map values
+/// to 8 bytes only, so no stronger alignment is claimed). Totals are not stored: the packets are
+/// the sum of the protocols' (and of the size buckets'), the bytes the sum of the protocols'.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Packets per size bucket ([`size_bucket`]); not cumulative.
@@ -390,12 +389,11 @@ mod user {
     // SAFETY: `Slot` is `#[repr(C)]`, `Copy`, has no padding (four `u32`) and every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::Slot {}
-    // SAFETY: `Stats` is `#[repr(C, align(64))]`, `Copy`, and has no padding: its fields are
-    // arrays of `u64` and `Counter` (two `u64`) adding up to 256 bytes, a multiple of the
-    // alignment; every bit pattern is a valid value.
+    // SAFETY: `Stats` is `#[repr(C)]`, `Copy`, and has no padding: its fields are arrays of
+    // `u64` and `Counter` (two `u64`) adding up to 256 bytes; every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Stats {}
     // SAFETY: `PeerKey` is `#[repr(C)]`, `Copy`, has no padding (`u32`, two `u8`, `[u8; 2]`,
-    // `[u8; 16]`: 24 bytes) and every bit pattern is a valid value.
+    // `[u32; 4]`: 24 bytes) and every bit pattern is a valid value.
     unsafe impl aya::Pod for super::PeerKey {}
     // SAFETY: `Counter` is `#[repr(C)]`, `Copy`, has no padding (two `u64`) and every bit pattern
     // is a valid value.

@@ -8,17 +8,19 @@
 //! no IPv6 extension headers, no loops.
 //!
 //! The hot path takes no hash lookup: the interface's slot is found in a plain array (the
-//! directory, filled by user space) and its counters live in a per-CPU array; both lookups are
-//! inlined by the verifier. Only tunnel devices also look up a per-CPU hash by peer. Packets of
-//! an interface without a slot, and of a peer that finds the peer map full, go to overflow
-//! counters, so nothing goes missing silently.
+//! directory, filled by user space) and its counters live in a per-CPU array; the verifier
+//! inlines both lookups (per-CPU arrays since Linux 6.10, on JITs with per-CPU instructions).
+//! Only tunnel devices also look up a per-CPU hash by peer: its key is found in the packet, and
+//! claiming an array entry from the kernel would need an atomic compare-and-swap, which this
+//! target does not provide. Packets of an interface without a slot, and of a peer that finds the
+//! peer map full, go to overflow counters, so nothing goes missing silently.
 #![no_std]
 #![no_main]
 
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{BPF_F_TUNINFO_IPV6, BPF_NOEXIST, TC_ACT_UNSPEC, bpf_tunnel_key},
+    bindings::{BPF_F_NO_PREALLOC, BPF_F_TUNINFO_IPV6, BPF_NOEXIST, TC_ACT_UNSPEC, bpf_tunnel_key},
     helpers::bpf_skb_get_tunnel_key,
     macros::{classifier, map},
     maps::{Array, PerCpuArray, PerCpuHashMap},
@@ -47,9 +49,12 @@ static DIRECTORY: Array<Slot> = Array::with_max_entries(DEFAULT_DIRECTORY_ENTRIE
 #[map(name = "LINKMETER_STATS")]
 static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(DEFAULT_STATS_ENTRIES, 0);
 
+/// Allocated as peers appear (`BPF_F_NO_PREALLOC`): kernel memory follows the peers actually
+/// seen, and a removed entry is freed only after every program that may still hold it has
+/// finished (RCU), so its memory never carries another peer's counts.
 #[map(name = "LINKMETER_PEERS")]
 static PEERS: PerCpuHashMap<PeerKey, Counter> =
-    PerCpuHashMap::with_max_entries(DEFAULT_PEER_ENTRIES, 0);
+    PerCpuHashMap::with_max_entries(DEFAULT_PEER_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "LINKMETER_OVERFLOW")]
 static OVERFLOW: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OVERFLOW_ENTRIES, 0);

@@ -183,3 +183,31 @@ impl OverlayNode {
         }
     }
 }
+
+/// The VXLAN network identifier the encapsulated frames carry (an external-mode device takes
+/// any).
+const VNI: u32 = 2;
+
+/// Sends each of `frames` (complete Ethernet frames) from `src` in `ns` to the VXLAN port of
+/// `dst`, encapsulated by hand (a VXLAN header in a UDP datagram), as a remote node's tunnel
+/// device would: the receiving external-mode device decapsulates them with `src` as the tunnel
+/// key's remote endpoint, whatever the frames hold (ARP, non-IP, IPv6, VLAN tags, ...).
+///
+/// # Panics
+///
+/// When the socket cannot be opened or a datagram is not sent whole.
+pub fn send_encapsulated(ns: &NetNs, src: IpAddr, dst: IpAddr, frames: &[Vec<u8>]) {
+    let socket = ns
+        .within(|| std::net::UdpSocket::bind((src, 0)))
+        .expect("bind the underlay socket");
+    for frame in frames {
+        // Flags (VNI present), 24 reserved bits, the VNI, 8 reserved bits.
+        let mut datagram = vec![0x08, 0, 0, 0];
+        datagram.extend_from_slice(&(VNI << 8).to_be_bytes());
+        datagram.extend_from_slice(frame);
+        let sent = socket
+            .send_to(&datagram, (dst, 8472))
+            .expect("send an encapsulated frame");
+        assert_eq!(sent, datagram.len());
+    }
+}

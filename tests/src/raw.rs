@@ -94,3 +94,47 @@ pub fn send_ipv4(ns: &NetNs, packets: &[Vec<u8>]) {
         sent(rc, packet.len()).expect("send packet");
     }
 }
+
+/// Creates the layer-3 tun device `name` in `ns` (no Ethernet header, `ARPHRD_NONE`), up,
+/// with `address` and IPv6 disabled, and returns its queue: IP packets written to it arrive on the device (its
+/// TC ingress hook), packets the namespace routes out of the device can be read from it.
+///
+/// # Panics
+///
+/// When the device cannot be created or opened.
+pub fn tun(ns: &NetNs, name: &str, address: &str) -> std::fs::File {
+    ns.ip(&["tuntap", "add", "dev", name, "mode", "tun"]);
+    // No IPv6 on it: nothing but the test's packets (no router solicitations, no MLD).
+    ns.exec(&[
+        "sh",
+        "-c",
+        &format!("echo 1 > /proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+    ]);
+    ns.ip(&["addr", "add", address, "dev", name]);
+    ns.ip(&["link", "set", name, "up"]);
+    // The queue binds to the device of that name in the namespace it is opened in.
+    let file = ns
+        .within(|| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+        })
+        .expect("open /dev/net/tun");
+    // SAFETY: an all-zero `ifreq` is valid; the name and the flags are set below.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the `ifreq` passed, which lives across the call.
+    let rc = ns.within(|| unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            libc::TUNSETIFF,
+            std::ptr::from_mut(&mut request),
+        )
+    });
+    assert_eq!(rc, 0, "TUNSETIFF {name}: {}", io::Error::last_os_error());
+    file
+}

@@ -117,6 +117,17 @@ fn crafted() -> Vec<(Vec<u8>, Expected)> {
     out
 }
 
+/// What `expected` (for `bytes` as sent) counts as at an ingress hook: the receiving kernel
+/// moves a VLAN tag out of the frame into the packet's metadata before TC (as drivers with VLAN
+/// offload do), so tagged frames reach the hook 4 bytes shorter.
+fn at_ingress(bytes: &[u8], expected: &Expected) -> Expected {
+    let tagged = bytes[12..14] == [0x81, 0x00];
+    Expected {
+        len: expected.len - if tagged { 4 } else { 0 },
+        ..expected.clone()
+    }
+}
+
 /// Asserts `got` equals `want`, naming the first field that differs.
 fn assert_stats(what: &str, got: &Stats, want: &Stats) {
     for p in Protocol::ALL {
@@ -171,17 +182,10 @@ fn veth_breakdown_equals_the_crafted_frames_both_ways() {
         va.tx.packets(),
         link_stats(&topo.a, "va").since(&kernel_before).tx_packets
     );
-    // The receiving kernel moves a VLAN tag out of the frame into the packet's metadata
-    // before TC (as drivers with VLAN offload do): tagged frames reach the hook 4 bytes
-    // shorter. The device's own counters counted them before, with the tag.
-    let received = crafted.iter().map(|(bytes, expected)| {
-        let tagged = bytes[12..14] == [0x81, 0x00];
-        Expected {
-            len: expected.len - if tagged { 4 } else { 0 },
-            ..expected.clone()
-        }
-    });
-    let want_rx = frames::stats_of(&received.collect::<Vec<_>>());
+    // Tagged frames reach the ingress hook without their tag (`at_ingress`); the device's own
+    // counters counted them before, with the tag.
+    let received: Vec<Expected> = crafted.iter().map(|(b, e)| at_ingress(b, e)).collect();
+    let want_rx = frames::stats_of(&received);
     let vb = eventually("vb received every frame", Duration::from_secs(2), || {
         let vb = stats(&b, &topo.b, "vb");
         if vb.rx.packets() == want_rx.packets() {
@@ -202,6 +206,19 @@ fn veth_breakdown_equals_the_crafted_frames_both_ways() {
         "vs the kernel"
     );
     assert_eq!(want.packets(), u64::try_from(crafted.len()).expect("small"));
+
+    // Frames on both sides of every bucket bound, against buckets written out by hand: 64,
+    // 65, 128, 129, ... 9000, 9001 bytes fall into buckets 0, 1, 1, 2, ... 6, 7.
+    let before = stats(&a, &topo.a, "va").tx.sizes;
+    let edges: Vec<Vec<u8>> = [64, 128, 256, 512, 1024, 1518, 9000]
+        .into_iter()
+        .flat_map(|bound| [bound, bound + 1])
+        .map(|len| ethernet(0x88b5, &vec![0; len - 14]))
+        .collect();
+    raw::send_frames(&topo.a, "va", &edges);
+    let after = stats(&a, &topo.a, "va").tx.sizes;
+    let added: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(added, [1, 2, 2, 2, 2, 2, 2, 1], "per size bucket");
 }
 
 /// Raw IPv4 packets from the node's overlay address to `dst`, each of a class and flag.
@@ -360,6 +377,69 @@ fn external_vxlan_counts_each_peer_over_ipv4_and_ipv6_underlays_and_the_keyless_
         kernel.tx_packets + expect(&drops).packets
     );
 
+    // Node ingress: frames of every kind (ARP, non-IP, IPv6, VLAN-tagged, ...) from each peer,
+    // encapsulated by hand on the underlay.
+    let rx_before = link_stats(&topo.node, overlay::DEVICE);
+    let inner: Vec<(Vec<u8>, Expected)> = crafted()
+        .into_iter()
+        .filter(|(bytes, _)| bytes.len() <= 1400)
+        .collect();
+    let from = |peer: IpAddr| -> Vec<Expected> {
+        inner
+            .iter()
+            .map(|(bytes, e)| Expected {
+                peer: Some(peer),
+                ..at_ingress(bytes, e)
+            })
+            .collect()
+    };
+    let (from_v4, from_v6) = (from(overlay::V4_PEER.into()), from(overlay::V6_PEER.into()));
+    let inner_frames: Vec<Vec<u8>> = inner.iter().map(|(f, _)| f.clone()).collect();
+    overlay::send_encapsulated(
+        &topo.v4_peer,
+        overlay::V4_PEER.into(),
+        overlay::NODE_V4.into(),
+        &inner_frames,
+    );
+    overlay::send_encapsulated(
+        &topo.v6_peer,
+        overlay::V6_PEER.into(),
+        overlay::NODE_V6.into(),
+        &inner_frames,
+    );
+    let want = frames::stats_of(from_v4.iter().chain(&from_v6));
+    let node = eventually(
+        "the node received every frame",
+        Duration::from_secs(2),
+        || {
+            let got = stats(&counters[0], &topo.node, overlay::DEVICE);
+            if got.rx.packets() == want.packets() {
+                Ok(got)
+            } else {
+                Err(got.rx.packets())
+            }
+        },
+    );
+    assert_stats("node ingress", &node.rx, &want);
+    let peers = peers_of(&counters[0], index);
+    for (endpoint, set) in [
+        (IpAddr::from(overlay::V4_PEER), &from_v4),
+        (overlay::V6_PEER.into(), &from_v6),
+    ] {
+        assert_eq!(
+            peers.get(&(Some(endpoint), Direction::Ingress)),
+            Some(&counter_of(set)),
+            "from {endpoint}"
+        );
+    }
+    assert_eq!(
+        node.rx.packets(),
+        link_stats(&topo.node, overlay::DEVICE)
+            .since(&rx_before)
+            .rx_packets,
+        "vs the kernel"
+    );
+
     // Each peer saw the node's endpoint, with exactly what was sent to it.
     for (i, (set, endpoint)) in [
         (&to_v4, IpAddr::from(overlay::NODE_V4)),
@@ -471,11 +551,21 @@ fn the_daemon_exports_peers_and_forgets_idle_ones() {
         m.value("linkmeter_interface_tcp_flags_total", &syn),
         Some(3.0)
     );
-    // Idle for two seconds: gone from the map and the exposition at a resync.
+    // Idle for two seconds: gone from the map and the exposition at a resync, while a peer
+    // that keeps receiving stays.
+    let active = [
+        ("interface", overlay::DEVICE),
+        ("direction", "tx"),
+        ("peer", "fd00:210::3"),
+    ];
+    let keep_alive = routed(overlay::V6_PEER_OVERLAY, overlay::V6_PEER.into());
+    let mut kept = 0;
     eventually(
         "the idle peer is forgotten",
         Duration::from_secs(10),
         || {
+            raw::send_ipv4(&topo.node, &[keep_alive[0].0.clone()]);
+            kept += 1;
             let m = scrape(&topo.node);
             match m.value("linkmeter_overlay_packets_total", &peer) {
                 None => Ok(()),
@@ -483,5 +573,90 @@ fn the_daemon_exports_peers_and_forgets_idle_ones() {
             }
         },
     );
+    let m = scrape(&topo.node);
+    assert_eq!(
+        m.value("linkmeter_overlay_packets_total", &active),
+        Some(f64::from(kept)),
+        "the active peer stays, with every packet"
+    );
+    assert!(kept >= 2, "the idle one lasted at least a resync");
     assert!(daemon.log_text().contains("forgot idle overlay peers"));
+}
+
+#[test]
+fn a_layer3_device_is_parsed_from_the_ip_header() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use Protocol::*;
+    let ns = NetNs::new("l3d");
+    let mut queue = raw::tun(&ns, "tun0", "10.240.0.1/24");
+    let mut counters = load(&LoadOptions::default());
+    let raw_ip = Framing {
+        tunnel_peers: false,
+        raw_ip: true,
+    };
+    let _attached = ns
+        .within(|| {
+            counters.attach_framed("tun0", collector::backend::ebpf::AttachMode::Auto, raw_ip)
+        })
+        .expect("attach");
+    // Ingress: IP packets written to the queue arrive on the device, without a link header.
+    let (remote, local) = (Ipv4Addr::new(10, 240, 0, 2), Ipv4Addr::new(10, 240, 0, 1));
+    let packets = [
+        (ipv4(remote, local, 17, 0, &udp(100)), Ipv4Udp, None),
+        (
+            ipv4(remote, local, 6, 0, &tcp(flags::RST, 0)),
+            Ipv4Tcp,
+            Some(TcpFlag::Rst),
+        ),
+        (ipv6(V6_A, V6_B, 58, &frames::echo(128, 8)), Ipv6Icmp, None),
+        (
+            ipv6(V6_A, V6_B, 6, &tcp(flags::SYN, 0)),
+            Ipv6Tcp,
+            Some(TcpFlag::Syn),
+        ),
+    ];
+    for (packet, _, _) in &packets {
+        std::io::Write::write_all(&mut queue, packet).expect("write to the tun queue");
+    }
+    let want = frames::stats_of(
+        &packets
+            .iter()
+            .map(|(p, protocol, flag)| Expected::new(*protocol, *flag, p.len(), None))
+            .collect::<Vec<_>>(),
+    );
+    // The device hands written packets to the stack's backlog: wait for all of them.
+    let rx = eventually(
+        "the tun received every packet",
+        Duration::from_secs(2),
+        || {
+            let rx = stats(&counters, &ns, "tun0").rx;
+            if rx.packets() == want.packets() {
+                Ok(rx)
+            } else {
+                Err(rx.packets())
+            }
+        },
+    );
+    assert_stats("tun ingress", &rx, &want);
+
+    // Egress: a datagram the namespace routes out of the device.
+    let socket = ns
+        .within(|| std::net::UdpSocket::bind((local, 0)))
+        .expect("bind");
+    socket.send_to(&[0; 50], (remote, 9)).expect("send");
+    let tx = eventually("the datagram went out", Duration::from_secs(2), || {
+        let tx = stats(&counters, &ns, "tun0").tx;
+        if tx.protocols[Ipv4Udp as usize].packets == 1 {
+            Ok(tx)
+        } else {
+            Err(tx)
+        }
+    });
+    let ipv4_udp = tx.protocols[Ipv4Udp as usize];
+    assert_eq!((ipv4_udp.packets, ipv4_udp.bytes), (1, 20 + 8 + 50));
+    // Besides it, only the kernel's port unreachable for the UDP packet written above.
+    assert_eq!(tx.protocols[Ipv4Icmp as usize].packets, 1);
+    assert_eq!(tx.packets(), 2, "{tx:?}");
 }

@@ -49,6 +49,44 @@ fn a_vxlan_link_gives_its_name_kind_and_statistics() {
 }
 
 #[test]
+fn framing_follows_collect_metadata_and_the_link_layer_type() {
+    use netlink_packet_route::link::{InfoData, InfoGeneve, InfoVxlan, LinkLayerType};
+    let framing = |data: Option<InfoData>, link_layer: LinkLayerType| {
+        let mut info = vec![LinkInfo::Kind(InfoKind::Vxlan)];
+        info.extend(data.map(LinkInfo::Data));
+        let mut msg = message(
+            4,
+            vec![
+                LinkAttribute::IfName("dev".into()),
+                LinkAttribute::LinkInfo(info),
+            ],
+        );
+        msg.header.link_layer_type = link_layer;
+        let Framing {
+            tunnel_peers,
+            raw_ip,
+        } = parse_link(&msg).expect("named").link.framing;
+        (tunnel_peers, raw_ip)
+    };
+    let external = InfoData::Vxlan(vec![InfoVxlan::CollectMetadata(true)]);
+    let fixed = InfoData::Vxlan(vec![InfoVxlan::CollectMetadata(false), InfoVxlan::Id(5)]);
+    let geneve = InfoData::Geneve(vec![InfoGeneve::CollectMetadata]);
+    assert_eq!(framing(Some(external), LinkLayerType::Ether), (true, false));
+    assert_eq!(framing(Some(fixed), LinkLayerType::Ether), (false, false));
+    assert_eq!(framing(Some(geneve), LinkLayerType::Ether), (true, false));
+    assert_eq!(framing(None, LinkLayerType::Ether), (false, false));
+    for layer3 in [
+        LinkLayerType::None,
+        LinkLayerType::Rawip,
+        LinkLayerType::Tunnel,
+        LinkLayerType::Tunnel6,
+        LinkLayerType::Ipgre,
+    ] {
+        assert_eq!(framing(None, layer3), (false, true), "{layer3:?}");
+    }
+}
+
+#[test]
 fn a_nic_has_no_kind_and_a_link_without_stats_has_none() {
     let facts = parse_link(&message(2, vec![LinkAttribute::IfName("eth0".into())])).expect("named");
     assert_eq!(facts.link.kind, None);

@@ -46,7 +46,7 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Resul
     counter(
         encoder,
         names::PROTOCOL_BYTES,
-        "Bytes per interface, direction and protocol (eBPF; the byte definition of linkmeter_interface_bytes_total).",
+        "Bytes per interface, direction and protocol (eBPF: the whole frame as the TC hook sees it, skb->len).",
         per_protocol(|stats, p| stats.protocols[p].bytes),
     )?;
     counter(
@@ -84,7 +84,7 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Resul
     counter(
         encoder,
         names::OVERLAY_BYTES,
-        "Bytes per external-mode tunnel device, direction and remote tunnel endpoint (the inner frame, as linkmeter_interface_bytes_total).",
+        "Bytes per external-mode tunnel device, direction and remote tunnel endpoint (eBPF: the inner frame, skb->len).",
         peers(|p| p.bytes),
     )
 }
@@ -97,7 +97,7 @@ fn sizes(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
     }
     let mut family = encoder.encode_descriptor(
         names::PACKET_SIZE_BYTES,
-        "Packet sizes per interface and direction, in bytes (eBPF; the byte definition of linkmeter_interface_bytes_total, so _sum and _count equal the byte and packet counters).",
+        "Packet sizes per interface and direction, in bytes (eBPF: skb->len at the TC hook; a GSO super-packet counts once at its full size). _count and _sum are the eBPF packet and byte counts.",
         None,
         MetricType::Histogram,
     )?;
@@ -113,9 +113,12 @@ fn sizes(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
         // Byte totals stay exact as floats up to 2^53 bytes (8 PiB).
         #[allow(clippy::cast_precision_loss)]
         let sum = stats.bytes() as f64;
+        // `_count` from the buckets themselves, so that it equals the +Inf bucket even when the
+        // read fell between a CPU's bucket and protocol increments.
+        let count = stats.sizes.iter().fold(0_u64, |n, b| n.wrapping_add(*b));
         family
             .encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(sum, stats.packets(), &buckets, None)?;
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
     }
     Ok(())
 }

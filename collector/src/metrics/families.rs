@@ -230,9 +230,9 @@ impl Families {
         counter(
             encoder,
             names::EBPF_MAP_OVERFLOW,
-            "Packets the eBPF programs could not count in their map: of an interface without a counter slot (map=interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers).",
+            "Packets the eBPF programs could not count in their map: of an interface without an entry in the directory (map=directory: more interfaces than max_interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers).",
             [
-                ("interfaces", s.map_overflow.interfaces),
+                ("directory", s.map_overflow.interfaces),
                 ("peers", s.map_overflow.peers),
             ]
             .map(|(map, packets)| ([("map", map)], packets)),

@@ -312,7 +312,7 @@ fn overlay_peers_and_overflow_per_map_are_exported() {
         "linkmeter_overlay_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"192.0.2.2\"} 5\n",
         "linkmeter_overlay_bytes_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"2001:db8::3\"} 200\n",
         "linkmeter_overlay_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"none\"} 1\n",
-        "linkmeter_ebpf_map_overflow_total{map=\"interfaces\"} 9\n",
+        "linkmeter_ebpf_map_overflow_total{map=\"directory\"} 9\n",
         "linkmeter_ebpf_map_overflow_total{map=\"peers\"} 2\n",
         "linkmeter_ebpf_map_bytes{map=\"stats\"} 131072\n",
     ] {

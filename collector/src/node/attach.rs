@@ -12,7 +12,7 @@ use crate::{
         ethtool::EthtoolIo,
     },
     discovery::{Link, Links},
-    policy::{self, Backend, Route},
+    policy::{self, Backend, Reason, Route},
 };
 
 impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
@@ -30,10 +30,17 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         })
     }
 
-    /// The breakdown attachment of an interface measured by `backend`, when the policy asks for
-    /// one. A failure leaves the interface with its backend alone.
-    pub(super) fn breakdown_for(&mut self, link: &Link, backend: Backend) -> Option<E::Attachment> {
+    /// The breakdown attachment of an interface measured by `backend` for `reason`, when the
+    /// policy asks for one. A failure leaves the interface with its backend alone; an interface
+    /// that fell back because attaching just failed is not tried (and counted) twice.
+    pub(super) fn breakdown_for(
+        &mut self,
+        link: &Link,
+        backend: Backend,
+        reason: Reason,
+    ) -> Option<E::Attachment> {
         if self.ebpf.is_none()
+            || reason == Reason::EbpfAttachFailed
             || !policy::wants_breakdown(&self.policy, &link.name, link.kind.as_deref(), backend)
         {
             return None;
@@ -127,11 +134,11 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             }
             attached
         } else {
-            let backend = self
+            let (backend, reason) = self
                 .interfaces
                 .get(&ifindex)
-                .map_or(Backend::None, |i| i.measure.backend());
-            let breakdown = self.breakdown_for(&link, backend);
+                .map_or((Backend::None, reason), |i| (i.measure.backend(), i.reason));
+            let breakdown = self.breakdown_for(&link, backend, reason);
             let attached = breakdown.is_some();
             if let Some(interface) = self.interfaces.get_mut(&ifindex) {
                 interface.breakdown = breakdown;

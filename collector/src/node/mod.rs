@@ -218,7 +218,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             _ => Vec::new(),
         };
         let (measure, reason) = self.measure(&link, route, names);
-        let breakdown = self.breakdown_for(&link, measure.backend());
+        let breakdown = self.breakdown_for(&link, measure.backend(), reason);
         let interface = Interface {
             link,
             driver,

@@ -7,8 +7,8 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use collector_common::{
-    DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM, INGRESS_PROGRAM,
-    OVERFLOW_MAP, PEERS_MAP, STATS_MAP,
+    Counter, DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM,
+    INGRESS_PROGRAM, OVERFLOW_MAP, PEERS_MAP, STATS_MAP, Slot, Stats,
 };
 
 use super::{
@@ -129,6 +129,7 @@ impl EbpfCounters {
         let peers = check_capacity("max_peers", options.max_peers, &MAX_PEERS)?;
         let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
         let mask = directory - 1;
+        log_memory(interfaces, peers, directory);
         let mut ebpf = EbpfLoader::new()
             .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
             .map_max_entries(DIRECTORY_MAP, directory)
@@ -184,4 +185,25 @@ pub(super) fn classifier<'a>(
     ebpf.program_mut(program)
         .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
         .ok_or(LoadError::MissingProgram { program })
+}
+
+/// Logs the kernel memory the maps will take (or may take, for the peers), which grows with the
+/// number of possible CPUs: a capacity the memory cgroup cannot hold fails the load.
+fn log_memory(interfaces: u32, peers: u32, directory: u32) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let Ok(cpus) = aya::util::nr_cpus() else {
+        return;
+    };
+    let cpus = cpus as u64;
+    let stats = u64::from(interfaces) * 2 * std::mem::size_of::<Stats>() as u64 * cpus;
+    let peer_bytes = u64::from(peers) * (std::mem::size_of::<Counter>() as u64 * cpus + 106);
+    let directory = u64::from(directory) * std::mem::size_of::<Slot>() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |bytes: u64| bytes as f64 / MIB;
+    tracing::info!(
+        possible_cpus = cpus,
+        stats_mib = format_args!("{:.1}", mib(stats + directory)),
+        peers_max_mib = format_args!("{:.1}", mib(peer_bytes)),
+        "eBPF map kernel memory: stats reserved now, peers allocated as they appear"
+    );
 }

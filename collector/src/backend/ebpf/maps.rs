@@ -119,11 +119,21 @@ pub struct Overflow {
     pub peers: Counter,
 }
 
+/// An interface's place in the maps.
+#[derive(Clone, Copy, Debug)]
+struct Taken {
+    slot: u32,
+    /// Its directory position.
+    position: u32,
+    /// The directory entry's flags ([`collector_common::SLOT_TUNNEL`], ...).
+    flags: u32,
+}
+
 /// Which slots are taken, kept by user space (the kernel only reads the directory).
 #[derive(Debug)]
 struct Slots {
-    /// ifindex → (slot, directory position).
-    taken: HashMap<u32, (u32, u32)>,
+    /// By ifindex.
+    taken: HashMap<u32, Taken>,
     /// Free slots, the longest free first: a slot is reused as late as possible, so that a
     /// packet still being counted into it by a CPU when it was freed lands before it is zeroed.
     free: VecDeque<u32>,
@@ -177,7 +187,9 @@ impl CounterMaps {
     /// Gives `ifindex` a slot (zeroed) and publishes it in the directory with `flags`; an
     /// interface that has one keeps it, with the new flags.
     pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
-        if let Some(&(slot, position)) = self.slots.taken.get(&ifindex) {
+        if let Some(taken) = self.slots.taken.get_mut(&ifindex) {
+            let Taken { slot, position, .. } = *taken;
+            taken.flags = flags;
             self.publish(position, ifindex, slot, flags)?;
             return Ok(slot);
         }
@@ -194,7 +206,14 @@ impl CounterMaps {
         }
         self.publish(position, ifindex, slot, flags)?;
         self.slots.free.pop_front();
-        self.slots.taken.insert(ifindex, (slot, position));
+        self.slots.taken.insert(
+            ifindex,
+            Taken {
+                slot,
+                position,
+                flags,
+            },
+        );
         Ok(slot)
     }
 
@@ -207,7 +226,7 @@ impl CounterMaps {
                     .slots
                     .taken
                     .values()
-                    .any(|&(_, taken)| taken == *position)
+                    .any(|taken| taken.position == *position)
             })
             .ok_or(MapReadError::Crowded { ifindex })
     }
@@ -245,21 +264,22 @@ impl CounterMaps {
         ]
     }
 
-    /// Takes `ifindex` out of the directory and frees its slot (a missing one is fine). Its
-    /// counters are zeroed when the slot is given out again.
-    pub(crate) fn release(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        let Some((slot, position)) = self.slots.taken.remove(&ifindex) else {
-            return Ok(());
+    /// Takes `ifindex` out of the directory and frees its slot; returns the flags it had, or
+    /// `None` when it had no slot. Its counters are zeroed when the slot is given out again.
+    pub(crate) fn release(&mut self, ifindex: u32) -> Result<Option<u32>, MapReadError> {
+        let Some(taken) = self.slots.taken.remove(&ifindex) else {
+            return Ok(None);
         };
-        self.slots.free.push_back(slot);
+        self.slots.free.push_back(taken.slot);
         self.directory
-            .set(position, Slot::default(), 0)
-            .map_err(access(DIRECTORY_MAP))
+            .set(taken.position, Slot::default(), 0)
+            .map_err(access(DIRECTORY_MAP))?;
+        Ok(Some(taken.flags))
     }
 
     /// Statistics of `ifindex`; `None` when it has no slot.
     pub(crate) fn interface(&self, ifindex: u32) -> Result<Option<InterfaceStats>, MapReadError> {
-        let Some(&(slot, _)) = self.slots.taken.get(&ifindex) else {
+        let Some(&Taken { slot, .. }) = self.slots.taken.get(&ifindex) else {
             return Ok(None);
         };
         let read = |direction| -> Result<Stats, MapReadError> {
@@ -298,6 +318,15 @@ impl CounterMaps {
             }
         }
         Ok(out)
+    }
+
+    /// One peer's packets, summed over CPUs; `None` when it is not in the map.
+    pub(crate) fn peer_packets(&self, key: &PeerKey) -> Result<Option<u64>, MapReadError> {
+        match self.peers.get(key, 0) {
+            Ok(values) => Ok(Some(sum(&values, Counter::add).packets)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(access(PEERS_MAP)(source)),
+        }
     }
 
     /// Removes a peer's counter (a missing one is fine).

@@ -34,6 +34,7 @@ use std::{
 
 use aya::Ebpf;
 use aya_log::EbpfLogger;
+use collector_common::SLOT_TUNNEL;
 
 pub use self::{
     attach::{AttachError, InterfaceAttachment},
@@ -199,15 +200,22 @@ impl EbpfCounters {
     ///
     /// [`MapReadError`] when the kernel refuses the update.
     pub fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        self.maps.release(ifindex)?;
-        for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
-            self.maps.remove_peer(&peer_key(peer))?;
+        // Only a tunnel device has peers: other interfaces leave without a walk of the map.
+        let Some(flags) = self.maps.release(ifindex)? else {
+            return Ok(());
+        };
+        if flags & SLOT_TUNNEL != 0 {
+            for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
+                self.maps.remove_peer(&peer_key(peer))?;
+            }
         }
         Ok(())
     }
 
     /// Reads the peers and removes those whose counter has not moved for `idle`; returns how
-    /// many were removed. They leave the exposition with their map entry.
+    /// many were removed. They leave the exposition with their map entry. Each is read once more
+    /// just before its removal and kept if it moved; a packet of that peer counted between
+    /// that read and the removal (microseconds, after `idle` of silence) is lost with it.
     ///
     /// # Errors
     ///
@@ -216,11 +224,14 @@ impl EbpfCounters {
         let now = Instant::now();
         let peers = self.peers()?;
         self.ages.observe(&peers, now);
-        let expired = self.ages.idle(idle, now);
-        for key in &expired {
-            self.maps.remove_peer(key)?;
+        let mut removed = 0;
+        for (key, packets) in self.ages.idle(idle, now) {
+            if self.maps.peer_packets(&key)? == Some(packets) {
+                self.maps.remove_peer(&key)?;
+                removed += 1;
+            }
         }
-        Ok(expired.len())
+        Ok(removed)
     }
 
     /// Reads the peers and records which moved (for [`EbpfCounters::expire_peers`]).
@@ -266,7 +277,7 @@ fn ifindex_of(interface: &str) -> Result<u32, AttachError> {
 
 #[cfg(test)]
 mod tests {
-    use collector_common::{SLOT_RAW_IP, SLOT_TUNNEL};
+    use collector_common::SLOT_RAW_IP;
 
     use super::*;
     use crate::config::MAX_INTERFACES;

@@ -80,12 +80,13 @@ impl PeerAges {
         self.seen = seen;
     }
 
-    /// The peers whose counter has not moved for `idle` or longer at `now`.
-    pub(super) fn idle(&self, idle: Duration, now: Instant) -> Vec<PeerKey> {
+    /// The peers whose counter has not moved for `idle` or longer at `now`, with the packet
+    /// count they have stayed at.
+    pub(super) fn idle(&self, idle: Duration, now: Instant) -> Vec<(PeerKey, u64)> {
         self.seen
             .iter()
             .filter(|(_, (_, at))| now.saturating_duration_since(*at) >= idle)
-            .map(|(key, _)| *key)
+            .map(|(key, (packets, _))| (*key, *packets))
             .collect()
     }
 }
@@ -114,7 +115,7 @@ mod tests {
         let later = start + Duration::from_secs(60);
         ages.observe(&[peer(1, 6), peer(2, 5)], later);
         let idle = ages.idle(Duration::from_secs(30), later);
-        assert_eq!(idle, vec![peer_key(&peer(2, 0))]);
+        assert_eq!(idle, vec![(peer_key(&peer(2, 0)), 5)]);
         assert!(ages.idle(Duration::from_secs(61), later).is_empty());
     }
 

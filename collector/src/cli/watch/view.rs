@@ -1,7 +1,7 @@
-//! The live view of `linkmeter watch`: per interface, eBPF and kernel packets and bytes since
-//! the start, eBPF rates over the last interval, the protocol mix and TCP flags since the
-//! start, and overlay peers with their rates. On a terminal each frame replaces the last;
-//! otherwise frames follow one another.
+//! The live view of `linkmeter watch`: per interface, one line of eBPF counts and one of the
+//! kernel's (packets and bytes since the start, packets/s and bytes/s over the last interval),
+//! the protocol mix and TCP flags since the start, and overlay peers with their rates. On a
+//! terminal each frame replaces the last; otherwise frames follow one another.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 
@@ -19,25 +19,40 @@ const CLEAR: &str = "\x1b[H\x1b[2J";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Reading {
     ebpf: InterfaceStats,
-    kernel_rx: u64,
-    kernel_tx: u64,
+    /// The kernel's (rx packets, rx bytes, tx packets, tx bytes).
+    kernel: [u64; 4],
 }
 
 impl Reading {
     fn of(interface: &InterfaceSnapshot) -> Option<Self> {
-        let kernel = interface.kernel.unwrap_or_default();
+        let k = interface.kernel.unwrap_or_default();
         Some(Self {
             ebpf: interface.ebpf?,
-            kernel_rx: kernel.rx_packets,
-            kernel_tx: kernel.tx_packets,
+            kernel: [k.rx_packets, k.rx_bytes, k.tx_packets, k.tx_bytes],
         })
     }
 
     /// (rx packets, rx bytes, tx packets, tx bytes) counted by eBPF.
-    fn totals(&self) -> [u64; 4] {
+    fn ebpf_totals(&self) -> [u64; 4] {
         let (rx, tx) = (&self.ebpf.rx, &self.ebpf.tx);
         [rx.packets(), rx.bytes(), tx.packets(), tx.bytes()]
     }
+}
+
+/// One line of the table: `totals` now, at the start and at the last reading.
+fn row(
+    out: &mut String,
+    (name, mode, source): (&str, &str, &str),
+    [now, start, last]: [[u64; 4]; 3],
+    seconds: f64,
+) {
+    let since: [u64; 4] = std::array::from_fn(|i| now[i].wrapping_sub(start[i]));
+    let rate: [f64; 4] = std::array::from_fn(|i| now[i].wrapping_sub(last[i]) as f64 / seconds);
+    let _ = writeln!(
+        out,
+        "{name:<16} {mode:>4} {source:<6} {:>10} {:>12} {:>10} {:>12} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
+        since[0], since[1], since[2], since[3], rate[0], rate[2], rate[1], rate[3],
+    );
 }
 
 /// The live view's memory: each interface's first reading (for counts since the start) and its
@@ -87,15 +102,14 @@ impl View {
         );
         let _ = writeln!(
             out,
-            "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12}",
+            "{:<16} {:>4} {:<6} {:>10} {:>12} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}",
             "INTERFACE",
             "MODE",
+            "SOURCE",
             "RX_PKTS",
             "RX_BYTES",
             "TX_PKTS",
             "TX_BYTES",
-            "KERN_RX_PKTS",
-            "KERN_TX_PKTS",
             "RX_PPS",
             "TX_PPS",
             "RX_BPS",
@@ -124,7 +138,8 @@ impl View {
         out
     }
 
-    /// The row of one attached interface, and its protocol mix lines into `mix`.
+    /// The rows of one attached interface (eBPF, then the kernel), and its protocol mix lines
+    /// into `mix`.
     fn interface(
         &mut self,
         out: &mut String,
@@ -138,26 +153,11 @@ impl View {
         let name = &interface.name;
         let first = *self.first.entry(name.clone()).or_insert(now);
         let last = self.last.insert(name.clone(), now).unwrap_or(now);
-        let (totals, at_start, at_last) = (now.totals(), first.totals(), last.totals());
-        let since: [u64; 4] = std::array::from_fn(|i| totals[i].wrapping_sub(at_start[i]));
-        let rate: [f64; 4] =
-            std::array::from_fn(|i| totals[i].wrapping_sub(at_last[i]) as f64 / seconds);
-        let _ = writeln!(
-            out,
-            "{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>12} {:>12} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
-            name,
-            mode.to_string(),
-            since[0],
-            since[1],
-            since[2],
-            since[3],
-            now.kernel_rx.wrapping_sub(first.kernel_rx),
-            now.kernel_tx.wrapping_sub(first.kernel_tx),
-            rate[0],
-            rate[2],
-            rate[1],
-            rate[3],
-        );
+        let mode = mode.to_string();
+        let ebpf = [now, first, last].map(|r| r.ebpf_totals());
+        row(out, (name, &mode, "ebpf"), ebpf, seconds);
+        let kernel = [now, first, last].map(|r| r.kernel);
+        row(out, (name, &mode, "kernel"), kernel, seconds);
         mix_lines(mix, name, "rx", &now.ebpf.rx, &first.ebpf.rx);
         mix_lines(mix, name, "tx", &now.ebpf.tx, &first.ebpf.tx);
     }
@@ -276,15 +276,15 @@ mod tests {
     fn counts_are_since_the_start_for_ebpf_and_the_kernel_alike() {
         let mut view = View::new(&snapshot(5, 1000, 5), false);
         let frame = view.render(&snapshot(15, 1010, 15));
-        let row: Vec<&str> = frame
+        let rows: Vec<Vec<&str>> = frame
             .lines()
-            .find(|l| l.starts_with("vx0 "))
-            .expect("a row")
-            .split_whitespace()
+            .filter(|l| l.starts_with("vx0 "))
+            .map(|l| l.split_whitespace().collect())
             .collect();
-        assert_eq!(row[1], "tc");
-        assert_eq!((row[4], row[5]), ("10", "1000"), "eBPF tx since start");
-        assert_eq!(row[7], "10", "kernel tx since start, not since boot");
+        let [ebpf, kernel] = [&rows[0], &rows[1]];
+        assert_eq!((ebpf[1], ebpf[2], kernel[2]), ("tc", "ebpf", "kernel"));
+        assert_eq!((ebpf[5], ebpf[6]), ("10", "1000"), "eBPF tx since start");
+        assert_eq!(kernel[5], "10", "kernel tx since start, not since boot");
         assert!(frame.contains("ipv4_udp 10"), "{frame}");
         assert!(frame.contains("192.0.2.2"), "{frame}");
         assert!(!frame.contains(CLEAR));

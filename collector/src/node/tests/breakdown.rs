@@ -72,6 +72,19 @@ fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
 }
 
 #[tokio::test]
+async fn a_failed_routed_attachment_is_not_tried_again_for_the_breakdown() {
+    let mut f = fixture_with(&config("breakdown = [\"vx*\"]"), true);
+    f.ebpf.refuse("vx9");
+    f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan"));
+    assert_eq!(
+        f.route_of("vx9"),
+        Some((Backend::Netdev, Reason::EbpfAttachFailed))
+    );
+    assert_eq!(f.node.collect().await.attach_failures, 1, "counted once");
+    assert!(f.node.interfaces().all(|i| i.breakdown.is_none()));
+}
+
+#[tokio::test]
 async fn peers_are_exported_by_interface_name_and_idle_ones_expire_at_the_resync() {
     let mut f = fixture();
     f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported());
