@@ -651,7 +651,7 @@ fn a_layer3_device_is_parsed_from_the_ip_header() {
         if tx.protocols[Ipv4Udp as usize].packets == 1 {
             Ok(tx)
         } else {
-            Err(tx)
+            Err(tx.packets())
         }
     });
     let ipv4_udp = tx.protocols[Ipv4Udp as usize];
