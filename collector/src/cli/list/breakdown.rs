@@ -96,6 +96,35 @@ pub(super) fn peers_of(snapshot: &Snapshot, interface: &str) -> Vec<Peer> {
         .collect()
 }
 
+/// One line for `name` and `direction` when it has traffic between `before` and `now`: the
+/// protocols that saw packets and the TCP flags that were counted, with their packets.
+pub(in crate::cli) fn mix_line(
+    out: &mut String,
+    name: &str,
+    direction: &str,
+    now: &Stats,
+    before: &Stats,
+) {
+    let mut parts = Vec::new();
+    for p in Protocol::ALL {
+        let n = now.protocols[p as usize]
+            .packets
+            .wrapping_sub(before.protocols[p as usize].packets);
+        if n > 0 {
+            parts.push(format!("{} {n}", p.as_str()));
+        }
+    }
+    for f in TcpFlag::ALL {
+        let n = now.tcp_flags[f as usize].wrapping_sub(before.tcp_flags[f as usize]);
+        if n > 0 {
+            parts.push(format!("{} {n}", f.as_str()));
+        }
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "{name:<16} {direction}  {}", parts.join("  "));
+    }
+}
+
 /// The sections below the table: the protocols and flags that saw packets, and the peers.
 pub(super) fn sections(snapshot: &Snapshot) -> String {
     let mut mix = String::new();
@@ -104,27 +133,7 @@ pub(super) fn sections(snapshot: &Snapshot) -> String {
             continue;
         };
         for (direction, s) in [("rx", &stats.rx), ("tx", &stats.tx)] {
-            let mut parts: Vec<String> = Protocol::ALL
-                .iter()
-                .map(|p| (p, s.protocols[*p as usize].packets))
-                .filter(|(_, n)| *n > 0)
-                .map(|(p, n)| format!("{} {n}", p.as_str()))
-                .collect();
-            parts.extend(
-                TcpFlag::ALL
-                    .iter()
-                    .map(|f| (f, s.tcp_flags[*f as usize]))
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(f, n)| format!("{} {n}", f.as_str())),
-            );
-            if !parts.is_empty() {
-                let _ = writeln!(
-                    mix,
-                    "{:<16} {direction}  {}",
-                    interface.name,
-                    parts.join("  ")
-                );
-            }
+            mix_line(&mut mix, &interface.name, direction, s, &Stats::default());
         }
     }
     let mut out = String::new();

@@ -3,6 +3,8 @@
 
 mod breakdown;
 
+pub(super) use breakdown::mix_line;
+
 use std::time::Duration;
 
 use serde::Serialize;

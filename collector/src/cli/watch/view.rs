@@ -5,10 +5,11 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 
-use collector_common::{Direction, Protocol, Stats, TcpFlag};
+use collector_common::Direction;
 
 use crate::{
     backend::ebpf::InterfaceStats,
+    cli::list::mix_line,
     metrics::{InterfaceSnapshot, Snapshot},
 };
 
@@ -158,8 +159,8 @@ impl View {
         row(out, (name, &mode, "ebpf"), ebpf, seconds);
         let kernel = [now, first, last].map(|r| r.kernel);
         row(out, (name, &mode, "kernel"), kernel, seconds);
-        mix_lines(mix, name, "rx", &now.ebpf.rx, &first.ebpf.rx);
-        mix_lines(mix, name, "tx", &now.ebpf.tx, &first.ebpf.tx);
+        mix_line(mix, name, "rx", &now.ebpf.rx, &first.ebpf.rx);
+        mix_line(mix, name, "tx", &now.ebpf.tx, &first.ebpf.tx);
     }
 
     fn peers(&mut self, out: &mut String, snapshot: &Snapshot, seconds: f64) {
@@ -203,32 +204,9 @@ fn peer_packets(snapshot: &Snapshot) -> BTreeMap<(String, Direction, String), u6
         .collect()
 }
 
-/// One line per interface and direction with traffic since the start: the protocols that saw
-/// packets and the TCP flags that were counted.
-fn mix_lines(out: &mut String, name: &str, direction: &str, now: &Stats, before: &Stats) {
-    let mut parts = Vec::new();
-    for p in Protocol::ALL {
-        let n = now.protocols[p as usize]
-            .packets
-            .wrapping_sub(before.protocols[p as usize].packets);
-        if n > 0 {
-            parts.push(format!("{} {n}", p.as_str()));
-        }
-    }
-    for f in TcpFlag::ALL {
-        let n = now.tcp_flags[f as usize].wrapping_sub(before.tcp_flags[f as usize]);
-        if n > 0 {
-            parts.push(format!("{} {n}", f.as_str()));
-        }
-    }
-    if !parts.is_empty() {
-        let _ = writeln!(out, "{name:<16} {direction:>3}  {}", parts.join("  "));
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use collector_common::Counter;
+    use collector_common::{Counter, Protocol};
 
     use super::*;
     use crate::{

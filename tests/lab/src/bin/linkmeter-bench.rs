@@ -565,26 +565,7 @@ fn ebpf_cost_section(md: &mut String, r: &Value) {
         md,
         "## 1. eBPF cost per packet (64-byte UDP, `kernel.bpf_stats_enabled=1`), net of an empty program in the same run\n"
     );
-    let _ = writeln!(
-        md,
-        "| interface | hook | linkmeter ns/pkt | empty program ns/pkt | net ns/pkt | net ÷ empty (target) |\n| --- | --- | --- | --- | --- | --- |"
-    );
-    for (label, key, target) in [
-        ("veth, full breakdown", "veth", "≤ 0.35"),
-        ("external vxlan, breakdown + peers", "tunnel", "≤ 0.70"),
-    ] {
-        let e = &r["ebpf_cost"][key];
-        for hook in ["ingress", "egress"] {
-            let _ = writeln!(
-                md,
-                "| {label} | {hook} | {} | {} | {} | {} ({target}) |",
-                s(&e[format!("ours_{hook}")], 1),
-                s(&e[format!("empty_{hook}")], 1),
-                s(&e[format!("net_{hook}")], 1),
-                s(&e[format!("ratio_{hook}")], 2),
-            );
-        }
-    }
+    cost_table(md, r, "", "pkt");
     let _ = writeln!(
         md,
         "\nLoad: {} (veth) and {} (vxlan) packets/s per direction.\n",
@@ -593,7 +574,17 @@ fn ebpf_cost_section(md: &mut String, r: &Value) {
     );
     let _ = writeln!(
         md,
-        "The same programs under `BPF_PROG_TEST_RUN` (one 64-byte UDP frame run 5,000,000 times at the interface, hot caches; a test run carries no tunnel key, so on the tunnel device this is the keyless path):\n\n| interface | hook | linkmeter ns/run | empty program ns/run | net ns/run | net ÷ empty (target) |\n| --- | --- | --- | --- | --- | --- |"
+        "The same programs under `BPF_PROG_TEST_RUN` (one 64-byte UDP frame run 5,000,000 times at the interface, hot caches; a test run carries no tunnel key, so on the tunnel device this is the keyless path):\n"
+    );
+    cost_table(md, r, "run_", "run");
+    md.push('\n');
+}
+
+/// One table of section 1: the samples named `{prefix}ours_{hook}` and so on, per `unit`.
+fn cost_table(md: &mut String, r: &Value, prefix: &str, unit: &str) {
+    let _ = writeln!(
+        md,
+        "| interface | hook | linkmeter ns/{unit} | empty program ns/{unit} | net ns/{unit} | net ÷ empty (target) |\n| --- | --- | --- | --- | --- | --- |"
     );
     for (label, key, target) in [
         ("veth, full breakdown", "veth", "≤ 0.35"),
@@ -601,17 +592,17 @@ fn ebpf_cost_section(md: &mut String, r: &Value) {
     ] {
         let e = &r["ebpf_cost"][key];
         for hook in ["ingress", "egress"] {
+            let v = |name: &str, digits| s(&e[format!("{prefix}{name}_{hook}")], digits);
             let _ = writeln!(
                 md,
                 "| {label} | {hook} | {} | {} | {} | {} ({target}) |",
-                s(&e[format!("run_ours_{hook}")], 1),
-                s(&e[format!("run_empty_{hook}")], 1),
-                s(&e[format!("run_net_{hook}")], 1),
-                s(&e[format!("run_ratio_{hook}")], 2),
+                v("ours", 1),
+                v("empty", 1),
+                v("net", 1),
+                v("ratio", 2),
             );
         }
     }
-    md.push('\n');
 }
 
 /// Datapath overhead.
