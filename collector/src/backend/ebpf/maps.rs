@@ -67,7 +67,7 @@ impl Framing {
 }
 
 /// The kernel's memory accounting of a map (`memlock:` in `/proc/self/fdinfo/<fd>`).
-pub(crate) fn memlock(map: &MapData) -> Option<u64> {
+fn memlock(map: &MapData) -> Option<u64> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let fd = map.fd().as_fd().as_raw_fd();
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
@@ -149,6 +149,8 @@ pub(crate) struct CounterMaps {
     overflow: PerCpuArray<MapData, Counter>,
     slots: Slots,
     cpus: usize,
+    /// Kernel memory of the preallocated maps, read once: it does not change.
+    fixed_bytes: [(&'static str, Option<u64>); 3],
 }
 
 fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, add: impl Fn(&mut T, &T)) -> T {
@@ -169,7 +171,13 @@ impl CounterMaps {
         capacity: u32,
     ) -> Result<Self, MapReadError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| MapReadError::Cpus(e))?;
+        let fixed_bytes = [
+            ("directory", memlock(directory.map())),
+            ("stats", memlock(stats.map())),
+            ("overflow", memlock(overflow.map())),
+        ];
         Ok(Self {
+            fixed_bytes,
             directory,
             mask,
             stats,
@@ -254,14 +262,12 @@ impl CounterMaps {
         self.slots.taken.contains_key(&ifindex)
     }
 
-    /// The maps' kernel handles, by their label (`map`) in the self-metrics.
-    pub(crate) fn map_data(&self) -> [(&'static str, &MapData); 4] {
-        [
-            ("directory", self.directory.map()),
-            ("stats", self.stats.map()),
-            ("peers", self.peers.map()),
-            ("overflow", self.overflow.map()),
-        ]
+    /// Kernel memory of each map by its label (`map`) in the self-metrics; only the peer map,
+    /// allocated as peers appear, is read again.
+    pub(crate) fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
+        let mut out = self.fixed_bytes.to_vec();
+        out.push(("peers", memlock(self.peers.map())));
+        out
     }
 
     /// Takes `ifindex` out of the directory and frees its slot; returns the flags it had, or

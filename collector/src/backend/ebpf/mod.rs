@@ -47,7 +47,7 @@ use self::{
     hooks::ProgramIds,
     legacy::AttachNetns,
     load::classifier,
-    maps::{CounterMaps, memlock},
+    maps::CounterMaps,
     peers::{PeerAges, peer_key},
 };
 pub(crate) use counter::{
@@ -244,10 +244,7 @@ impl EbpfCounters {
     /// Kernel memory of each map, in bytes, as the kernel accounts it (`memlock` in the map's
     /// fdinfo); `None` for a map whose fdinfo cannot be read.
     pub(crate) fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
-        self.maps
-            .map_data()
-            .map(|(name, data)| (name, memlock(data)))
-            .to_vec()
+        self.maps.map_bytes()
     }
 
     /// Kernel ids of the ingress and egress programs, to recognise our attachments.
