@@ -83,6 +83,11 @@ const TEST_TOOLS: &[Tool] = &[
         why: "inspecting legacy tc filters in the tests",
     },
     Tool {
+        command: "ethtool",
+        package: "ethtool",
+        why: "changing a veth's queue count (`ethtool -L`) in the ethtool tests",
+    },
+    Tool {
         command: "setpriv",
         package: "util-linux",
         why: "running linkmeter without BPF capabilities in the tests",

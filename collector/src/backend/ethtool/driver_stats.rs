@@ -3,7 +3,7 @@
 
 use regex::Regex;
 
-use super::{Ethtool, EthtoolError, EthtoolIo, Probe};
+use super::{Ethtool, EthtoolIo, Probe};
 use crate::{
     backend::{Collect, CollectError, ebpf::Attachment},
     metrics::Snapshot,
@@ -106,7 +106,7 @@ impl<I: EthtoolIo> Collect for EthtoolBackend<I> {
                     }
                 }
                 Err(err) => {
-                    if matches!(err, EthtoolError::CountChanged { .. })
+                    if err.count_changed()
                         && let Ok(names) = self.ethtool.names(name)
                     {
                         *stats = DriverStats::new(names, &self.allowlist);

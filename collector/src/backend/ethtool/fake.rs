@@ -8,11 +8,14 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use super::{DriverInfo, ETH_GSTRING_LEN, EthtoolIo, Reply};
+use super::{DriverInfo, ETH_GSTRING_LEN, EthtoolIo, GSTATS_HEADER, GSTRINGS_HEADER, UserBuffer};
 
 /// A fake driver: `counts` is what successive `GSSET_INFO`/`GSTRINGS`/`GSTATS` calls see, so a
 /// test can make the count change between calls. Stat `i` is named `stat_{i}` and has the
-/// value `10 * i`.
+/// value `10 * i`. Like a kernel before the December 2025 fix, it writes the driver's whole
+/// current count whatever the buffer holds (through [`UserBuffer::copy_to_user`], which fails
+/// with `EFAULT` where the kernel's copy would hit the guard page), unless built
+/// [`FakeDriver::fail_closed`].
 #[derive(Debug)]
 pub(crate) struct FakeDriver {
     driver_info: Result<DriverInfo, i32>,
@@ -102,15 +105,22 @@ impl EthtoolIo for FakeDriver {
         Ok(self.next_count())
     }
 
-    fn stat_names(&self, _: &str, expected: usize, capacity: usize) -> io::Result<Reply<Vec<u8>>> {
+    fn stat_names(
+        &self,
+        _: &str,
+        expected: usize,
+        capacity: usize,
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
+        buf.prepare(GSTRINGS_HEADER, capacity * ETH_GSTRING_LEN)?;
         let n = self.reported(expected);
-        let mut data = vec![0u8; capacity * ETH_GSTRING_LEN];
-        for i in 0..(n as usize).min(capacity) {
+        let mut names = vec![0u8; n as usize * ETH_GSTRING_LEN];
+        for (i, raw) in names.chunks_exact_mut(ETH_GSTRING_LEN).enumerate() {
             let name = format!("stat_{i}");
-            data[i * ETH_GSTRING_LEN..i * ETH_GSTRING_LEN + name.len()]
-                .copy_from_slice(name.as_bytes());
+            raw[..name.len()].copy_from_slice(name.as_bytes());
         }
-        Ok(Reply { reported: n, data })
+        buf.copy_to_user(0, &names)?;
+        Ok(n)
     }
 
     fn stat_values(
@@ -118,15 +128,18 @@ impl EthtoolIo for FakeDriver {
         _: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u64>>> {
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
         if let Some(errno) = self.values_errno {
             return Err(io::Error::from_raw_os_error(errno));
         }
+        buf.prepare(GSTATS_HEADER, capacity * 8)?;
         let n = self.reported(expected);
-        let data = (0..capacity as u64)
-            .map(|i| if i < u64::from(n) { i * 10 } else { 0 })
+        let values: Vec<u8> = (0..u64::from(n))
+            .flat_map(|i| (i * 10).to_ne_bytes())
             .collect();
-        Ok(Reply { reported: n, data })
+        buf.copy_to_user(0, &values)?;
+        Ok(n)
     }
 }
 
@@ -182,9 +195,10 @@ impl EthtoolIo for FakeEthtool {
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u8>>> {
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
         self.driver(interface)?
-            .stat_names(interface, expected, capacity)
+            .stat_names(interface, expected, capacity, buf)
     }
 
     fn stat_values(
@@ -192,8 +206,9 @@ impl EthtoolIo for FakeEthtool {
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u64>>> {
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
         self.driver(interface)?
-            .stat_values(interface, expected, capacity)
+            .stat_values(interface, expected, capacity, buf)
     }
 }

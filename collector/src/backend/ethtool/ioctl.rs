@@ -4,8 +4,10 @@
 //! `ETHTOOL_GSTRINGS` and `ETHTOOL_GSTATS` carry the caller's expected count in the request.
 //! Recent kernels answer with a count of 0 and no data when it no longer matches the driver's;
 //! older kernels ignore it and write the driver's *current* number of entries whatever the
-//! buffer size. Buffers are therefore sized from a fresh `ETHTOOL_GSSET_INFO` plus headroom,
-//! and the count the kernel reports is returned so the caller can check it.
+//! buffer size. The caller therefore asks `ETHTOOL_GSSET_INFO` right before each of them and
+//! sizes the buffer from that fresh count plus headroom, and the replies are written into a
+//! [`UserBuffer`], where an overrun hits a canary or a guard page instead of other memory. The
+//! count the kernel reports is returned so the caller can check it.
 
 use std::{
     ffi::c_void,
@@ -13,6 +15,8 @@ use std::{
     mem::size_of,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
+
+use super::UserBuffer;
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
@@ -33,15 +37,6 @@ pub struct DriverInfo {
     pub n_stats: u32,
 }
 
-/// Stat names or values as the kernel wrote them, with the count it reported.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply<T> {
-    /// The entry count the kernel wrote into the reply header.
-    pub reported: u32,
-    /// The buffer, `capacity` entries long (only `reported` of them valid when it fits).
-    pub data: T,
-}
-
 /// The ethtool requests linkmeter makes, per interface name. Implemented by [`Ioctl`] on the
 /// real kernel and by fixtures in tests.
 pub trait EthtoolIo: Send + Sync {
@@ -49,21 +44,25 @@ pub trait EthtoolIo: Send + Sync {
     fn driver_info(&self, interface: &str) -> io::Result<DriverInfo>;
     /// `ETHTOOL_GSSET_INFO` for `ETH_SS_STATS`: the current number of driver statistics.
     fn stats_count(&self, interface: &str) -> io::Result<u32>;
-    /// `ETHTOOL_GSTRINGS` for `ETH_SS_STATS`, expecting `expected` names, into a buffer of
-    /// `capacity >= expected` names (`capacity * ETH_GSTRING_LEN` bytes).
+    /// `ETHTOOL_GSTRINGS` for `ETH_SS_STATS`, expecting `expected` names, into `buf` prepared
+    /// for `capacity >= expected` names (`capacity * ETH_GSTRING_LEN` data bytes). Returns the
+    /// count the kernel reported; the names are `buf.data()`.
     fn stat_names(
         &self,
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u8>>>;
-    /// `ETHTOOL_GSTATS`, expecting `expected` values, into a buffer of `capacity >= expected`.
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32>;
+    /// `ETHTOOL_GSTATS`, expecting `expected` values, into `buf` prepared for
+    /// `capacity >= expected` native-endian `u64`s. Returns the count the kernel reported.
     fn stat_values(
         &self,
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u64>>>;
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32>;
 }
 
 /// The real `SIOCETHTOOL` ioctls on an `AF_INET` datagram socket (in the namespace the socket
@@ -97,9 +96,10 @@ struct DrvInfoRaw {
 }
 
 /// Header of `struct ethtool_gstrings` / `struct ethtool_stats` / `struct ethtool_sset_info`:
-/// three `u32` then 8-byte aligned data. Buffers are `u64` vectors so the data is aligned.
-const GSTRINGS_HEADER: usize = 12;
-const GSTATS_HEADER: usize = 8;
+/// `u32`s then 8-byte aligned data (the fixed-size commands are `u64` vectors so they are
+/// aligned; the others live in a [`UserBuffer`]).
+pub(crate) const GSTRINGS_HEADER: usize = 12;
+pub(crate) const GSTATS_HEADER: usize = 8;
 const SSET_HEADER: usize = 16;
 
 impl Ioctl {
@@ -121,19 +121,27 @@ impl Ioctl {
 
     /// Issues `SIOCETHTOOL` for `interface` with `data` as the ethtool command buffer.
     fn call(&self, interface: &str, data: &mut [u64]) -> io::Result<()> {
+        self.call_raw(interface, data.as_mut_ptr().cast())
+    }
+
+    /// Issues `SIOCETHTOOL` for `interface` with the command at `data`, which every caller
+    /// has sized for the command's header plus whatever the kernel may write: a fixed-size
+    /// command in [`Ioctl::call`], or a [`UserBuffer`], whose guard page turns an overrun into
+    /// `EFAULT`.
+    fn call_raw(&self, interface: &str, data: *mut c_void) -> io::Result<()> {
         let name = interface.as_bytes();
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(&0) {
             return Err(io::Error::from_raw_os_error(libc::ENODEV));
         }
         let mut req = IfReq {
             name: [0; IFNAMSIZ],
-            data: data.as_mut_ptr().cast(),
+            data,
             _pad: [0; 16],
         };
         req.name[..name.len()].copy_from_slice(name);
         // SAFETY: `req` is a valid `struct ifreq` whose `ifr_data` points at `data`, a live,
-        // writable, 8-byte aligned buffer that outlives the call. Every caller sizes `data` for
-        // the command's header plus the entries the kernel may write (see the module docs).
+        // writable, 8-byte aligned buffer that outlives the call: a fixed-size command the
+        // kernel cannot write past, or a `UserBuffer`, which ends in a guard page.
         let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), SIOCETHTOOL, &mut req) };
         if rc < 0 {
             Err(io::Error::last_os_error())
@@ -198,18 +206,15 @@ impl EthtoolIo for Ioctl {
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u8>>> {
-        let mut buf = vec![0u64; words_for(GSTRINGS_HEADER + 4 + capacity * ETH_GSTRING_LEN)];
-        set_u32(&mut buf, 0, ETHTOOL_GSTRINGS);
-        set_u32(&mut buf, 4, ETH_SS_STATS);
-        set_u32(&mut buf, 8, u32::try_from(expected).unwrap_or(u32::MAX));
-        self.call(interface, &mut buf)?;
-        let reported = u32_at(&buf, 8);
-        let bytes = as_bytes(&buf);
-        Ok(Reply {
-            reported,
-            data: bytes[GSTRINGS_HEADER..GSTRINGS_HEADER + capacity * ETH_GSTRING_LEN].to_vec(),
-        })
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
+        buf.prepare(GSTRINGS_HEADER, capacity * ETH_GSTRING_LEN)?;
+        let header = buf.header_mut();
+        header[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
+        header[4..8].copy_from_slice(&ETH_SS_STATS.to_ne_bytes());
+        header[8..12].copy_from_slice(&count_u32(expected).to_ne_bytes());
+        self.call_raw(interface, buf.as_mut_ptr())?;
+        Ok(header_u32(buf.header(), 8))
     }
 
     fn stat_values(
@@ -217,15 +222,21 @@ impl EthtoolIo for Ioctl {
         interface: &str,
         expected: usize,
         capacity: usize,
-    ) -> io::Result<Reply<Vec<u64>>> {
-        let mut buf = vec![0u64; 1 + capacity];
-        set_u32(&mut buf, 0, ETHTOOL_GSTATS);
-        set_u32(&mut buf, 4, u32::try_from(expected).unwrap_or(u32::MAX));
-        self.call(interface, &mut buf)?;
-        let reported = u32_at(&buf, 4);
-        Ok(Reply {
-            reported,
-            data: buf[GSTATS_HEADER / 8..].to_vec(),
-        })
+        buf: &mut UserBuffer,
+    ) -> io::Result<u32> {
+        buf.prepare(GSTATS_HEADER, capacity * 8)?;
+        let header = buf.header_mut();
+        header[0..4].copy_from_slice(&ETHTOOL_GSTATS.to_ne_bytes());
+        header[4..8].copy_from_slice(&count_u32(expected).to_ne_bytes());
+        self.call_raw(interface, buf.as_mut_ptr())?;
+        Ok(header_u32(buf.header(), 4))
     }
+}
+
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn header_u32(header: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"))
 }

@@ -2,9 +2,11 @@
 //! over the ethtool generic-netlink family.
 //!
 //! An interface is probed once per lifetime ([`Ethtool::probe`]); the stat names are fetched
-//! then, and only values afterwards ([`Ethtool::values`]). When the driver's stat count changes
-//! the values are refused ([`EthtoolError::CountChanged`]) and the caller fetches names again.
-//! Every decision is made from the errno, never from an error message.
+//! then, and only values afterwards ([`Ethtool::values`]). Every `GSTRINGS` and `GSTATS` is
+//! preceded by a `GSSET_INFO`, its buffer sized from that fresh count, and written into a
+//! guarded [`UserBuffer`]. When the driver's stat count changes the values are refused
+//! ([`EthtoolError::CountChanged`], [`EthtoolError::Overrun`]) and the caller fetches names
+//! again. Every decision is made from the errno, never from an error message.
 //!
 //! [`EthtoolBackend`] is what the node uses: the probe, and the per-scrape collection of the
 //! values of every ethtool-routed interface ([`DriverStats`]).
@@ -14,13 +16,20 @@ mod driver_stats;
 pub(crate) mod fake;
 mod ioctl;
 mod link_mode;
+mod user_buffer;
 
-use std::io;
+use std::{
+    io,
+    sync::{Mutex, PoisonError},
+};
 
 pub(crate) use driver_stats::{DriverStats, EthtoolBackend};
 pub(crate) use ioctl::ETH_GSTRING_LEN;
-pub use ioctl::{DriverInfo, EthtoolIo, Ioctl, Reply};
+pub use ioctl::{DriverInfo, EthtoolIo, Ioctl};
+#[cfg(test)]
+pub(crate) use ioctl::{GSTATS_HEADER, GSTRINGS_HEADER};
 pub(crate) use link_mode::{LinkMode, LinkModeError, link_modes};
+pub use user_buffer::UserBuffer;
 
 /// Result of probing an interface once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +94,20 @@ pub enum EthtoolError {
         /// The number the driver reported.
         reported: usize,
     },
+    /// The kernel wrote more than the buffer holds (a kernel that ignores the requested count,
+    /// and a driver whose count grew past the headroom): caught by the buffer's canary or
+    /// guard page, and refused.
+    #[error(
+        "ethtool {request} on {interface:?} wrote past its buffer of {capacity} entries: the driver's stat count grew"
+    )]
+    Overrun {
+        /// The interface.
+        interface: String,
+        /// `GSTRINGS` or `GSTATS`.
+        request: &'static str,
+        /// The entries the buffer held.
+        capacity: usize,
+    },
 }
 
 impl EthtoolError {
@@ -92,8 +115,13 @@ impl EthtoolError {
     pub(crate) fn errno(&self) -> Option<i32> {
         match self {
             Self::Io { source, .. } => source.raw_os_error(),
-            Self::CountChanged { .. } => None,
+            Self::CountChanged { .. } | Self::Overrun { .. } => None,
         }
+    }
+
+    /// Whether the driver's statistics changed under us: fetch the names again.
+    pub(crate) const fn count_changed(&self) -> bool {
+        matches!(self, Self::CountChanged { .. } | Self::Overrun { .. })
     }
 }
 
@@ -106,12 +134,53 @@ const fn with_headroom(n: usize) -> usize {
 #[derive(Debug)]
 pub struct Ethtool<I> {
     io: I,
+    /// The guarded buffer every `GSTRINGS`/`GSTATS` reply is written into, reused.
+    buffer: Mutex<UserBuffer>,
 }
 
 impl<I: EthtoolIo> Ethtool<I> {
     /// Uses `io` for the requests ([`Ioctl`] on the real kernel).
     pub const fn new(io: I) -> Self {
-        Self { io }
+        Self {
+            io,
+            buffer: Mutex::new(UserBuffer::new()),
+        }
+    }
+
+    /// The driver's current stat count (`GSSET_INFO`).
+    fn count(&self, interface: &str) -> Result<usize, EthtoolError> {
+        self.io
+            .stats_count(interface)
+            .map(|n| n as usize)
+            .map_err(|source| io_error(interface, "GSSET_INFO", source))
+    }
+
+    /// Runs `request` (a `GSTRINGS` or `GSTATS` of `capacity` entries) on the buffer, then
+    /// `parse` on the count it reported and the data; an overrun (`EFAULT` from the guard page,
+    /// or a damaged canary) is [`EthtoolError::Overrun`].
+    fn read<T>(
+        &self,
+        interface: &str,
+        request: &'static str,
+        capacity: usize,
+        call: impl FnOnce(&mut UserBuffer) -> io::Result<u32>,
+        parse: impl FnOnce(u32, &[u8]) -> Result<T, EthtoolError>,
+    ) -> Result<T, EthtoolError> {
+        let mut buf = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let overrun = || EthtoolError::Overrun {
+            interface: interface.to_owned(),
+            request,
+            capacity,
+        };
+        let reported = match call(&mut buf) {
+            Ok(reported) => reported,
+            Err(err) if err.raw_os_error() == Some(libc::EFAULT) => return Err(overrun()),
+            Err(source) => return Err(io_error(interface, request, source)),
+        };
+        if !buf.canary_intact() {
+            return Err(overrun());
+        }
+        parse(reported, buf.data())
     }
 
     /// Probes `interface`: driver info, then stat names when it has any.
@@ -156,55 +225,61 @@ impl<I: EthtoolIo> Ethtool<I> {
     ///
     /// # Errors
     ///
-    /// The ioctl fails, or the driver reported more names than the buffer holds.
+    /// An ioctl fails, or the driver's count changed between `GSSET_INFO` and `GSTRINGS`.
     pub(crate) fn names(&self, interface: &str) -> Result<Vec<String>, EthtoolError> {
-        let io_err = |request| {
-            move |source| EthtoolError::Io {
-                interface: interface.to_owned(),
-                request,
-                source,
-            }
-        };
-        let count = self
-            .io
-            .stats_count(interface)
-            .map_err(io_err("GSSET_INFO"))? as usize;
+        let count = self.count(interface)?;
         if count == 0 {
             return Ok(Vec::new());
         }
         let capacity = with_headroom(count);
-        let reply = self
-            .io
-            .stat_names(interface, count, capacity)
-            .map_err(io_err("GSTRINGS"))?;
-        parse_names(&reply, capacity).ok_or_else(|| EthtoolError::CountChanged {
-            interface: interface.to_owned(),
-            expected: count,
-            reported: reply.reported as usize,
-        })
+        self.read(
+            interface,
+            "GSTRINGS",
+            capacity,
+            |buf| self.io.stat_names(interface, count, capacity, buf),
+            |reported, data| {
+                parse_names(reported, data, count).ok_or_else(|| EthtoolError::CountChanged {
+                    interface: interface.to_owned(),
+                    expected: count,
+                    reported: reported as usize,
+                })
+            },
+        )
     }
 
     /// Reads the stat values; `expected` is the number of names known for this interface.
+    /// The count is asked again first, and the buffer sized from it.
     ///
     /// # Errors
     ///
-    /// The ioctl fails, or the driver now reports a different number of statistics
-    /// ([`EthtoolError::CountChanged`]: fetch the names again).
+    /// An ioctl fails, or the driver now reports a different number of statistics
+    /// ([`EthtoolError::CountChanged`], [`EthtoolError::Overrun`]: fetch the names again).
     pub fn values(&self, interface: &str, expected: usize) -> Result<Vec<u64>, EthtoolError> {
-        let capacity = with_headroom(expected);
-        let reply = self
-            .io
-            .stat_values(interface, expected, capacity)
-            .map_err(|source| EthtoolError::Io {
-                interface: interface.to_owned(),
-                request: "GSTATS",
-                source,
-            })?;
-        parse_values(reply, expected).map_err(|reported| EthtoolError::CountChanged {
+        let changed = |reported| EthtoolError::CountChanged {
             interface: interface.to_owned(),
             expected,
             reported,
-        })
+        };
+        let count = self.count(interface)?;
+        if count != expected {
+            return Err(changed(count));
+        }
+        let capacity = with_headroom(count);
+        self.read(
+            interface,
+            "GSTATS",
+            capacity,
+            |buf| self.io.stat_values(interface, expected, capacity, buf),
+            |reported, data| parse_values(reported, data, expected).map_err(changed),
+        )
+    }
+}
+
+fn io_error(interface: &str, request: &'static str, source: io::Error) -> EthtoolError {
+    EthtoolError::Io {
+        interface: interface.to_owned(),
+        request,
+        source,
     }
 }
 
@@ -218,15 +293,16 @@ fn errno_probe(err: &io::Error) -> Probe {
     }
 }
 
-/// Splits a `GSTRINGS` reply into names; `None` when the kernel reported more than fit.
-pub(crate) fn parse_names(reply: &Reply<Vec<u8>>, capacity: usize) -> Option<Vec<String>> {
-    let n = reply.reported as usize;
-    // 0 is how recent kernels refuse a request whose count no longer matches the driver's.
-    if n == 0 || n > capacity || reply.data.len() < n * ETH_GSTRING_LEN {
+/// Splits a `GSTRINGS` reply of `reported` names into names; `None` unless the kernel reported
+/// exactly `expected` names and they are all in `data` (0 is how recent kernels refuse a
+/// request whose count no longer matches the driver's).
+pub(crate) fn parse_names(reported: u32, data: &[u8], expected: usize) -> Option<Vec<String>> {
+    let n = reported as usize;
+    if n == 0 || n != expected || data.len() / ETH_GSTRING_LEN < n {
         return None;
     }
     Some(
-        reply.data[..n * ETH_GSTRING_LEN]
+        data[..n * ETH_GSTRING_LEN]
             .chunks_exact(ETH_GSTRING_LEN)
             .map(|raw| {
                 let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
@@ -236,15 +312,17 @@ pub(crate) fn parse_names(reply: &Reply<Vec<u8>>, capacity: usize) -> Option<Vec
     )
 }
 
-/// Checks a `GSTATS` reply against the expected count; `Err(reported)` when it differs.
-pub(crate) fn parse_values(reply: Reply<Vec<u64>>, expected: usize) -> Result<Vec<u64>, usize> {
-    let n = reply.reported as usize;
-    if n != expected || reply.data.len() < n {
+/// Reads a `GSTATS` reply of `reported` native-endian values from `data`; `Err(reported)`
+/// unless that is `expected` and they are all in `data`.
+pub(crate) fn parse_values(reported: u32, data: &[u8], expected: usize) -> Result<Vec<u64>, usize> {
+    let n = reported as usize;
+    if n != expected || data.len() / 8 < n {
         return Err(n);
     }
-    let mut data = reply.data;
-    data.truncate(n);
-    Ok(data)
+    Ok(data[..n * 8]
+        .chunks_exact(8)
+        .map(|raw| u64::from_ne_bytes(raw.try_into().expect("8 bytes")))
+        .collect())
 }
 
 #[cfg(test)]

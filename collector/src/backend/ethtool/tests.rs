@@ -43,8 +43,9 @@ fn eopnotsupp_is_unsupported_and_other_errnos_are_failures() {
 
 #[test]
 fn count_growing_between_gsset_info_and_gstats_is_refused_not_misread() {
-    // GSSET_INFO and GSTRINGS see 3, then the driver grows to 5 before GSTATS.
-    let ethtool = Ethtool::new(FakeDriver::new(&[3, 3, 5]));
+    // Names: GSSET_INFO and GSTRINGS see 3. Values: GSSET_INFO still sees 3, then the driver
+    // grows to 5 before GSTATS, which (like an old kernel) writes all 5.
+    let ethtool = Ethtool::new(FakeDriver::new(&[3, 3, 3, 5]));
     let names = ethtool.names("eth0").expect("names");
     assert_eq!(names.len(), 3);
     match ethtool.values("eth0", names.len()) {
@@ -60,8 +61,61 @@ fn count_growing_between_gsset_info_and_gstats_is_refused_not_misread() {
 }
 
 #[test]
+fn values_ask_the_count_first_and_refuse_a_changed_one_without_reading() {
+    let driver = FakeDriver::new(&[3, 3, 7]).with_values_failing(libc::EIO);
+    let ethtool = Ethtool::new(driver);
+    let names = ethtool.names("eth0").expect("names");
+    // GSSET_INFO says 7: refused before GSTATS (which would fail with EIO) is made.
+    assert!(matches!(
+        ethtool.values("eth0", names.len()),
+        Err(EthtoolError::CountChanged {
+            expected: 3,
+            reported: 7,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn growth_past_the_headroom_on_an_old_kernel_is_caught_by_the_canary_or_the_guard_page() {
+    // Headroom for 3 is 70 entries; the canary holds 8 more, the guard page stops the rest.
+    for (grown, what) in [(74, "canary"), (5_000, "guard page")] {
+        let ethtool = Ethtool::new(FakeDriver::new(&[3, 3, 3, grown]));
+        let names = ethtool.names("eth0").expect("names");
+        match ethtool.values("eth0", names.len()) {
+            Err(EthtoolError::Overrun {
+                request: "GSTATS",
+                capacity: 70,
+                ..
+            }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        // The same for names: GSSET_INFO 3, GSTRINGS writes `grown` names.
+        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown]));
+        assert!(
+            matches!(
+                ethtool.names("eth0"),
+                Err(EthtoolError::Overrun {
+                    request: "GSTRINGS",
+                    ..
+                })
+            ),
+            "{what}"
+        );
+        // The buffer is reused afterwards: a driver that settled reads normally.
+        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown, 4]));
+        assert!(ethtool.names("eth0").is_err());
+        assert_eq!(ethtool.names("eth0").expect("names").len(), 4);
+        assert_eq!(
+            ethtool.values("eth0", 4).expect("values"),
+            vec![0, 10, 20, 30]
+        );
+    }
+}
+
+#[test]
 fn count_change_refused_by_a_fail_closed_kernel_is_count_changed() {
-    let ethtool = Ethtool::new(FakeDriver::fail_closed(&[3, 3, 5]));
+    let ethtool = Ethtool::new(FakeDriver::fail_closed(&[3, 3, 3, 5]));
     let names = ethtool.names("eth0").expect("names");
     assert!(matches!(
         ethtool.values("eth0", names.len()),
@@ -81,7 +135,7 @@ fn count_change_refused_by_a_fail_closed_kernel_is_count_changed() {
 
 #[test]
 fn count_shrinking_is_refused_too() {
-    let ethtool = Ethtool::new(FakeDriver::new(&[4, 4, 2]));
+    let ethtool = Ethtool::new(FakeDriver::new(&[4, 4, 4, 2]));
     let names = ethtool.names("eth0").expect("names");
     assert!(matches!(
         ethtool.values("eth0", names.len()),
@@ -90,12 +144,15 @@ fn count_shrinking_is_refused_too() {
 }
 
 #[test]
-fn gstrings_reporting_more_than_the_buffer_holds_is_an_error() {
-    let reply = Reply {
-        reported: 10,
-        data: vec![0u8; 4 * ETH_GSTRING_LEN],
-    };
-    assert_eq!(parse_names(&reply, 4), None);
+fn gstrings_reporting_more_than_expected_or_than_the_data_holds_is_an_error() {
+    assert_eq!(parse_names(10, &[0u8; 4 * ETH_GSTRING_LEN], 10), None);
+    assert_eq!(parse_names(5, &[0u8; 10 * ETH_GSTRING_LEN], 4), None);
+    assert_eq!(parse_names(0, &[0u8; 10 * ETH_GSTRING_LEN], 4), None);
+    assert_eq!(parse_values(3, &[0u8; 16], 3), Err(3));
+    assert_eq!(
+        parse_values(2, &[1u8; 16], 2),
+        Ok(vec![u64::from_ne_bytes([1; 8]); 2])
+    );
 }
 
 #[test]
@@ -105,7 +162,7 @@ fn names_are_nul_terminated_and_lossy_utf8() {
     // A full 32-byte name with no NUL, and an invalid UTF-8 byte.
     data[ETH_GSTRING_LEN..2 * ETH_GSTRING_LEN].fill(b'a');
     data[ETH_GSTRING_LEN] = 0xff;
-    let names = parse_names(&Reply { reported: 2, data }, 2).expect("fits");
+    let names = parse_names(2, &data, 2).expect("fits");
     assert_eq!(names[0], "rx_pkts");
     assert_eq!(names[1].chars().count(), 32);
     assert!(names[1].starts_with('\u{fffd}'));
