@@ -71,6 +71,9 @@ pub(crate) enum Reason {
     EbpfUnavailable,
     /// eBPF was wanted but attaching to this interface failed.
     EbpfAttachFailed,
+    /// eBPF was wanted but every counter slot is taken (`max_interfaces`); tried again at
+    /// each resync.
+    EbpfMapFull,
 }
 
 impl Reason {
@@ -86,6 +89,7 @@ impl Reason {
             Self::EthtoolError => "ethtool_error",
             Self::EbpfUnavailable => "ebpf_unavailable",
             Self::EbpfAttachFailed => "ebpf_attach_failed",
+            Self::EbpfMapFull => "ebpf_map_full",
         }
     }
 }

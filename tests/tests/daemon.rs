@@ -412,3 +412,42 @@ fn a_removed_tcx_link_is_reattached_by_the_resync_and_counted() {
     }
     assert_eq!(counter(&scrape(&topo.a), PACKETS, "vxt", "tx") - before, 3);
 }
+
+#[test]
+fn an_interface_beyond_max_interfaces_falls_back_with_ebpf_map_full_then_gets_a_freed_slot() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VethPair::new("full");
+    topo.add_vxlan("vxf1", 11);
+    let daemon = Daemon::start(
+        &topo.a,
+        &["--max-interfaces", "1", "--resync-interval", "1"],
+    );
+    topo.add_vxlan("vxf2", 12);
+    let route = |m: &Metrics, name: &str| m.routing().get(name).cloned();
+    let m = eventually("vxf2 routed", Duration::from_secs(10), || {
+        let m = scrape(&topo.a);
+        route(&m, "vxf2").map(|_| m).ok_or("not yet")
+    });
+    let ebpf = ("ebpf".to_owned(), "ethtool_no_stats".to_owned());
+    assert_eq!(route(&m, "vxf1"), Some(ebpf.clone()));
+    assert_eq!(
+        route(&m, "vxf2"),
+        Some(("netdev".to_owned(), "ebpf_map_full".to_owned()))
+    );
+    // Kernel link stats meanwhile, not zeros from a counter that is not there.
+    assert!(
+        m.value(PACKETS, &[("interface", "vxf2"), ("backend", "netdev")])
+            .is_some()
+    );
+    // vxf1 leaves: vxf2 gets the slot at a later resync.
+    topo.a.ip(&["link", "del", "vxf1"]);
+    eventually("vxf2 on eBPF", Duration::from_secs(20), || {
+        let m = scrape(&topo.a);
+        (route(&m, "vxf2") == Some(ebpf.clone()))
+            .then_some(())
+            .ok_or(m.routing())
+    });
+    drop(daemon);
+}

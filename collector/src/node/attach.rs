@@ -40,7 +40,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         reason: Reason,
     ) -> Option<E::Attachment> {
         if self.ebpf.is_none()
-            || reason == Reason::EbpfAttachFailed
+            || matches!(reason, Reason::EbpfAttachFailed | Reason::EbpfMapFull)
             || !policy::wants_breakdown(&self.policy, &link.name, link.kind.as_deref(), backend)
         {
             return None;

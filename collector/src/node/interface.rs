@@ -92,4 +92,41 @@ pub(crate) struct Interface<A> {
     pub(crate) breakdown: Option<A>,
     /// Speed and duplex, refreshed at each resync.
     pub(crate) link_mode: Option<LinkMode>,
+    /// When its routing is tried again: after a transient probe error or a full counter map.
+    pub(crate) retry: Option<Retry>,
+}
+
+/// Errnos of a probe that may well succeed a moment later (a driver resetting, a busy
+/// device): the interface is routed again at later resyncs before it is settled on netdev.
+const TRANSIENT_ERRNOS: [i32; 4] = [libc::EAGAIN, libc::EBUSY, libc::EINTR, libc::ETIMEDOUT];
+
+/// Attempts after a transient probe error before the interface is settled on netdev.
+pub(crate) const PROBE_RETRIES: u32 = 5;
+
+/// The longest wait between two attempts, in resyncs.
+const MAX_BACKOFF: u64 = 16;
+
+/// A routing to try again: at resync number `due`, as attempt `attempt` (1 = first retry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Retry {
+    /// The resync at which it is due.
+    pub(crate) due: u64,
+    /// Which retry it will be.
+    pub(crate) attempt: u32,
+}
+
+impl Retry {
+    /// The retry of a routing made as attempt `attempt` (0: the first routing) that ended with
+    /// `answer` and `reason`, at resync `now`: due after 1, 2, 4, 8, then every 16 resyncs.
+    /// `None` when nothing is worth retrying, or a transient probe error has been retried
+    /// [`PROBE_RETRIES`] times.
+    pub(crate) fn after(attempt: u32, answer: Answer, reason: Reason, now: u64) -> Option<Self> {
+        let transient =
+            matches!(answer, Answer::Failed { errno } if TRANSIENT_ERRNOS.contains(&errno));
+        let wanted = reason == Reason::EbpfMapFull || (transient && attempt < PROBE_RETRIES);
+        wanted.then(|| Self {
+            due: now + (1u64 << attempt.min(4)).min(MAX_BACKOFF),
+            attempt: attempt + 1,
+        })
+    }
 }

@@ -21,6 +21,7 @@ use std::{
 use tracing::{info, warn};
 
 pub(crate) use self::interface::{Answer, Interface, Interfaces, Measure};
+use self::interface::{PROBE_RETRIES, Retry};
 use crate::{
     Report,
     backend::{
@@ -55,8 +56,11 @@ pub(crate) struct Node<I, E: TcCounter, L> {
     ebpf: Option<E>,
     netdev: Netdev<L>,
     interfaces: Interfaces<E::Attachment>,
-    /// Names already reported (once) as lacking ethtool statistics.
+    /// Names already reported (once) as lacking ethtool statistics; only names still present
+    /// are kept at each resync, so it is bounded by the node's interfaces.
     warned: HashSet<String>,
+    /// Resyncs done: the clock of [`Retry`].
+    resyncs: u64,
     stats: NodeStats,
 }
 
@@ -105,6 +109,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             netdev: Netdev::new(links),
             interfaces: Interfaces::new(),
             warned: HashSet::new(),
+            resyncs: 0,
             stats: NodeStats::default(),
         }
     }
@@ -147,6 +152,12 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
                 for facts in links {
                     self.upsert(facts.link);
                 }
+                let present: HashSet<&str> = self
+                    .interfaces
+                    .values()
+                    .map(|i| i.link.name.as_str())
+                    .collect();
+                self.warned.retain(|name| present.contains(name.as_str()));
                 Ok(count)
             }
             Err(err) => Err(err),
@@ -155,6 +166,8 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             Ok(modes) => self.set_link_modes(&modes),
             Err(err) => warn!(error = %Report(&err), "link speeds unavailable"),
         }
+        self.resyncs += 1;
+        self.retry_due();
         let repaired = self.repair();
         if repaired > 0 {
             info!(repaired, "re-attached the eBPF counter");
@@ -177,31 +190,62 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             }
             self.remove(link.ifindex);
         }
-        let interface = self.route_new(link);
+        let interface = self.route_new(link, 0);
         self.interfaces.insert(interface.link.ifindex, interface);
     }
 
     /// Forgets an interface: detaches (a deleted device took our attachment with it; a renamed
     /// one still has it) and frees its counters.
     fn remove(&mut self, ifindex: u32) {
-        let Some(interface) = self.interfaces.remove(&ifindex) else {
-            return;
-        };
-        let name = interface.link.name.clone();
+        if let Some(link) = self.take_out(ifindex) {
+            info!(interface = %link.name, ifindex, "interface removed");
+        }
+    }
+
+    /// Takes an interface out of the table, detached and with its counters freed.
+    fn take_out(&mut self, ifindex: u32) -> Option<Link> {
+        let interface = self.interfaces.remove(&ifindex)?;
+        let link = interface.link.clone();
         self.release(interface, "detaching");
         if let Some(ebpf) = self.ebpf.as_mut()
             // Also for interfaces that fell back after an attach failure: a hook that was
             // attached for a moment may have counted.
             && let Err(err) = ebpf.forget(ifindex)
         {
-            warn!(interface = %name, error = %Report(&err), "freeing eBPF map entries");
+            warn!(interface = %link.name, error = %Report(&err), "freeing eBPF map entries");
         }
-        info!(interface = %name, ifindex, "interface removed");
+        Some(link)
+    }
+
+    /// Routes again the interfaces whose retry is due (a transient probe error, a full map).
+    fn retry_due(&mut self) {
+        let due: Vec<(u32, u32)> = self
+            .interfaces
+            .iter()
+            .filter_map(|(&ifindex, i)| {
+                i.retry
+                    .filter(|r| r.due <= self.resyncs)
+                    .map(|r| (ifindex, r.attempt))
+            })
+            .collect();
+        for (ifindex, attempt) in due {
+            let Some(link) = self.take_out(ifindex) else {
+                continue;
+            };
+            info!(interface = %link.name, ifindex, attempt, "routing the interface again");
+            let interface = self.route_new(link, attempt);
+            if attempt >= PROBE_RETRIES && interface.reason == Reason::EthtoolError {
+                warn!(interface = %interface.link.name, attempts = PROBE_RETRIES,
+                    "the ethtool probe kept failing; measuring the interface with kernel link stats");
+            }
+            self.interfaces.insert(ifindex, interface);
+        }
     }
 
     /// Routes a new interface: the policy, the ethtool probe when the policy needs it (once per
-    /// lifetime), then the backend put into effect.
-    fn route_new(&mut self, link: Link) -> Interface<E::Attachment> {
+    /// lifetime, unless it failed transiently), then the backend put into effect. `attempt` is
+    /// 0 for the first routing, then counts the retries.
+    fn route_new(&mut self, link: Link, attempt: u32) -> Interface<E::Attachment> {
         let mut probe = None;
         let ethtool = &self.ethtool;
         let route = policy::route(
@@ -227,6 +271,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             measure,
             breakdown,
             link_mode: None,
+            retry: Retry::after(attempt, answer, reason, self.resyncs),
         };
         self.warn_once_without_ethtool(&interface);
         info!(interface = %interface.link.name, ifindex = interface.link.ifindex,
@@ -236,7 +281,8 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
     }
 
     /// Puts a routing decision into effect. The one place where an eBPF decision becomes an
-    /// attachment or, when attaching fails, kernel link stats with reason `ebpf_attach_failed`.
+    /// attachment or, when attaching fails, kernel link stats with reason `ebpf_map_full` (no
+    /// counter slot left) or `ebpf_attach_failed`.
     fn measure(
         &mut self,
         link: &Link,
@@ -252,7 +298,12 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
                 Err(err) => {
                     warn!(interface = %link.name, error = %Report(&err),
                         "attaching the eBPF counter failed; using kernel link stats");
-                    return (Measure::Netdev, Reason::EbpfAttachFailed);
+                    let reason = if err.is_map_full() {
+                        Reason::EbpfMapFull
+                    } else {
+                        Reason::EbpfAttachFailed
+                    };
+                    return (Measure::Netdev, reason);
                 }
             },
         };

@@ -107,6 +107,20 @@ pub enum AttachError {
     },
 }
 
+impl AttachError {
+    /// Whether the interface got no counter slot because the maps are full (`max_interfaces`
+    /// slots taken, or no free directory position): worth trying again once others leave.
+    pub(crate) const fn is_map_full(&self) -> bool {
+        matches!(
+            self,
+            Self::Slot {
+                source: super::MapReadError::Full { .. } | super::MapReadError::Crowded { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Our program attached to one hook of one interface. Dropping it detaches (errors ignored).
 #[derive(Debug)]
 struct HookAttachment {

@@ -33,6 +33,8 @@ struct State {
     detaches: usize,
     forgotten: Vec<u32>,
     refused: BTreeSet<String>,
+    /// Counter slots; `None`: unlimited.
+    slots: Option<usize>,
     counts: BTreeMap<u32, InterfaceStats>,
     peers: Vec<Peer>,
     idle_peers: usize,
@@ -75,6 +77,11 @@ impl FakeEbpf {
     /// Makes attaching to `name` fail.
     pub(crate) fn refuse(&self, name: &str) {
         self.state().refused.insert(name.to_owned());
+    }
+
+    /// Gives the fixture maps `slots` counter slots: attaching beyond them fails as map full.
+    pub(crate) fn set_slots(&self, slots: usize) {
+        self.state().slots = Some(slots);
     }
 
     /// Removes our attachment from `ifindex`, as another tool would.
@@ -155,6 +162,16 @@ impl TcCounter for FakeEbpf {
         if state.refused.contains(&link.name) {
             return Err(AttachError::NoSuchInterface {
                 interface: link.name.clone(),
+            });
+        }
+        if let Some(capacity) = state.slots
+            && state.attached.len() >= capacity
+        {
+            return Err(AttachError::Slot {
+                interface: link.name.clone(),
+                source: MapReadError::Full {
+                    capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+                },
             });
         }
         state.attaches += 1;

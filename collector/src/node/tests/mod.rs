@@ -4,6 +4,7 @@
 mod breakdown;
 mod collect;
 mod lifecycle;
+mod retries;
 mod routing;
 
 use super::*;
