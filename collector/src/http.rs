@@ -1,5 +1,7 @@
 //! The HTTP endpoints: `/metrics` (OpenMetrics or Prometheus text by content negotiation),
-//! `/healthz` (the process serves) and `/readyz` (the first routing pass is done). A scrape asks
+//! `/healthz` (the process serves and follows link events: 503 while the link-event
+//! subscription is lost and cannot be opened again) and `/readyz` (the first routing pass is
+//! done). A scrape asks
 //! the owner task for a collection ([`Scrapes`]) and never touches the node itself.
 
 use std::{
@@ -26,12 +28,22 @@ use crate::{daemon::Scrapes, metrics::Format};
 pub(crate) struct Endpoints {
     scrapes: Scrapes,
     ready: Arc<AtomicBool>,
+    healthy: Arc<AtomicBool>,
 }
 
 impl Endpoints {
-    /// Endpoints answering scrapes through `scrapes`, ready once `ready` is set.
-    pub(crate) const fn new(scrapes: Scrapes, ready: Arc<AtomicBool>) -> Self {
-        Self { scrapes, ready }
+    /// Endpoints answering scrapes through `scrapes`, ready once `ready` is set, healthy while
+    /// `healthy` is.
+    pub(crate) const fn new(
+        scrapes: Scrapes,
+        ready: Arc<AtomicBool>,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            scrapes,
+            ready,
+            healthy,
+        }
     }
 }
 
@@ -39,7 +51,7 @@ impl Endpoints {
 pub(crate) fn router(endpoints: Endpoints) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(endpoints)
 }
@@ -75,6 +87,18 @@ async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Resp
     }
 }
 
+async fn healthz(State(endpoints): State<Endpoints>) -> Response {
+    if endpoints.healthy.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the link event subscription is lost\n",
+        )
+            .into_response()
+    }
+}
+
 async fn readyz(State(endpoints): State<Endpoints>) -> Response {
     if endpoints.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
@@ -95,6 +119,12 @@ mod tests {
     /// Endpoints whose owner answers every scrape with an empty snapshot (`owner`), or that
     /// have no owner at all.
     fn endpoints(owner: bool) -> (Endpoints, Arc<AtomicBool>) {
+        let (endpoints, ready, _) = endpoints_with_health(owner);
+        (endpoints, ready)
+    }
+
+    /// As [`endpoints`], with the health flag too.
+    fn endpoints_with_health(owner: bool) -> (Endpoints, Arc<AtomicBool>, Arc<AtomicBool>) {
         let (scrapes, mut requests) = daemon::scrapes();
         if owner {
             tokio::spawn(async move {
@@ -106,7 +136,9 @@ mod tests {
             drop(requests);
         }
         let ready = Arc::new(AtomicBool::new(false));
-        (Endpoints::new(scrapes, Arc::clone(&ready)), ready)
+        let healthy = Arc::new(AtomicBool::new(true));
+        let endpoints = Endpoints::new(scrapes, Arc::clone(&ready), Arc::clone(&healthy));
+        (endpoints, ready, healthy)
     }
 
     async fn get(
@@ -161,8 +193,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readiness_follows_the_first_routing_pass_and_health_is_always_ok() {
-        let (endpoints, ready) = endpoints(true);
+    async fn readiness_follows_the_first_routing_pass_and_health_the_event_subscription() {
+        let (endpoints, ready, healthy) = endpoints_with_health(true);
         assert_eq!(
             get(&endpoints, "/readyz", None).await.0,
             StatusCode::SERVICE_UNAVAILABLE
@@ -170,6 +202,10 @@ mod tests {
         assert_eq!(get(&endpoints, "/healthz", None).await.0, StatusCode::OK);
         ready.store(true, Ordering::Release);
         assert_eq!(get(&endpoints, "/readyz", None).await.0, StatusCode::OK);
+        healthy.store(false, Ordering::Release);
+        let (status, _, body) = get(&endpoints, "/healthz", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("link event subscription"), "{body}");
     }
 
     #[tokio::test]

@@ -1,8 +1,6 @@
 //! The netdev backend: kernel link statistics (`IFLA_STATS64`), read for every interface with
 //! one rtnetlink dump per collection.
 
-use netlink_packet_route::link::Stats64;
-
 use super::{Collect, CollectError, ebpf::Attachment};
 use crate::{
     discovery::Links,
@@ -62,21 +60,6 @@ impl LinkStats {
         RxTx {
             rx: self.rx_dropped,
             tx: self.tx_dropped,
-        }
-    }
-}
-
-impl From<&Stats64> for LinkStats {
-    fn from(s: &Stats64) -> Self {
-        Self {
-            rx_packets: s.rx_packets,
-            tx_packets: s.tx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_bytes: s.tx_bytes,
-            rx_errors: s.rx_errors,
-            tx_errors: s.tx_errors,
-            rx_dropped: s.rx_dropped,
-            tx_dropped: s.tx_dropped,
         }
     }
 }

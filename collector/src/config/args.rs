@@ -85,6 +85,13 @@ pub(crate) struct RunArgs {
         value_name = "SECONDS"
     )]
     pub peer_idle_seconds: Option<u64>,
+    /// Receive buffer of the link-event socket in bytes [default: 4194304].
+    #[arg(
+        long = "event-buffer-bytes",
+        env = "LINKMETER_EVENT_BUFFER_BYTES",
+        value_name = "BYTES"
+    )]
+    pub event_buffer_bytes: Option<u32>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -117,6 +124,7 @@ impl RunArgs {
                 .resync_interval_seconds
                 .or(file.resync_interval_seconds),
             ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
+            event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
             log_format: self.log_format.or(file.log_format),
         }
     }

@@ -44,6 +44,11 @@ pub(crate) const PEER_IDLE_SECONDS: RangeInclusive<u64> = 1..=7 * 86_400;
 pub(crate) const DEFAULT_RESYNC_SECONDS: u64 = 60;
 /// Accepted values of `resync_interval_seconds`.
 pub(crate) const RESYNC_SECONDS: RangeInclusive<u64> = 1..=86_400;
+/// Default of `event_buffer_bytes`: room for the link events of a few thousand interfaces
+/// changing at once.
+pub(crate) const DEFAULT_EVENT_BUFFER_BYTES: u32 = 4 << 20;
+/// Accepted values of `event_buffer_bytes` (the kernel doubles it and enforces a minimum).
+pub(crate) const EVENT_BUFFER_BYTES: RangeInclusive<u32> = 1024..=1 << 30;
 /// Default of `ethtool_stats_allowlist`: every driver statistic.
 pub(crate) const DEFAULT_ETHTOOL_STATS_ALLOWLIST: &str = ".*";
 
@@ -87,6 +92,9 @@ pub struct FileConfig {
     pub resync_interval_seconds: Option<u64>,
     /// Regex on driver stat names exported as `linkmeter_ethtool_stat`.
     pub ethtool_stats_allowlist: Option<String>,
+    /// Receive buffer of the link-event socket, in bytes. Events beyond it are lost and
+    /// repaired by an immediate resync (`linkmeter_netlink_resyncs_total{reason="events_lost"}`).
+    pub event_buffer_bytes: Option<u32>,
     /// `human` or `json`.
     pub log_format: Option<LogFormat>,
 }
@@ -110,6 +118,8 @@ pub struct Config {
     pub(crate) resync_interval: Duration,
     /// Driver stat names to export.
     pub(crate) ethtool_stats_allowlist: Regex,
+    /// Receive buffer of the link-event socket.
+    pub(crate) event_buffer: usize,
     /// Log format.
     pub(crate) log_format: LogFormat,
 }
@@ -325,6 +335,12 @@ impl Config {
             )?),
             resync_interval: Duration::from_secs(resync),
             ethtool_stats_allowlist,
+            event_buffer: within(
+                "event_buffer_bytes",
+                file.event_buffer_bytes
+                    .unwrap_or(DEFAULT_EVENT_BUFFER_BYTES),
+                &EVENT_BUFFER_BYTES,
+            )? as usize,
             log_format: file.log_format.unwrap_or_default(),
         })
     }

@@ -43,6 +43,7 @@ fn help_shows_the_defaults_of_the_constants() {
         format!("[default: {DEFAULT_PEER_IDLE_SECONDS}]"),
         format!("[default: {DEFAULT_RESYNC_SECONDS}]"),
         format!("[default: {DEFAULT_ETHTOOL_STATS_ALLOWLIST}]"),
+        format!("[default: {DEFAULT_EVENT_BUFFER_BYTES}]"),
         "[default: auto]".to_owned(),
         "[default: human]".to_owned(),
     ] {
@@ -89,6 +90,7 @@ fn errors_name_the_key() {
         ("max_interfaces = 65537", "max_interfaces"),
         ("max_peers = 0", "max_peers"),
         ("peer_idle_seconds = 0", "peer_idle_seconds"),
+        ("event_buffer_bytes = 10", "event_buffer_bytes"),
         ("breakdown = [\"/(/\"]", "breakdown"),
         ("resync_interval_seconds = 0", "resync_interval_seconds"),
         ("ethtool_stats_allowlist = \"(\"", "ethtool_stats_allowlist"),

@@ -34,7 +34,7 @@ use crate::{
     discovery::{self, DiscoveryError, LinkEvent, Links},
     http,
     metrics::Exposition,
-    node::{Node, OpenError},
+    node::{Node, OpenError, ResyncReason},
 };
 
 /// Errors that stop the daemon.
@@ -78,12 +78,19 @@ pub(crate) fn scrapes() -> (Scrapes, mpsc::Receiver<Request>) {
     (Scrapes(sender), receiver)
 }
 
+/// Seconds between attempts to subscribe to link events again after the subscription was lost.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
+
 /// The owner of the node's state.
-pub(crate) struct Owner<I, E: TcCounter, L, S> {
+pub(crate) struct Owner<I, E: TcCounter, L, S, F> {
     /// The node.
     pub(crate) node: Node<I, E, L>,
-    /// Link events; when the subscription ends, the periodic resync carries on alone.
-    pub(crate) events: S,
+    /// Link events; `None` while the subscription is lost.
+    pub(crate) events: Option<S>,
+    /// Subscribes to link events again after the subscription ended.
+    pub(crate) subscribe: F,
+    /// Cleared while the link-event subscription is lost (`/healthz` answers 503).
+    pub(crate) healthy: Arc<AtomicBool>,
     /// Scrape requests.
     pub(crate) requests: mpsc::Receiver<Request>,
     /// Period of the full resync.
@@ -92,12 +99,13 @@ pub(crate) struct Owner<I, E: TcCounter, L, S> {
     pub(crate) ready: Arc<AtomicBool>,
 }
 
-impl<I, E, L, S> Owner<I, E, L, S>
+impl<I, E, L, S, F> Owner<I, E, L, S, F>
 where
     I: EthtoolIo,
     E: TcCounter,
     L: Links,
     S: Stream<Item = LinkEvent> + Unpin,
+    F: FnMut() -> Result<S, DiscoveryError>,
 {
     /// Routes every interface, then serves events, resyncs and scrapes until `shutdown`
     /// completes; detaches everything before returning.
@@ -111,7 +119,6 @@ where
         let mut resync = tokio::time::interval(self.resync_interval);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         resync.tick().await;
-        let mut events_open = true;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -120,19 +127,46 @@ where
                 // until it is routed), then the resync, then scrapes.
                 biased;
                 () = &mut shutdown => break,
-                event = self.events.next(), if events_open => match event {
+                event = next_event(&mut self.events), if self.events.is_some() => match event {
+                    Some(LinkEvent::Lost) => {
+                        warn!("link events were lost (the kernel overran the event socket); resynchronising");
+                        self.node.count_resync(ResyncReason::EventsLost);
+                        self.resync().await;
+                    }
                     Some(event) => self.node.apply(event),
                     None => {
-                        warn!("link event subscription ended; relying on periodic resync");
-                        events_open = false;
+                        warn!("the link event subscription ended; subscribing again");
+                        self.events = None;
+                        self.healthy.store(false, Ordering::Release);
+                        self.resubscribe().await;
                     }
                 },
+                () = tokio::time::sleep(RESUBSCRIBE_EVERY), if self.events.is_none() => {
+                    self.resubscribe().await;
+                }
                 _ = resync.tick() => self.resync().await,
                 Some(first) = self.requests.recv() => self.answer(first).await,
             }
         }
         info!("shutting down: detaching the eBPF counter");
         self.node.detach_all();
+    }
+
+    /// Subscribes to link events again; on success the node is resynchronised (events were
+    /// missed meanwhile) and `/healthz` is ok again.
+    async fn resubscribe(&mut self) {
+        match (self.subscribe)() {
+            Ok(events) => {
+                info!("subscribed to link events again");
+                self.events = Some(events);
+                self.healthy.store(true, Ordering::Release);
+                self.node.count_resync(ResyncReason::Resubscribed);
+                self.resync().await;
+            }
+            Err(err) => {
+                debug!(error = %Report(&err), "subscribing to link events failed; trying again");
+            }
+        }
     }
 
     async fn resync(&mut self) {
@@ -154,6 +188,16 @@ where
     }
 }
 
+/// The next event of the subscription; pending forever while there is none.
+async fn next_event<S: Stream<Item = LinkEvent> + Unpin>(
+    events: &mut Option<S>,
+) -> Option<LinkEvent> {
+    match events {
+        Some(events) => events.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the daemon on `listener` until `shutdown` completes, then detaches everything.
 ///
 /// # Errors
@@ -166,24 +210,29 @@ pub(crate) async fn run(
 ) -> Result<(), DaemonError> {
     let ebpf = load_or_explain(&config.ebpf_options());
     // Subscribe before the first dump so that no link change falls in between.
-    let events = discovery::link_events().map_err(DaemonError::Events)?;
+    let buffer = config.event_buffer;
+    let subscribe = move || discovery::link_events(buffer);
+    let events = subscribe().map_err(DaemonError::Events)?;
     let node = Node::open(&config, ebpf)?;
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
+    let healthy = Arc::new(AtomicBool::new(true));
 
     let stop = Arc::new(Notify::new());
     let server_stop = Arc::clone(&stop);
     let local = listener.local_addr().ok();
     let server = tokio::spawn(http::serve(
         listener,
-        http::Endpoints::new(scrapes, Arc::clone(&ready)),
+        http::Endpoints::new(scrapes, Arc::clone(&ready), Arc::clone(&healthy)),
         async move { server_stop.notified().await },
     ));
     info!(listen = ?local, "serving /metrics, /healthz, /readyz");
 
     let owner = Owner {
         node,
-        events,
+        events: Some(events),
+        subscribe,
+        healthy,
         requests,
         resync_interval: config.resync_interval,
         ready,

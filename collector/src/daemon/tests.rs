@@ -16,13 +16,53 @@ use crate::{
 };
 
 type Events = Pin<Box<dyn Stream<Item = LinkEvent>>>;
-type TestOwner = Owner<FakeEthtool, FakeEbpf, FakeLinks, Events>;
+type Subscribe = Box<dyn FnMut() -> Result<Events, DiscoveryError>>;
+type TestOwner = Owner<FakeEthtool, FakeEbpf, FakeLinks, Events, Subscribe>;
+
+#[derive(Debug, Default)]
+struct SubscriptionState {
+    /// The open subscription's sending side.
+    sender: Option<UnboundedSender<LinkEvent>>,
+    /// Subscribing fails while set.
+    failing: bool,
+    /// Subscriptions opened.
+    opened: usize,
+}
+
+/// The fixture link-event subscription: each subscribe opens a channel whose sender the test
+/// holds; it can be ended and made to fail.
+#[derive(Clone, Debug, Default)]
+struct Subscription(Arc<std::sync::Mutex<SubscriptionState>>);
+
+impl Subscription {
+    fn state(&self) -> std::sync::MutexGuard<'_, SubscriptionState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn subscribe(&self) -> Result<Events, DiscoveryError> {
+        let mut state = self.state();
+        if state.failing {
+            return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
+                libc::EMFILE,
+            )));
+        }
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        state.sender = Some(sender);
+        state.opened += 1;
+        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
+            receiver.poll_recv(cx)
+        })))
+    }
+}
 
 /// The owner's surroundings, as a test drives them.
 struct Clients {
     scrapes: Scrapes,
-    events: Option<UnboundedSender<LinkEvent>>,
+    subscription: Subscription,
     ready: Arc<AtomicBool>,
+    healthy: Arc<AtomicBool>,
     ethtool: FakeEthtool,
     ebpf: FakeEbpf,
     links: FakeLinks,
@@ -41,12 +81,12 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
     ethtool.set("eth0", FakeDriver::named("veth", &[3]));
     links.add(1, "lo", None);
     links.add(2, "eth0", None);
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let events: Events = Box::pin(futures_util::stream::poll_fn(move |cx| {
-        receiver.poll_recv(cx)
-    }));
+    let subscription = Subscription::default();
+    let events = subscription.subscribe().expect("subscribe");
+    let resubscribe = subscription.clone();
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
+    let healthy = Arc::new(AtomicBool::new(true));
     let (stop, stopped) = oneshot::channel();
     let owner = Owner {
         node: Node::new(
@@ -55,15 +95,18 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
             Some(ebpf.clone()),
             links.clone(),
         ),
-        events,
+        events: Some(events),
+        subscribe: Box::new(move || resubscribe.subscribe()) as Subscribe,
+        healthy: Arc::clone(&healthy),
         requests,
         resync_interval: Duration::from_secs(60),
         ready: Arc::clone(&ready),
     };
     let clients = Clients {
         scrapes,
-        events: Some(sender),
+        subscription,
         ready,
+        healthy,
         ethtool,
         ebpf,
         links,
@@ -88,11 +131,20 @@ impl Clients {
     }
 
     fn send(&self, event: LinkEvent) {
-        self.events
+        self.subscription
+            .state()
+            .sender
             .as_ref()
             .expect("subscription open")
             .send(event)
             .expect("owner listens");
+    }
+
+    /// Ends the subscription, as a failed socket would; `failing`: subscribing again fails.
+    fn end_subscription(&self, failing: bool) {
+        let mut state = self.subscription.state();
+        state.sender = None;
+        state.failing = failing;
     }
 
     /// (interface, backend) of what a scrape shows.
@@ -228,15 +280,57 @@ async fn a_deleted_link_leaves_the_next_scrape() {
     tokio::join!(owner.run(shutdown), clients);
 }
 
-#[tokio::test(start_paused = true)]
-async fn when_the_event_subscription_ends_the_resync_carries_on() {
+#[tokio::test]
+async fn lost_events_trigger_an_immediate_resync_that_routes_what_they_said() {
     let (owner, mut c, shutdown) = owner();
     let clients = async {
         c.until_ready().await;
-        drop(c.events.take());
+        let dumps = c.links.dumps();
+        // vx8 appeared, but its event was among those the kernel dropped.
         c.create_vxlan(8, "vx8");
-        tokio::time::sleep(Duration::from_secs(61)).await;
-        assert!(c.scrape().await.iter().any(|(n, _)| n == "vx8"));
+        c.send(LinkEvent::Lost);
+        let exposition = c.scrapes.collect().await.expect("owner answers");
+        let snapshot = exposition.snapshot();
+        assert!(snapshot.interfaces.iter().any(|i| i.name == "vx8"));
+        assert_eq!(
+            snapshot.netlink_resyncs,
+            vec![("events_lost", 1), ("resubscribed", 0)]
+        );
+        // One dump for the resync, one for the scrape's kernel counters.
+        assert_eq!(c.links.dumps(), dumps + 2);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_subscription_is_opened_again_unhealthy_meanwhile_and_resynced() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        c.end_subscription(true);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            !c.healthy.load(Ordering::Acquire),
+            "unhealthy while it cannot subscribe"
+        );
+        c.create_vxlan(8, "vx8");
+        c.subscription.state().failing = false;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(c.healthy.load(Ordering::Acquire));
+        assert_eq!(c.subscription.state().opened, 2);
+        // What changed while no events came is routed by the resync after subscribing.
+        let exposition = c.scrapes.collect().await.expect("owner answers");
+        let snapshot = exposition.snapshot();
+        assert!(snapshot.interfaces.iter().any(|i| i.name == "vx8"));
+        assert_eq!(
+            snapshot.netlink_resyncs,
+            vec![("events_lost", 0), ("resubscribed", 1)]
+        );
+        // And the new subscription delivers events.
+        let link = c.create_vxlan(9, "vx9");
+        c.send(LinkEvent::New(link));
+        assert!(c.scrape().await.iter().any(|(n, _)| n == "vx9"));
         c.stop();
     };
     tokio::join!(owner.run(shutdown), clients);

@@ -29,6 +29,8 @@ struct State {
     modes: HashMap<String, LinkMode>,
     dumps: usize,
     failing: bool,
+    /// Links left out of dumps, though they exist.
+    hidden: std::collections::BTreeSet<u32>,
     /// While set, dumps wait until it turns `false`.
     held: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -58,6 +60,17 @@ impl FakeLinks {
     /// Removes a link.
     pub(crate) fn remove(&self, ifindex: u32) {
         self.state().links.remove(&ifindex);
+    }
+
+    /// Leaves `ifindex` out of the next dumps while it still exists (as an interrupted dump
+    /// could), or puts it back (`false`).
+    pub(crate) fn hide_from_dumps(&self, ifindex: u32, hidden: bool) {
+        let mut state = self.state();
+        if hidden {
+            state.hidden.insert(ifindex);
+        } else {
+            state.hidden.remove(&ifindex);
+        }
     }
 
     /// Sets the kernel statistics of a link.
@@ -109,7 +122,22 @@ impl Links for FakeLinks {
                 libc::ENOBUFS,
             )));
         }
-        Ok(state.links.values().cloned().collect())
+        Ok(state
+            .links
+            .values()
+            .filter(|facts| !state.hidden.contains(&facts.link.ifindex))
+            .cloned()
+            .collect())
+    }
+
+    async fn get(&self, ifindex: u32) -> Result<Option<LinkFacts>, DiscoveryError> {
+        let state = self.state();
+        if state.failing {
+            return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
+                libc::ENOBUFS,
+            )));
+        }
+        Ok(state.links.get(&ifindex).cloned())
     }
 
     async fn link_modes(&self) -> Result<HashMap<String, LinkMode>, LinkModeError> {

@@ -5,31 +5,34 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod rtnl;
 #[cfg(test)]
 mod tests;
+pub(crate) mod wire;
 
-use std::{collections::HashMap, future::Future};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
-use futures_util::{Stream, StreamExt as _, TryStreamExt as _, stream::BoxStream};
-use netlink_packet_core::NetlinkPayload;
-use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{InfoData, InfoGeneve, InfoVxlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage},
+use futures_util::{StreamExt as _, stream::BoxStream};
+use tracing::{debug, warn};
+
+use crate::{
+    Report,
+    backend::{
+        ebpf::Framing,
+        ethtool::{LinkMode, LinkModeError, link_modes},
+        netdev::LinkStats,
+    },
 };
-use rtnetlink::{Handle, MulticastGroup};
 
-use crate::backend::{
-    ebpf::Framing,
-    ethtool::{LinkMode, LinkModeError, link_modes},
-    netdev::LinkStats,
-};
+pub(crate) use self::rtnl::RequestError;
 
 /// One network interface during its lifetime: an ifindex with a name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Link {
     /// Interface index.
     pub(crate) ifindex: u32,
-    /// Interface name.
+    /// Interface name, escaped when the kernel's bytes are not UTF-8 or hold a backslash
+    /// ([`wire::escape_name`]).
     pub(crate) name: String,
     /// `IFLA_INFO_KIND` (`vxlan`, `veth`, `bridge`, ...); `None` for physical NICs and `lo`.
     pub(crate) kind: Option<String>,
@@ -57,6 +60,9 @@ pub(crate) enum LinkEvent {
         /// Its index.
         ifindex: u32,
     },
+    /// Events were lost: the kernel dropped some because the socket's buffer was full
+    /// (`ENOBUFS`), or a message could not be read. Only a full resync can repair this.
+    Lost,
 }
 
 /// Errors from discovery.
@@ -67,7 +73,16 @@ pub(crate) enum DiscoveryError {
     Socket(#[source] std::io::Error),
     /// The link dump failed.
     #[error("dumping links over rtnetlink")]
-    Dump(#[source] rtnetlink::Error),
+    Dump(#[source] RequestError),
+    /// Looking a link up by index failed.
+    #[error("looking up ifindex {ifindex} over rtnetlink")]
+    Get {
+        /// The index.
+        ifindex: u32,
+        /// Why.
+        #[source]
+        source: RequestError,
+    },
 }
 
 /// The link information linkmeter reads from the kernel: implemented by [`Netlink`], and by
@@ -75,104 +90,59 @@ pub(crate) enum DiscoveryError {
 pub(crate) trait Links {
     /// Every link with its kernel statistics.
     fn dump(&self) -> impl Future<Output = Result<Vec<LinkFacts>, DiscoveryError>>;
+    /// The link with index `ifindex`, or `None` when the kernel has none: how a link missing
+    /// from a dump is confirmed gone.
+    fn get(&self, ifindex: u32) -> impl Future<Output = Result<Option<LinkFacts>, DiscoveryError>>;
     /// Speed and duplex of every interface that reports a speed, by name.
     fn link_modes(&self) -> impl Future<Output = Result<HashMap<String, LinkMode>, LinkModeError>>;
 }
 
-/// Extracts the facts linkmeter uses from a link message; `None` without a name.
-pub(crate) fn parse_link(msg: &LinkMessage) -> Option<LinkFacts> {
-    let mut name = None;
-    let mut kind = None;
-    let mut stats = None;
-    let mut framing = Framing {
-        tunnel_peers: false,
-        raw_ip: has_no_link_layer_header(msg.header.link_layer_type),
-    };
-    for attr in &msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => name = Some(n.clone()),
-            LinkAttribute::Stats64(s) => stats = Some(LinkStats::from(s)),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(k) => kind = Some(k.to_string()),
-                        LinkInfo::Data(data) => framing.tunnel_peers |= carries_tunnel_keys(data),
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(LinkFacts {
-        link: Link {
-            ifindex: msg.header.index,
-            name: name?,
-            kind,
-            framing,
-        },
-        stats,
-    })
-}
-
-/// Whether a vxlan or geneve device is in external (collect_md) mode: each packet carries its
-/// own tunnel key, as on Cilium's `cilium_vxlan` / `cilium_geneve`.
-fn carries_tunnel_keys(data: &InfoData) -> bool {
-    match data {
-        InfoData::Vxlan(options) => options
-            .iter()
-            .any(|o| matches!(o, InfoVxlan::CollectMetadata(true))),
-        InfoData::Geneve(options) => options
-            .iter()
-            .any(|o| matches!(o, InfoGeneve::CollectMetadata)),
-        _ => false,
-    }
-}
-
-/// Whether packets of a device of this type start with the IP header (tun, WireGuard, ipip,
-/// sit, GRE): a TC program finds no Ethernet header there.
-const fn has_no_link_layer_header(link_layer: LinkLayerType) -> bool {
-    matches!(
-        link_layer,
-        LinkLayerType::None
-            | LinkLayerType::Rawip
-            | LinkLayerType::Tunnel
-            | LinkLayerType::Tunnel6
-            | LinkLayerType::Sit
-            | LinkLayerType::Ipgre
-            | LinkLayerType::Ip6gre
-    )
-}
-
-/// A netlink connection for dumps, driven by a background task, in the network namespace of
-/// the thread that opened it.
+/// Requests over rtnetlink, one at a time, in the network namespace of the thread that opened
+/// the socket.
 #[derive(Clone, Debug)]
 pub(crate) struct Netlink {
-    handle: Handle,
+    requests: Arc<tokio::sync::Mutex<rtnl::Requests>>,
 }
 
 impl Netlink {
-    /// Opens the connection.
+    /// Opens the socket.
     ///
     /// # Errors
     ///
     /// [`DiscoveryError::Socket`].
     pub(crate) fn open() -> Result<Self, DiscoveryError> {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(DiscoveryError::Socket)?;
-        tokio::spawn(connection);
-        Ok(Self { handle })
+        let requests = rtnl::Requests::open().map_err(DiscoveryError::Socket)?;
+        Ok(Self {
+            requests: Arc::new(tokio::sync::Mutex::new(requests)),
+        })
     }
 }
 
 impl Links for Netlink {
     async fn dump(&self) -> Result<Vec<LinkFacts>, DiscoveryError> {
-        let mut links = Vec::new();
-        let mut stream = self.handle.link().get().execute();
-        while let Some(msg) = stream.try_next().await.map_err(DiscoveryError::Dump)? {
-            links.extend(parse_link(&msg));
+        let dump = self
+            .requests
+            .lock()
+            .await
+            .dump()
+            .await
+            .map_err(DiscoveryError::Dump)?;
+        if dump.interrupted > 0 {
+            debug!(
+                interrupted = dump.interrupted,
+                "link dump repeated after interruptions"
+            );
         }
-        Ok(links)
+        Ok(dump.links)
+    }
+
+    async fn get(&self, ifindex: u32) -> Result<Option<LinkFacts>, DiscoveryError> {
+        self.requests
+            .lock()
+            .await
+            .get(ifindex)
+            .await
+            .map_err(|source| DiscoveryError::Get { ifindex, source })
     }
 
     async fn link_modes(&self) -> Result<HashMap<String, LinkMode>, LinkModeError> {
@@ -180,35 +150,23 @@ impl Links for Netlink {
     }
 }
 
-/// Subscribes to link events (`RTNLGRP_LINK`).
-///
-/// A lost event (socket overrun) is repaired by the periodic full resync.
+/// Subscribes to link events (`RTNLGRP_LINK`) with a receive buffer of `buffer` bytes. Lost
+/// events (a socket overrun) arrive as [`LinkEvent::Lost`]; the stream ends when the socket
+/// fails, and the caller subscribes again.
 ///
 /// # Errors
 ///
 /// [`DiscoveryError::Socket`].
-pub(crate) fn link_events() -> Result<BoxStream<'static, LinkEvent>, DiscoveryError> {
-    let (connection, _handle, messages) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-            .map_err(DiscoveryError::Socket)?;
-    tokio::spawn(connection);
-    Ok(events(messages.map(|(message, _)| message)).boxed())
-}
-
-fn events(
-    messages: impl Stream<Item = netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>>,
-) -> impl Stream<Item = LinkEvent> {
-    messages.filter_map(|message| async move {
-        match message.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                parse_link(&link).map(|facts| LinkEvent::New(facts.link))
+pub(crate) fn link_events(buffer: usize) -> Result<BoxStream<'static, LinkEvent>, DiscoveryError> {
+    let events = rtnl::Events::subscribe(buffer).map_err(DiscoveryError::Socket)?;
+    let batches = futures_util::stream::unfold(events, |mut events| async move {
+        match events.next().await {
+            Ok(batch) => Some((futures_util::stream::iter(batch), events)),
+            Err(err) => {
+                warn!(error = %Report(&err), "the link event socket failed");
+                None
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                Some(LinkEvent::Deleted {
-                    ifindex: link.header.index,
-                })
-            }
-            _ => None,
         }
-    })
+    });
+    Ok(batches.flatten().boxed())
 }

@@ -1,13 +1,20 @@
-//! Link messages (as netlink-packet-route decodes them), parsed without a kernel.
+//! Link messages serialized by netlink-packet-route (an independent implementation of the
+//! format) and read by [`wire`], without a kernel.
 
-use futures_util::StreamExt as _;
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{Emitable as _, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, Stats64},
 };
 
 use super::*;
+
+/// `msg` as netlink-packet-route writes it, read back by [`wire::parse_link`].
+fn parse_link(msg: &LinkMessage) -> Option<LinkFacts> {
+    let mut bytes = vec![0; msg.buffer_len()];
+    msg.emit(&mut bytes);
+    wire::parse_link(&bytes)
+}
 
 fn message(ifindex: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
     let mut msg = LinkMessage::default();
@@ -52,7 +59,11 @@ fn a_vxlan_link_gives_its_name_kind_and_statistics() {
 fn framing_follows_collect_metadata_and_the_link_layer_type() {
     use netlink_packet_route::link::{InfoData, InfoGeneve, InfoVxlan, LinkLayerType};
     let framing = |data: Option<InfoData>, link_layer: LinkLayerType| {
-        let mut info = vec![LinkInfo::Kind(InfoKind::Vxlan)];
+        let kind = match data {
+            Some(InfoData::Geneve(_)) => InfoKind::Geneve,
+            _ => InfoKind::Vxlan,
+        };
+        let mut info = vec![LinkInfo::Kind(kind)];
         info.extend(data.map(LinkInfo::Data));
         let mut msg = message(
             4,
@@ -112,23 +123,36 @@ fn a_link_without_a_name_is_skipped() {
 }
 
 #[test]
-fn odd_names_are_kept_as_they_are() {
-    for name in ["we\"ird\\na me", "lxc\u{e9}t\u{e9}", "a\nb", "x"] {
+fn odd_names_are_kept_as_they_are_with_backslashes_doubled() {
+    for (name, shown) in [
+        ("we\"ird\\na me", "we\"ird\\\\na me"),
+        ("lxc\u{e9}t\u{e9}", "lxc\u{e9}t\u{e9}"),
+        ("a\nb", "a\nb"),
+        ("x", "x"),
+    ] {
         let facts =
             parse_link(&message(5, vec![LinkAttribute::IfName(name.into())])).expect("named");
-        assert_eq!(facts.link.name, name);
+        assert_eq!(facts.link.name, shown);
     }
 }
 
-fn netlink(inner: RouteNetlinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
-    NetlinkMessage::new(
-        NetlinkHeader::default(),
-        NetlinkPayload::InnerMessage(inner),
-    )
+/// A datagram of netlink messages as the kernel would send them.
+fn datagram(messages: Vec<RouteNetlinkMessage>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (seq, inner) in messages.into_iter().enumerate() {
+        let mut header = NetlinkHeader::default();
+        header.sequence_number = u32::try_from(seq).expect("few");
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        out.extend_from_slice(&bytes);
+    }
+    out
 }
 
-#[tokio::test]
-async fn new_and_deleted_links_become_events_and_other_messages_are_ignored() {
+#[test]
+fn new_and_deleted_links_become_events_and_other_messages_are_ignored() {
     let new = message(
         6,
         vec![
@@ -136,18 +160,25 @@ async fn new_and_deleted_links_become_events_and_other_messages_are_ignored() {
             LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Vxlan)]),
         ],
     );
-    let messages = futures_util::stream::iter([
-        netlink(RouteNetlinkMessage::NewLink(new)),
-        netlink(RouteNetlinkMessage::NewLink(message(7, vec![]))),
-        netlink(RouteNetlinkMessage::DelLink(message(6, vec![]))),
-        netlink(RouteNetlinkMessage::NewAddress(Default::default())),
+    let bytes = datagram(vec![
+        RouteNetlinkMessage::NewLink(new),
+        RouteNetlinkMessage::NewLink(message(7, vec![])),
+        RouteNetlinkMessage::DelLink(message(6, vec![])),
+        RouteNetlinkMessage::NewAddress(Default::default()),
     ]);
-    let got: Vec<LinkEvent> = events(messages).collect().await;
     assert_eq!(
-        got,
+        rtnl::events(&bytes),
         vec![
             LinkEvent::New(fake::link(6, "vx6", Some("vxlan"))),
             LinkEvent::Deleted { ifindex: 6 },
         ]
+    );
+    // A datagram cut in the middle of a message: what came before, then "events lost".
+    let cut = &bytes[..bytes.len() - 3];
+    let events = rtnl::events(cut);
+    assert_eq!(events.last(), Some(&LinkEvent::Lost));
+    assert_eq!(
+        events[0],
+        LinkEvent::New(fake::link(6, "vx6", Some("vxlan")))
     );
 }

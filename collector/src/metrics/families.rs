@@ -202,6 +202,14 @@ impl Families {
                 }),
         )?;
         self.ebpf_metrics(encoder)?;
+        counter(
+            encoder,
+            names::NETLINK_RESYNCS,
+            "Full link resyncs outside the periodic one: link events lost to a socket overrun (reason=events_lost), the event subscription lost and opened again (reason=resubscribed).",
+            s.netlink_resyncs
+                .iter()
+                .map(|(reason, n)| ([("reason", *reason)], *n)),
+        )?;
         gauge(
             encoder,
             names::BUILD_INFO,

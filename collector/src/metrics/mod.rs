@@ -127,6 +127,8 @@ pub(crate) struct Snapshot {
     pub(crate) attach_failures: u64,
     /// Re-attachments since start.
     pub(crate) reattach: u64,
+    /// Resyncs the link-event subscription asked for, per reason label.
+    pub(crate) netlink_resyncs: Vec<(&'static str, u64)>,
     /// Traffic per tunnel device, direction and remote endpoint.
     pub(crate) peers: Vec<PeerSnapshot>,
     /// Packets counted as overflow by the eBPF programs, per map.

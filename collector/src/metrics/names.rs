@@ -27,6 +27,9 @@ pub(crate) const COLLECT_ERRORS: &str = "linkmeter_collect_errors";
 pub(crate) const EBPF_ATTACH_FAILURES: &str = "linkmeter_ebpf_attach_failures";
 /// Counter: re-attachments after our program was removed by someone else.
 pub(crate) const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
+/// Counter: resyncs made because link events were lost or the subscription re-opened, per
+/// `reason`.
+pub(crate) const NETLINK_RESYNCS: &str = "linkmeter_netlink_resyncs";
 /// Counter: packets the eBPF programs could not count in their map, per `map`.
 pub(crate) const EBPF_MAP_OVERFLOW: &str = "linkmeter_ebpf_map_overflow";
 /// Gauge: kernel memory of each eBPF map in bytes, per `map`.

@@ -87,6 +87,7 @@ fn fixture() -> Snapshot {
         },
         attach_failures: 1,
         reattach: 2,
+        netlink_resyncs: vec![("events_lost", 4), ("resubscribed", 1)],
         peers: vec![
             peer("cilium_vxlan", Direction::Egress, "192.0.2.2", 5),
             peer("cilium_vxlan", Direction::Egress, "2001:db8::3", 2),

@@ -2,7 +2,7 @@
 //! [`Snapshot`]. Only reads — a scrape never probes, routes or attaches; an interface the node
 //! has not routed yet appears after its link event or the next resync.
 
-use super::{Interface, Measure, Node};
+use super::{Interface, Measure, Node, ResyncReason};
 use crate::{
     backend::{
         ebpf::{Attachment, TcCounter},
@@ -36,6 +36,10 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         out.collect = self.stats.collect.clone();
         out.attach_failures = self.stats.attach_failures;
         out.reattach = self.stats.reattach;
+        out.netlink_resyncs = ResyncReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.stats.netlink_resyncs[*r as usize]))
+            .collect();
         out.ebpf_available = self.ebpf.is_some();
         out
     }

@@ -44,6 +44,30 @@ struct NodeStats {
     reattach: u64,
     /// The overflow counters' last reading (kept when a read fails: they are counters).
     map_overflow: MapOverflow,
+    /// Full resyncs made because of the link-event subscription, per [`ResyncReason`].
+    netlink_resyncs: [u64; ResyncReason::ALL.len()],
+}
+
+/// Why the owner resynchronised outside the periodic resync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResyncReason {
+    /// Link events were lost (the kernel overran the event socket).
+    EventsLost,
+    /// The link-event subscription was lost and has been opened again.
+    Resubscribed,
+}
+
+impl ResyncReason {
+    /// Every reason, in label order.
+    pub(crate) const ALL: [Self; 2] = [Self::EventsLost, Self::Resubscribed];
+
+    /// The `reason` label.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::EventsLost => "events_lost",
+            Self::Resubscribed => "resubscribed",
+        }
+    }
 }
 
 /// The interfaces of this node and the backends measuring them.
@@ -119,12 +143,19 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         self.interfaces.values()
     }
 
+    /// Counts a resync the link-event subscription asked for (`linkmeter_netlink_resyncs_total`).
+    pub(crate) fn count_resync(&mut self, reason: ResyncReason) {
+        self.stats.netlink_resyncs[reason as usize] += 1;
+    }
+
     /// Applies a link event: routes (probes, attaches) a new interface, forgets a deleted one.
     /// A known ifindex under a new name is a new interface lifetime.
     pub(crate) fn apply(&mut self, event: LinkEvent) {
         match event {
             LinkEvent::New(link) => self.upsert(link),
             LinkEvent::Deleted { ifindex } => self.remove(ifindex),
+            // The owner resynchronises.
+            LinkEvent::Lost => {}
         }
     }
 
@@ -140,14 +171,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             Ok(links) => {
                 let count = links.len();
                 let present: HashSet<u32> = links.iter().map(|l| l.link.ifindex).collect();
-                let gone: Vec<u32> = self
+                let missing: Vec<u32> = self
                     .interfaces
                     .keys()
                     .filter(|i| !present.contains(i))
                     .copied()
                     .collect();
-                for ifindex in gone {
-                    self.remove(ifindex);
+                for ifindex in missing {
+                    self.confirm_gone(ifindex).await;
                 }
                 for facts in links {
                     self.upsert(facts.link);
@@ -180,6 +211,18 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             }
         }
         listed
+    }
+
+    /// An interface missing from a dump is forgotten only when a lookup by its index confirms
+    /// the kernel has no such link (its `RTM_DELLINK` may be on its way, or the dump may have
+    /// missed it); when the lookup fails it is kept until the next resync.
+    async fn confirm_gone(&mut self, ifindex: u32) {
+        match self.netdev.links().get(ifindex).await {
+            Ok(None) => self.remove(ifindex),
+            Ok(Some(facts)) => self.upsert(facts.link),
+            Err(err) => warn!(ifindex, error = %Report(&err),
+                "cannot confirm that a link missing from the dump is gone; keeping it"),
+        }
     }
 
     fn upsert(&mut self, link: Link) {

@@ -129,7 +129,10 @@ impl Ioctl {
     /// command in [`Ioctl::call`], or a [`UserBuffer`], whose guard page turns an overrun into
     /// `EFAULT`.
     fn call_raw(&self, interface: &str, data: *mut c_void) -> io::Result<()> {
-        let name = interface.as_bytes();
+        // The kernel's bytes of a name escaped because it is not UTF-8.
+        let Some(name) = crate::discovery::wire::unescape_name(interface) else {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        };
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(&0) {
             return Err(io::Error::from_raw_os_error(libc::ENODEV));
         }
@@ -138,7 +141,7 @@ impl Ioctl {
             data,
             _pad: [0; 16],
         };
-        req.name[..name.len()].copy_from_slice(name);
+        req.name[..name.len()].copy_from_slice(&name);
         // SAFETY: `req` is a valid `struct ifreq` whose `ifr_data` points at `data`, a live,
         // writable, 8-byte aligned buffer that outlives the call: a fixed-size command the
         // kernel cannot write past, or a `UserBuffer`, which ends in a guard page.

@@ -150,3 +150,24 @@ fn shutdown_detaches_every_attachment() {
     assert!(!f.ebpf.is_attached(5) && !f.ebpf.is_attached(6));
     assert!(f.routing().is_empty());
 }
+
+#[tokio::test]
+async fn a_link_missing_from_a_dump_is_kept_until_a_lookup_confirms_it_gone() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.ebpf.set_counts(5, 7, 7);
+    // The dump misses vx5 (as an interrupted one may), but the kernel still has it.
+    f.links.hide_from_dumps(5, true);
+    f.node.resync().await.expect("dump");
+    assert_eq!(
+        f.route_of("vx5"),
+        Some((Backend::Ebpf, Reason::EthtoolNoStats))
+    );
+    assert!(f.ebpf.forgotten().is_empty(), "its counters were not reset");
+    assert_eq!(f.ebpf.attaches(), 1, "nor was it attached again");
+    // Deleted, and its RTM_DELLINK lost: the lookup confirms it is gone.
+    f.links.remove(5);
+    f.node.resync().await.expect("dump");
+    assert_eq!(f.route_of("vx5"), None);
+    assert_eq!(f.ebpf.forgotten(), vec![5]);
+}

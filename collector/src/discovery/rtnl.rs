@@ -1,0 +1,271 @@
+//! The rtnetlink sockets linkmeter reads links from: one for requests (the link dump, a lookup
+//! by index) and one subscribed to link events. Non-blocking `NETLINK_ROUTE` sockets driven by
+//! tokio, in the network namespace of the thread that opened them; the bytes are read by
+//! [`super::wire`].
+
+use std::io;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    LinkEvent, LinkFacts,
+    wire::{self, Message, NLM_F_DUMP_INTR, NLMSG_DONE, RTM_DELLINK, RTM_NEWLINK},
+};
+
+/// Receive buffer per `recv`: a dump datagram is at most 32 KiB (the kernel's cap), an event
+/// one message.
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// `RTNLGRP_LINK`.
+const RTNLGRP_LINK: u32 = 1;
+
+/// A non-blocking netlink socket registered with tokio.
+#[derive(Debug)]
+struct Rtnl {
+    fd: AsyncFd<Socket>,
+    buffer: Vec<u8>,
+}
+
+impl Rtnl {
+    fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.set_non_blocking(true)?;
+        // SAFETY: `socket` owns a valid descriptor, which the `AsyncFd` takes ownership of and
+        // nothing replaces or closes while it is registered.
+        let fd = unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)?;
+        Ok(Self {
+            fd,
+            buffer: Vec::with_capacity(RECV_BUFFER),
+        })
+    }
+
+    /// Receives one datagram into the buffer; a datagram larger than the buffer is an error,
+    /// never a silently truncated read.
+    async fn recv(&mut self) -> io::Result<&[u8]> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            self.buffer.clear();
+            let buffer = &mut self.buffer;
+            match ready.try_io(|fd| fd.get_ref().recv(buffer, libc::MSG_TRUNC)) {
+                Ok(Ok(n)) if n > buffer.len() => {
+                    return Err(io::Error::other(format!(
+                        "netlink datagram of {n} bytes truncated to {}",
+                        buffer.len()
+                    )));
+                }
+                Ok(Ok(_)) => return Ok(&self.buffer),
+                Ok(Err(err)) => return Err(err),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    async fn send(&self, request: &[u8]) -> io::Result<()> {
+        let kernel = SocketAddr::new(0, 0);
+        loop {
+            let mut ready = self.fd.writable().await?;
+            match ready.try_io(|fd| fd.get_ref().send_to(request, &kernel, 0)) {
+                Ok(result) => return result.map(|_| ()),
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// Why a request over rtnetlink failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// The socket failed.
+    #[error("netlink socket")]
+    Io(#[from] io::Error),
+    /// The kernel answered with an error.
+    #[error("the kernel answered errno {0}")]
+    Kernel(i32),
+    /// The answer could not be read.
+    #[error("malformed netlink message")]
+    Malformed,
+    /// Every attempt at the dump was interrupted by link changes (`NLM_F_DUMP_INTR`).
+    #[error("the link dump was interrupted by changes {0} times in a row")]
+    Interrupted(u32),
+}
+
+/// Attempts at a dump that the kernel reports as interrupted before giving up.
+pub(crate) const DUMP_ATTEMPTS: u32 = 5;
+
+/// The request socket: link dumps and lookups by index, one at a time.
+#[derive(Debug)]
+pub(crate) struct Requests {
+    rtnl: Rtnl,
+    seq: u32,
+}
+
+/// A complete link dump and how many interrupted attempts it took.
+#[derive(Debug)]
+pub(crate) struct Dump {
+    /// The links.
+    pub(crate) links: Vec<LinkFacts>,
+    /// Attempts the kernel flagged `NLM_F_DUMP_INTR` and that were repeated.
+    pub(crate) interrupted: u32,
+}
+
+impl Requests {
+    /// Opens the socket.
+    pub(crate) fn open() -> io::Result<Self> {
+        Ok(Self {
+            rtnl: Rtnl::open()?,
+            seq: 0,
+        })
+    }
+
+    /// Sends `RTM_GETLINK` (a dump, or one index) and hands every reply message of this
+    /// request to `each` until `NLMSG_DONE` (dump) or the one answer. Returns whether the
+    /// kernel flagged the dump as interrupted.
+    async fn request(
+        &mut self,
+        ifindex: Option<u32>,
+        mut each: impl FnMut(&Message<'_>),
+    ) -> Result<bool, RequestError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.rtnl.send(&wire::getlink_request(seq, ifindex)).await?;
+        let mut interrupted = false;
+        loop {
+            let datagram = self.rtnl.recv().await?;
+            for message in wire::messages(datagram) {
+                let message = message.map_err(|()| RequestError::Malformed)?;
+                if message.seq != seq {
+                    continue; // the answer to an earlier, abandoned request
+                }
+                interrupted |= message.flags & NLM_F_DUMP_INTR != 0;
+                match message.error() {
+                    Some(0) | None => {}
+                    Some(errno) => return Err(RequestError::Kernel(errno)),
+                }
+                if message.kind == NLMSG_DONE {
+                    return Ok(interrupted);
+                }
+                each(&message);
+                if ifindex.is_some() && message.kind == RTM_NEWLINK {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Every link with its statistics. A dump the kernel flags as interrupted (links changed
+    /// while it ran, so some may be missing or doubled) is made again, up to [`DUMP_ATTEMPTS`].
+    pub(crate) async fn dump(&mut self) -> Result<Dump, RequestError> {
+        for attempt in 0..DUMP_ATTEMPTS {
+            let mut links = Vec::new();
+            let interrupted = self
+                .request(None, |message| {
+                    if message.kind == RTM_NEWLINK {
+                        links.extend(wire::parse_link(message.payload));
+                    }
+                })
+                .await?;
+            if !interrupted {
+                return Ok(Dump {
+                    links,
+                    interrupted: attempt,
+                });
+            }
+        }
+        Err(RequestError::Interrupted(DUMP_ATTEMPTS))
+    }
+
+    /// The link with index `ifindex`, or `None` when the kernel has none (`ENODEV`).
+    pub(crate) async fn get(&mut self, ifindex: u32) -> Result<Option<LinkFacts>, RequestError> {
+        let mut found = None;
+        match self
+            .request(Some(ifindex), |message| {
+                if message.kind == RTM_NEWLINK {
+                    found = wire::parse_link(message.payload);
+                }
+            })
+            .await
+        {
+            Ok(_) => Ok(found),
+            Err(RequestError::Kernel(libc::ENODEV)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The link-event subscription (`RTNLGRP_LINK`).
+#[derive(Debug)]
+pub(crate) struct Events {
+    rtnl: Rtnl,
+}
+
+impl Events {
+    /// Subscribes, with a receive buffer of `buffer` bytes (forced past `rmem_max` when
+    /// CAP_NET_ADMIN allows; the kernel doubles it for its bookkeeping).
+    pub(crate) fn subscribe(buffer: usize) -> io::Result<Self> {
+        let rtnl = Rtnl::open()?;
+        let socket = rtnl.fd.get_ref();
+        if set_buffer_forced(socket, buffer).is_err() {
+            socket.set_rx_buf_sz(buffer)?;
+        }
+        socket.add_membership(RTNLGRP_LINK)?;
+        Ok(Self { rtnl })
+    }
+
+    /// The next events: those of one datagram, or [`LinkEvent::Lost`] when the kernel
+    /// dropped events because the socket's buffer was full (`ENOBUFS`).
+    ///
+    /// # Errors
+    ///
+    /// The socket failed: the subscription is lost.
+    pub(crate) async fn next(&mut self) -> io::Result<Vec<LinkEvent>> {
+        match self.rtnl.recv().await {
+            Ok(datagram) => Ok(events(datagram)),
+            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![LinkEvent::Lost]),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// `SO_RCVBUFFORCE`: a receive buffer beyond `net.core.rmem_max` (needs CAP_NET_ADMIN).
+fn set_buffer_forced(socket: &Socket, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live `c_int` and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The link events in a datagram of the subscription; other messages are ignored. A malformed
+/// message ends the datagram with [`LinkEvent::Lost`]: the caller resynchronises.
+pub(crate) fn events(datagram: &[u8]) -> Vec<LinkEvent> {
+    let mut out = Vec::new();
+    for message in wire::messages(datagram) {
+        let Ok(message) = message else {
+            out.push(LinkEvent::Lost);
+            break;
+        };
+        match message.kind {
+            RTM_NEWLINK => out
+                .extend(wire::parse_link(message.payload).map(|facts| LinkEvent::New(facts.link))),
+            RTM_DELLINK => out.extend(
+                wire::link_index(message.payload).map(|ifindex| LinkEvent::Deleted { ifindex }),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
