@@ -118,6 +118,26 @@ impl TestProgs {
         }
     }
 
+    /// Attaches `kind` to both legacy tc hooks of `interface` at priority 1 and `handle`
+    /// (another tool taking linkmeter's handle, say).
+    pub fn attach_legacy_at(&mut self, kind: Kind, interface: &str, handle: TcHandle) {
+        match tc::qdisc_add_clsact(interface) {
+            Ok(()) => {}
+            Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(nix::libc::EEXIST) => {}
+            Err(e) => panic!("clsact on {interface}: {e}"),
+        }
+        for attach in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let options = TcAttachOptions::Netlink(NlOptions {
+                priority: OTHER_PRIORITY,
+                handle,
+                classid: None,
+            });
+            Self::program(&mut self.ebpf, kind, attach)
+                .attach_with_options(interface, attach, options)
+                .unwrap_or_else(|e| panic!("attach {kind:?} to {interface} {attach:?}: {e}"));
+        }
+    }
+
     /// Attaches `kind` to both TCX hooks of `interface`, first or last in the chain.
     pub fn attach_tcx(&mut self, kind: Kind, interface: &str, first: bool) {
         for attach in [TcAttachType::Ingress, TcAttachType::Egress] {

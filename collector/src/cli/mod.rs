@@ -11,6 +11,7 @@
 //! configuration (or `check`: cannot run).
 
 mod check;
+mod cleanup;
 mod docs;
 mod dump;
 mod list;
@@ -57,6 +58,9 @@ enum Command {
     /// Count packets with eBPF on interfaces and print them next to the kernel's counters.
     #[command(after_help = watch::EXAMPLES)]
     Watch(watch::WatchArgs),
+    /// Remove everything linkmeter processes left on this node (legacy tc filters).
+    #[command(after_help = cleanup::EXAMPLES)]
+    Cleanup(cleanup::CleanupArgs),
     /// Print a shell completion script.
     #[command(after_help = docs::COMPLETIONS_EXAMPLES)]
     Completions(docs::CompletionsArgs),
@@ -68,7 +72,7 @@ enum Command {
 /// A failure with the exit status it maps to.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    /// 1 runtime, 2 usage or configuration.
+    /// 1 runtime, 2 usage or configuration, 130 interrupted.
     pub(crate) status: u8,
     /// What failed and what to do, printed after `linkmeter: `.
     pub(crate) message: String,
@@ -88,6 +92,15 @@ impl Failure {
         Self {
             status: 1,
             message: message.to_string(),
+        }
+    }
+
+    /// Stopped by SIGINT or SIGTERM after detaching everything (exit status 130, as a shell
+    /// reports a Ctrl-C).
+    pub(crate) fn interrupted() -> Self {
+        Self {
+            status: 130,
+            message: "interrupted; every eBPF attachment was removed".to_owned(),
         }
     }
 
@@ -141,6 +154,7 @@ pub fn main() -> ExitCode {
             Command::List(a) => list::execute(&a),
             Command::Check(a) => check::execute(&a),
             Command::Dump(a) => dump::execute(&a),
+            Command::Cleanup(a) => cleanup::execute(&a),
             Command::Completions(a) => docs::completions(&a),
             Command::Man(a) => docs::man(&a),
             Command::Run(_) | Command::Watch(_) => unreachable!("handled above"),

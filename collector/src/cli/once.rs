@@ -1,13 +1,15 @@
 //! The one-shot commands run the daemon's orchestration once: open the node, route every
 //! interface (a resync: discover, probe, attach), optionally count for a while, collect, and
-//! detach. `list`, `dump` and `watch` collect; `check` only routes.
+//! detach. `list`, `dump` and `watch` collect; `check` only routes. They attach as
+//! [`Role::Command`] (legacy tc handles of their own, so a daemon's filters are never touched)
+//! and detach on SIGINT or SIGTERM too, whenever it comes.
 
 use std::time::Duration;
 
 use crate::{
     Report,
     backend::{
-        ebpf::{TcCounter, load_or_explain},
+        ebpf::{LoadOptions, Role, TcCounter, load_or_explain},
         ethtool::Ioctl,
     },
     cli::Failure,
@@ -35,17 +37,43 @@ pub(crate) async fn route<E: TcCounter>(
 }
 
 /// Routes every interface, counts for `sample` when eBPF-routed interfaces are attached, then
-/// collects once and detaches.
+/// collects once and detaches. SIGINT or SIGTERM at any point detaches and fails with
+/// [`Failure::interrupted`].
 pub(crate) async fn collect<E: TcCounter>(
     config: &Config,
     ebpf: Option<E>,
     sample: Duration,
 ) -> Result<Snapshot, Failure> {
+    let mut interrupted = std::pin::pin!(interruption());
+    let _ = futures_util::poll!(interrupted.as_mut());
     let mut node = route(config, ebpf).await?;
-    tokio::time::sleep(sample).await;
+    let stopped = tokio::select! {
+        biased;
+        () = &mut interrupted => true,
+        () = tokio::time::sleep(sample) => false,
+    };
+    if stopped {
+        node.detach_all();
+        return Err(Failure::interrupted());
+    }
     let snapshot = node.collect().await;
     node.detach_all();
     Ok(snapshot)
+}
+
+/// SIGINT or SIGTERM. Poll it once before attaching anything: that installs the handlers, so a
+/// signal arriving while the programs are being attached is seen afterwards instead of killing
+/// the process with its attachments in place.
+pub(crate) async fn interruption() {
+    crate::cli::run::shutdown_signal().await;
+}
+
+/// The eBPF options of a one-shot command: its own legacy tc handles.
+pub(crate) fn command_options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        role: Role::Command,
+        ..config.ebpf_options()
+    }
 }
 
 /// As [`collect`], attaching the eBPF counter where routing says so (`--attach`, `dump`).
@@ -53,5 +81,5 @@ pub(crate) async fn collect_attached(
     config: &Config,
     sample: Duration,
 ) -> Result<Snapshot, Failure> {
-    collect(config, load_or_explain(&config.ebpf_options()), sample).await
+    collect(config, load_or_explain(&command_options(config)), sample).await
 }

@@ -350,6 +350,7 @@ impl Config {
         crate::backend::ebpf::LoadOptions {
             max_interfaces: self.max_interfaces,
             max_peers: self.max_peers,
+            role: crate::backend::ebpf::Role::Daemon,
         }
     }
 

@@ -213,7 +213,8 @@ pub(crate) async fn run(
     let buffer = config.event_buffer;
     let subscribe = move || discovery::link_events(buffer);
     let events = subscribe().map_err(DaemonError::Events)?;
-    let node = Node::open(&config, ebpf)?;
+    let mut node = Node::open(&config, ebpf)?;
+    node.remove_stale_filters().await;
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));

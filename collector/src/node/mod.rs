@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub(crate) use self::interface::{Answer, Interface, Interfaces, Measure};
 use self::interface::{PROBE_RETRIES, Retry};
@@ -222,6 +222,33 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
             Ok(Some(facts)) => self.upsert(facts.link),
             Err(err) => warn!(ifindex, error = %Report(&err),
                 "cannot confirm that a link missing from the dump is gone; keeping it"),
+        }
+    }
+
+    /// Removes, from every link of the node whatever its routing, the legacy tc filters that
+    /// earlier processes of our role left (a daemon killed with SIGKILL leaves its filters;
+    /// TCX links die with their process). Run once before the first resync.
+    pub(crate) async fn remove_stale_filters(&mut self) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        let links = match self.netdev.links().dump().await {
+            Ok(links) => links,
+            Err(err) => {
+                warn!(error = %Report(&err), "cannot list links to remove stale tc filters");
+                return;
+            }
+        };
+        let mut removed = 0;
+        for facts in links {
+            match ebpf.remove_stale_filters(facts.link.ifindex) {
+                Ok(n) => removed += n,
+                Err(err) => debug!(interface = %facts.link.name, error = %err,
+                    "cannot check the interface for stale tc filters"),
+            }
+        }
+        if removed > 0 {
+            info!(removed, "removed tc filters left by an earlier linkmeter");
         }
     }
 

@@ -17,13 +17,13 @@ use aya::{
     programs::{
         LinkOrder, ProgramError, SchedClassifier,
         links::Link as _,
-        tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError},
+        tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
     },
 };
 
 use super::{
     hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
-    legacy::{self, AttachNetns, LEGACY_HANDLE, LEGACY_PRIORITY, NetnsRestore},
+    legacy::{self, AttachNetns, LEGACY_PRIORITY, NetnsRestore, Role},
 };
 
 /// Errors from attaching to or detaching from a TC hook. Each names the interface and hook.
@@ -50,8 +50,17 @@ pub enum AttachError {
         #[source]
         source: TcError,
     },
-    /// Removing our own stale legacy filter failed.
-    #[error("removing a stale linkmeter filter from {interface:?} {hook} failed")]
+    /// Every legacy tc handle of ours on the hook is taken by other tools' filters (or other
+    /// linkmeter commands').
+    #[error("no free linkmeter tc filter handle on {interface:?} {hook}")]
+    NoFreeHandle {
+        /// The interface name.
+        interface: String,
+        /// The hook.
+        hook: Hook,
+    },
+    /// Listing the hook's filters, or removing a filter an earlier linkmeter left, failed.
+    #[error("checking the tc filters of {interface:?} {hook} failed")]
     StaleFilter {
         /// The interface name.
         interface: String,
@@ -59,7 +68,7 @@ pub enum AttachError {
         hook: Hook,
         /// The underlying error.
         #[source]
-        source: TcError,
+        source: io::Error,
     },
     /// The kernel refused the attachment.
     #[error("attaching to {interface:?} {hook} ({mode}) failed")]
@@ -126,15 +135,31 @@ impl AttachError {
 struct HookAttachment {
     hook: Hook,
     link: SchedClassifierLink,
+    /// The legacy tc filter handle it was attached at (legacy tc only).
+    handle: Option<TcHandle>,
+    /// The kernel id of the program attached.
+    program_id: u32,
 }
 
-/// Attaches our (loaded) program for `hook` to `interface` with `mode`.
+/// Where and as whom to attach.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Target<'a> {
+    /// The interface name.
+    pub(super) interface: &'a str,
+    /// Its index.
+    pub(super) ifindex: u32,
+    /// The daemon or a command (legacy tc handles).
+    pub(super) role: Role,
+}
+
+/// Attaches our (loaded) program for `hook` to `target` with `mode`.
 fn attach_hook(
     ebpf: &mut Ebpf,
-    interface: &str,
+    target: Target<'_>,
     hook: Hook,
     mode: AttachedMode,
 ) -> Result<HookAttachment, AttachError> {
+    let interface = target.interface;
     let attach_error = |source| AttachError::Attach {
         interface: interface.to_owned(),
         hook,
@@ -153,13 +178,17 @@ fn attach_hook(
             TcAttachOptions::TcxOrder(LinkOrder::first())
         }
         AttachedMode::Tc => {
-            legacy::prepare_hook(interface, hook, hook.program())?;
+            legacy::add_clsact(interface)?;
             TcAttachOptions::Netlink(NlOptions {
                 priority: LEGACY_PRIORITY,
-                handle: LEGACY_HANDLE,
+                handle: legacy::choose_handle(interface, target.ifindex, hook, target.role)?,
                 classid: None,
             })
         }
+    };
+    let handle = match &options {
+        TcAttachOptions::Netlink(nl) => Some(nl.handle),
+        TcAttachOptions::TcxOrder(_) => None,
     };
     let map_err = |source: ProgramError| {
         if is_no_such_device(&source) {
@@ -173,15 +202,31 @@ fn attach_hook(
     let id = program
         .attach_with_options(interface, hook.attach_type(), options)
         .map_err(map_err)?;
+    let program_id = program.info().map_err(map_err)?.id();
     let link = program.take_link(id).map_err(map_err)?;
-    Ok(HookAttachment { hook, link })
+    Ok(HookAttachment {
+        hook,
+        link,
+        handle,
+        program_id,
+    })
 }
 
 impl HookAttachment {
     /// Detaches from the kernel. An interface that no longer exists counts as detached (the
     /// kernel removed the attachment with the device).
-    fn detach(self, interface: &str, mode: AttachedMode) -> Result<(), AttachError> {
+    ///
+    /// A legacy filter is removed only while it still runs our program: someone may have
+    /// replaced it with their own at our handle, which must stay.
+    fn detach(self, interface: &str, ifindex: u32, mode: AttachedMode) -> Result<(), AttachError> {
         let hook = self.hook;
+        if let Some(handle) = self.handle
+            && !self.still_ours(ifindex, handle)
+        {
+            // Dropping the link would delete whatever sits at our handle now: let it go.
+            std::mem::forget(self.link);
+            return Ok(());
+        }
         match self.link.detach() {
             Ok(()) => Ok(()),
             Err(source) if is_no_such_device(&source) => Ok(()),
@@ -195,6 +240,20 @@ impl HookAttachment {
     }
 }
 
+impl HookAttachment {
+    /// Whether the legacy filter at `handle` still runs our program (`true` when the filters
+    /// cannot be listed: detaching then behaves as before).
+    fn still_ours(&self, ifindex: u32, handle: TcHandle) -> bool {
+        legacy::filters(ifindex, self.hook).map_or(true, |filters| {
+            filters.iter().any(|f| {
+                f.priority == LEGACY_PRIORITY
+                    && f.handle == handle
+                    && f.program_id == Some(self.program_id)
+            })
+        })
+    }
+}
+
 /// Attaches our programs to both hooks of `interface` (index `ifindex`) in the calling thread's
 /// network namespace, recorded as `netns`. If the second hook fails, the first is detached
 /// again before the error is returned.
@@ -204,20 +263,22 @@ impl HookAttachment {
 /// [`AttachError`] naming the interface and hook.
 pub(super) fn attach(
     ebpf: &mut Ebpf,
-    interface: &str,
-    ifindex: u32,
+    target: Target<'_>,
     mode: AttachMode,
     netns: Arc<AttachNetns>,
 ) -> Result<InterfaceAttachment, AttachError> {
+    let Target {
+        interface, ifindex, ..
+    } = target;
     let mode = mode.resolve();
     let mut hooks = Vec::with_capacity(2);
     for hook in Hook::ALL {
-        match attach_hook(ebpf, interface, hook, mode) {
+        match attach_hook(ebpf, target, hook, mode) {
             Ok(attached) => hooks.push(attached),
             Err(err) => {
                 // Undo the first hook (same thread, same namespace) before reporting.
                 for attached in hooks {
-                    let _ignored = attached.detach(interface, mode);
+                    let _ignored = attached.detach(interface, ifindex, mode);
                 }
                 return Err(err);
             }
@@ -266,7 +327,7 @@ impl InterfaceAttachment {
         let _restore = self.enter_netns();
         let mut first_error = None;
         for hook in std::mem::take(&mut self.hooks) {
-            if let Err(err) = hook.detach(&self.interface, self.mode) {
+            if let Err(err) = hook.detach(&self.interface, self.ifindex, self.mode) {
                 first_error.get_or_insert(err);
             }
         }
@@ -294,28 +355,31 @@ impl InterfaceAttachment {
         if nix::net::if_::if_nametoindex(self.interface.as_str()) != Ok(self.ifindex) {
             return true;
         }
-        Hook::ALL
-            .into_iter()
-            .all(|hook| match self.runs_on(hook, ids.of(hook)) {
+        self.hooks
+            .iter()
+            .all(|attached| match self.runs_on(attached, ids.of(attached.hook)) {
                 Ok(found) => found,
                 Err(err) => {
-                    tracing::debug!(interface = %self.interface, %hook, error = %crate::Report(&*err),
+                    tracing::debug!(interface = %self.interface, hook = %attached.hook, error = %crate::Report(&*err),
                         "cannot query the hook; assuming our program is still attached");
                     true
                 }
             })
     }
 
-    fn runs_on(&self, hook: Hook, id: u32) -> Result<bool, Box<dyn Error + Send + Sync>> {
-        Ok(match self.mode {
-            AttachedMode::Tcx => SchedClassifier::query_tcx(&self.interface, hook.attach_type())?
+    fn runs_on(
+        &self,
+        attached: &HookAttachment,
+        id: u32,
+    ) -> Result<bool, Box<dyn Error + Send + Sync>> {
+        let hook = attached.hook;
+        Ok(match attached.handle {
+            None => SchedClassifier::query_tcx(&self.interface, hook.attach_type())?
                 .1
                 .iter()
                 .any(|program| program.id() == id),
-            AttachedMode::Tc => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
-                f.priority == LEGACY_PRIORITY
-                    && f.handle == LEGACY_HANDLE
-                    && f.program_id == Some(id)
+            Some(handle) => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
+                f.priority == LEGACY_PRIORITY && f.handle == handle && f.program_id == Some(id)
             }),
         })
     }
@@ -338,7 +402,9 @@ impl Drop for InterfaceAttachment {
             return;
         }
         let _restore = self.enter_netns();
-        self.hooks.clear();
+        for hook in std::mem::take(&mut self.hooks) {
+            let _ignored = hook.detach(&self.interface, self.ifindex, self.mode);
+        }
     }
 }
 

@@ -60,6 +60,17 @@ pub(crate) trait TcCounter: Collect {
     ///
     /// [`MapReadError`] when the kernel refuses.
     fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError>;
+
+    /// Removes the legacy tc filters earlier processes of this role left on `ifindex` (after a
+    /// SIGKILL, say); returns how many. Nothing to do by default.
+    ///
+    /// # Errors
+    ///
+    /// Listing or removing a filter failed.
+    fn remove_stale_filters(&mut self, ifindex: u32) -> std::io::Result<usize> {
+        let _ = ifindex;
+        Ok(0)
+    }
 }
 
 impl Attachment for InterfaceAttachment {
@@ -70,6 +81,10 @@ impl Attachment for InterfaceAttachment {
 
 impl TcCounter for EbpfCounters {
     type Attachment = InterfaceAttachment;
+
+    fn remove_stale_filters(&mut self, ifindex: u32) -> std::io::Result<usize> {
+        super::legacy::remove_stale_filters(ifindex, Some(self.role))
+    }
 
     /// Attaches by name, after checking that the name still belongs to `link`'s ifindex (a
     /// device deleted and re-created under the same name is another lifetime, routed by its

@@ -2,11 +2,15 @@
 //! TCX or when asked for.
 //!
 //! The `clsact` qdisc is added when missing and **never** deleted or replaced, since other
-//! tools' filters live there. Our filters use a fixed priority and handle ([`LEGACY_PRIORITY`],
-//! [`LEGACY_HANDLE`]); before attaching, any stale filter carrying our program's name (left by
-//! a crashed run) is removed, and nothing else. Filters are found again by dumping the hook's
-//! filters over rtnetlink ([`filters`]), and removed from the network namespace they were
-//! added in ([`AttachNetns`]).
+//! tools' filters live there. Our filters use a fixed priority ([`LEGACY_PRIORITY`]) and a
+//! handle of their [`Role`]: the daemon's and the one-shot commands' (`list --attach`, `dump`,
+//! `watch`) never share one, so a command never touches the daemon's filters. A filter is ours
+//! when it runs the program id we loaded; a filter at one of our handles that runs another
+//! linkmeter program was left by an earlier daemon (removed by the daemon at start and before
+//! attaching there), and a filter that is not linkmeter's is reported and left alone, ours
+//! going to the next free handle. Filters are found by dumping the hook's filters over
+//! rtnetlink ([`filters`]), removed by index ([`delete_filter`]), and detached from the network
+//! namespace they were added in ([`AttachNetns`]).
 
 use std::{
     fs::File,
@@ -17,8 +21,8 @@ use std::{
 
 use aya::programs::tc::{self, TcError, TcHandle};
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    Parseable as _,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, Parseable as _,
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
@@ -31,16 +35,40 @@ use super::{attach::AttachError, hooks::Hook};
 
 /// Priority of linkmeter's cls_bpf filters in legacy tc mode (lower runs earlier).
 pub(crate) const LEGACY_PRIORITY: u16 = 1;
-/// Handle of linkmeter's cls_bpf filters in legacy tc mode (`0x4c4d`, "LM").
-pub(crate) const LEGACY_HANDLE: TcHandle = TcHandle::new(0, 0x4c4d);
 
-/// Adds the clsact qdisc if missing (never replacing an existing one) and removes stale filters
-/// that carry our program's name on this hook.
-pub(super) fn prepare_hook(
-    interface: &str,
-    hook: Hook,
-    program_name: &str,
-) -> Result<(), AttachError> {
+/// Names of linkmeter's programs start with this: how a filter of another linkmeter process
+/// is told from another tool's.
+const PROGRAM_PREFIX: &str = "linkmeter";
+
+/// Handles a role tries, in order, when earlier ones are taken by another tool's filter.
+const HANDLES_PER_ROLE: u16 = 4;
+
+/// Who attaches: the daemon, or a one-shot command running beside it. They use different
+/// legacy tc handles, so that neither removes or replaces the other's filters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// `linkmeter run`: handles `0x4c4d` ("LM"), then `0x1:4c4d`, ...; at start it removes the
+    /// filters earlier daemons left at them.
+    #[default]
+    Daemon,
+    /// `list --attach`, `dump`, `watch`: handles `0x4c4e`, then `0x1:4c4e`, ...; removes
+    /// nothing but its own.
+    Command,
+}
+
+impl Role {
+    /// The handles this role attaches at, in order of preference.
+    pub(crate) fn handles(self) -> impl Iterator<Item = TcHandle> {
+        let minor = match self {
+            Self::Daemon => 0x4c4d,
+            Self::Command => 0x4c4e,
+        };
+        (0..HANDLES_PER_ROLE).map(move |major| TcHandle::new(major, minor))
+    }
+}
+
+/// Adds the clsact qdisc if missing (never replacing an existing one).
+pub(super) fn add_clsact(interface: &str) -> Result<(), AttachError> {
     match tc::qdisc_add_clsact(interface) {
         Ok(()) => {}
         Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
@@ -56,15 +84,72 @@ pub(super) fn prepare_hook(
             });
         }
     }
-    match tc::qdisc_detach_program(interface, hook.attach_type(), program_name) {
-        Ok(()) => Ok(()),
-        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(AttachError::StaleFilter {
-            interface: interface.to_owned(),
-            hook,
-            source,
-        }),
+    Ok(())
+}
+
+/// The handle `role` attaches at on this hook: the first of its handles that is free, or
+/// held by a filter an earlier daemon left (removed first; daemon only). A handle held by
+/// another tool's filter is reported and skipped.
+pub(super) fn choose_handle(
+    interface: &str,
+    ifindex: u32,
+    hook: Hook,
+    role: Role,
+) -> Result<TcHandle, AttachError> {
+    let stale_error = |source| AttachError::StaleFilter {
+        interface: interface.to_owned(),
+        hook,
+        source,
+    };
+    let present = filters(ifindex, hook).map_err(stale_error)?;
+    for handle in role.handles() {
+        let Some(filter) = present
+            .iter()
+            .find(|f| f.priority == LEGACY_PRIORITY && f.handle == handle)
+        else {
+            return Ok(handle);
+        };
+        if !filter.is_linkmeter() {
+            tracing::warn!(interface, %hook, handle = format_args!("{:#x}", u32::from(handle)),
+                program = filter.name.as_deref().unwrap_or("?"),
+                "another tool's tc filter sits at linkmeter's handle; attaching beside it");
+        } else if role == Role::Daemon {
+            delete_filter(ifindex, hook, filter.priority, handle).map_err(stale_error)?;
+            tracing::info!(interface, %hook, "removed a tc filter an earlier linkmeter left");
+            return Ok(handle);
+        }
     }
+    Err(AttachError::NoFreeHandle {
+        interface: interface.to_owned(),
+        hook,
+    })
+}
+
+/// Removes the filters of other linkmeter processes from both hooks of `ifindex`: at the
+/// daemon's handles (`Some(Role::Daemon)`: what an earlier daemon left, e.g. after SIGKILL), or
+/// at any priority and handle (`None`: `linkmeter cleanup`). Returns how many were removed.
+///
+/// # Errors
+///
+/// Listing or removing a filter failed.
+pub(crate) fn remove_stale_filters(ifindex: u32, scope: Option<Role>) -> io::Result<usize> {
+    let mut removed = 0;
+    for hook in Hook::ALL {
+        for filter in filters(ifindex, hook)? {
+            let in_scope = scope.is_none_or(|role| {
+                filter.priority == LEGACY_PRIORITY && role.handles().any(|h| h == filter.handle)
+            });
+            if filter.is_linkmeter() && in_scope {
+                match delete_filter(ifindex, hook, filter.priority, filter.handle) {
+                    Ok(()) => removed += 1,
+                    // Gone meanwhile (the device, or another cleanup).
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The errno inside a [`TcError`], when there is one.
@@ -77,7 +162,7 @@ fn tc_errno(err: &TcError) -> Option<i32> {
 }
 
 /// One filter on a hook, as the kernel lists it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Filter {
     /// Its priority.
     pub(super) priority: u16,
@@ -85,15 +170,24 @@ pub(super) struct Filter {
     pub(super) handle: TcHandle,
     /// The id of its BPF program, for cls_bpf filters.
     pub(super) program_id: Option<u32>,
+    /// The name of its BPF program, for cls_bpf filters.
+    pub(super) name: Option<String>,
 }
 
 impl Filter {
     fn from_message(msg: &TcMessage) -> Self {
-        let program_id = msg.attributes.iter().find_map(|attr| match attr {
-            TcAttribute::Options(options) => options.iter().find_map(|o| match o {
-                TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => Some(*id),
-                _ => None,
-            }),
+        let bpf_options = || {
+            msg.attributes.iter().flat_map(|attr| match attr {
+                TcAttribute::Options(options) => options.as_slice(),
+                _ => &[],
+            })
+        };
+        let program_id = bpf_options().find_map(|o| match o {
+            TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => Some(*id),
+            _ => None,
+        });
+        let name = bpf_options().find_map(|o| match o {
+            TcOption::Bpf(TcFilterBpfOption::ProgName(name)) => Some(name.clone()),
             _ => None,
         });
         Self {
@@ -101,7 +195,15 @@ impl Filter {
             priority: u16::try_from(msg.header.info >> 16).unwrap_or(u16::MAX),
             handle: TcHandle::new(msg.header.handle.major, msg.header.handle.minor),
             program_id,
+            name,
         }
+    }
+
+    /// Whether it runs a linkmeter program (of this process or another).
+    fn is_linkmeter(&self) -> bool {
+        self.name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(PROGRAM_PREFIX))
     }
 }
 
@@ -127,12 +229,7 @@ const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The netlink socket, the request or the kernel's answer failed, or no answer came within
 /// [`DUMP_TIMEOUT`].
 pub(super) fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    let timeout =
-        nix::sys::time::TimeVal::new(i64::try_from(DUMP_TIMEOUT.as_secs()).unwrap_or(i64::MAX), 0);
-    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+    let socket = request_socket()?;
     socket.send(&dump_request(ifindex, hook)?, 0)?;
     let mut found = Vec::new();
     loop {
@@ -144,6 +241,62 @@ pub(super) fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
 }
 
 /// The `RTM_GETTFILTER` dump request for `hook` of `ifindex`.
+/// A netlink socket connected to the kernel, whose reads give up after [`DUMP_TIMEOUT`].
+fn request_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    let timeout =
+        nix::sys::time::TimeVal::new(i64::try_from(DUMP_TIMEOUT.as_secs()).unwrap_or(i64::MAX), 0);
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
+/// Removes the filter at `priority` and `handle` from `hook` of `ifindex` (`RTM_DELTFILTER`),
+/// whatever its name: the callers have checked what it runs.
+///
+/// # Errors
+///
+/// The kernel refused (`ENOENT`: no such filter).
+pub(super) fn delete_filter(
+    ifindex: u32,
+    hook: Hook,
+    priority: u16,
+    handle: TcHandle,
+) -> io::Result<()> {
+    let mut tc = TcMessage::default();
+    tc.header.index =
+        i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    tc.header.parent = clsact_parent(hook);
+    let raw = u32::from(handle);
+    tc.header.handle = NlHandle {
+        major: (raw >> 16) as u16,
+        minor: (raw & 0xffff) as u16,
+    };
+    // Priority in the upper half; protocol 0 in the lower matches the filter's, whatever it is.
+    tc.header.info = u32::from(priority) << 16;
+    tc.attributes = vec![TcAttribute::Kind("bpf".into())];
+    let mut request = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelTrafficFilter(tc)),
+    );
+    request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    request.finalize();
+    let mut buf = vec![0; request.buffer_len()];
+    request.serialize(&mut buf);
+    let socket = request_socket()?;
+    socket.send(&buf, 0)?;
+    let (data, _) = socket.recv_from_full()?;
+    let buffer = NetlinkBuffer::new_checked(&data).map_err(io::Error::other)?;
+    match NetlinkMessage::<RouteNetlinkMessage>::parse(&buffer)
+        .map_err(io::Error::other)?
+        .payload
+    {
+        NetlinkPayload::Error(err) if err.code.is_some() => Err(err.to_io()),
+        _ => Ok(()),
+    }
+}
+
 fn dump_request(ifindex: u32, hook: Hook) -> io::Result<Vec<u8>> {
     let mut tc = TcMessage::default();
     tc.header.index =
@@ -247,19 +400,37 @@ impl Drop for NetnsRestore {
 mod tests {
     use super::*;
 
+    const DAEMON_HANDLE: TcHandle = TcHandle::new(0, 0x4c4d);
+
     #[test]
-    fn filter_messages_give_priority_handle_and_program_id() {
+    fn filter_messages_give_priority_handle_program_id_and_name() {
+        let filter = Filter::from_message(&ours(42));
         assert_eq!(
-            Filter::from_message(&ours(42)),
+            filter,
             Filter {
                 priority: LEGACY_PRIORITY,
-                handle: LEGACY_HANDLE,
+                handle: DAEMON_HANDLE,
                 program_id: Some(42),
+                name: Some("linkmeter_i".into()),
             }
         );
+        assert!(filter.is_linkmeter());
+        let other = Filter {
+            name: Some("cil_from_container".into()),
+            ..filter
+        };
+        assert!(!other.is_linkmeter());
         // The chain head the kernel lists first has no handle and no program.
         let head = Filter::from_message(&TcMessage::default());
         assert_eq!(head.program_id, None);
+    }
+
+    #[test]
+    fn the_daemon_and_the_commands_never_share_a_handle() {
+        let daemon: Vec<u32> = Role::Daemon.handles().map(u32::from).collect();
+        let command: Vec<u32> = Role::Command.handles().map(u32::from).collect();
+        assert_eq!(daemon, [0x4c4d, 0x1_4c4d, 0x2_4c4d, 0x3_4c4d]);
+        assert!(command.iter().all(|h| !daemon.contains(h)));
     }
 
     #[test]
@@ -311,7 +482,7 @@ mod tests {
         assert!(parse_dump(&done, &mut found).expect("parses"));
         let ids: Vec<Option<u32>> = found.iter().map(|f| f.program_id).collect();
         assert_eq!(ids, [Some(7), Some(8)]);
-        assert!(found.iter().all(|f| f.handle == LEGACY_HANDLE));
+        assert!(found.iter().all(|f| f.handle == DAEMON_HANDLE));
     }
 
     #[test]

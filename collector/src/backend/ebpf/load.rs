@@ -14,6 +14,7 @@ use collector_common::{
 use super::{
     EbpfCounters, OBJECT,
     hooks::ProgramIds,
+    legacy::Role,
     maps::{CounterMaps, MapReadError},
     peers::PeerAges,
 };
@@ -29,6 +30,9 @@ pub struct LoadOptions {
     /// within [`MAX_PEERS`]; packets of more peers are counted as overflow. Default
     /// [`DEFAULT_MAX_PEERS`].
     pub max_peers: u32,
+    /// The daemon, or a one-shot command beside it: they attach at different legacy tc
+    /// handles. Default [`Role::Daemon`].
+    pub role: Role,
 }
 
 impl Default for LoadOptions {
@@ -36,6 +40,7 @@ impl Default for LoadOptions {
         Self {
             max_interfaces: DEFAULT_MAX_INTERFACES,
             max_peers: DEFAULT_MAX_PEERS,
+            role: Role::Daemon,
         }
     }
 }
@@ -174,6 +179,7 @@ impl EbpfCounters {
             logger,
             netns: None,
             ages: PeerAges::default(),
+            role: options.role,
         })
     }
 }

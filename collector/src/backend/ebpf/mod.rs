@@ -39,6 +39,7 @@ use collector_common::SLOT_TUNNEL;
 pub use self::{
     attach::{AttachError, InterfaceAttachment},
     hooks::{AttachMode, AttachedMode, Hook, kernel_has_tcx},
+    legacy::Role,
     load::{LoadError, LoadOptions},
     maps::{Framing, InterfaceCounters, InterfaceStats, MapReadError, Overflow},
     peers::Peer,
@@ -53,6 +54,16 @@ use self::{
 pub(crate) use counter::{
     Attachment, TcCounter, Unattached, load_or_explain, unattached_if_loadable,
 };
+
+/// Removes every legacy tc filter running a linkmeter program from both hooks of `ifindex`,
+/// whoever attached it (`linkmeter cleanup`); returns how many.
+///
+/// # Errors
+///
+/// Listing or removing a filter failed.
+pub(crate) fn remove_linkmeter_filters(ifindex: u32) -> std::io::Result<usize> {
+    legacy::remove_stale_filters(ifindex, None)
+}
 
 /// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.
 pub(crate) static OBJECT: &[u8] =
@@ -75,6 +86,8 @@ pub struct EbpfCounters {
     netns: Option<Arc<AttachNetns>>,
     /// When each peer was last seen moving.
     ages: PeerAges,
+    /// The daemon or a command: which legacy tc handles it attaches at.
+    role: Role,
 }
 
 impl std::fmt::Debug for EbpfCounters {
@@ -128,7 +141,12 @@ impl EbpfCounters {
                 interface: interface.to_owned(),
                 source,
             })?;
-        attach::attach(&mut self.ebpf, interface, ifindex, mode, netns).inspect_err(|_| {
+        let target = attach::Target {
+            interface,
+            ifindex,
+            role: self.role,
+        };
+        attach::attach(&mut self.ebpf, target, mode, netns).inspect_err(|_| {
             if !had_slot {
                 let _ignored = self.maps.release(ifindex);
             }

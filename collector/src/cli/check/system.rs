@@ -212,6 +212,7 @@ fn ebpf_object() -> Line {
     match EbpfCounters::load(&LoadOptions {
         max_interfaces: 1,
         max_peers: 1,
+        ..LoadOptions::default()
     }) {
         Ok(_) => line(
             Status::Ok,

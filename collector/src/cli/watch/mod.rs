@@ -76,7 +76,9 @@ impl WatchArgs {
 /// Loading the eBPF object fails, or no interface could be attached.
 pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     let config = args.config()?;
-    let counters = EbpfCounters::load(&config.ebpf_options()).map_err(|e| {
+    let mut interrupted = std::pin::pin!(once::interruption());
+    let _ = futures_util::poll!(interrupted.as_mut());
+    let counters = EbpfCounters::load(&once::command_options(&config)).map_err(|e| {
         Failure::runtime(format!(
             "cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN): {}",
             Report(&e)
@@ -104,7 +106,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut interrupted => break,
         }
         print!("{}", view.render(&node.collect().await));
         printed += 1;

@@ -1,0 +1,54 @@
+//! `linkmeter cleanup`: removes what linkmeter processes left on this node.
+
+use crate::{
+    Report,
+    backend::ebpf::remove_linkmeter_filters,
+    cli::{Failure, runtime},
+    discovery::{Links as _, Netlink},
+};
+
+/// Examples shown by `linkmeter cleanup --help`.
+pub(crate) const EXAMPLES: &str = "Examples:
+  linkmeter cleanup                 # after uninstalling the DaemonSet
+  ip netns exec NS linkmeter cleanup";
+
+/// Options of `linkmeter cleanup`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CleanupArgs {}
+
+/// Removes every legacy tc filter running a linkmeter program, on every interface of the
+/// calling process's network namespace, whoever attached it (TCX links need nothing: they go
+/// with the process that made them). Prints what it removed.
+///
+/// # Errors
+///
+/// Netlink is unusable, or a filter could not be removed.
+pub(crate) fn execute(_: &CleanupArgs) -> Result<(), Failure> {
+    let links = runtime()?.block_on(async {
+        let netlink = Netlink::open().map_err(|e| Failure::runtime(Report(&e)))?;
+        netlink
+            .dump()
+            .await
+            .map_err(|e| Failure::runtime(Report(&e)))
+    })?;
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    for facts in &links {
+        match remove_linkmeter_filters(facts.link.ifindex) {
+            Ok(n) => removed += n,
+            Err(err) => failed.push(format!("{}: {err}", facts.link.name)),
+        }
+    }
+    println!(
+        "removed {removed} linkmeter tc filter(s) from {} interface(s)",
+        links.len()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(format!(
+            "could not clean up {}",
+            failed.join("; ")
+        )))
+    }
+}
