@@ -40,6 +40,12 @@ pub const STATS_MAP: &str = "LINKMETER_STATS";
 pub const PEERS_MAP: &str = "LINKMETER_PEERS";
 /// Name of the per-CPU array of overflow [`Counter`]s.
 pub const OVERFLOW_MAP: &str = "LINKMETER_OVERFLOW";
+/// Version of the maps' layout: the key and value types of [`DIRECTORY_MAP`], [`STATS_MAP`],
+/// [`PEERS_MAP`] and [`OVERFLOW_MAP`] and how the programs index them. Pinned maps are reused
+/// by a restarted or upgraded daemon only under the same version: bump it with any change to
+/// [`Slot`], [`Stats`], [`PeerKey`], [`Counter`], [`Protocol`], the size buckets or the
+/// indexing (a unit test pins the sizes it was set for).
+pub const MAP_LAYOUT_VERSION: u32 = 1;
 /// Name of the program's global holding the directory's index mask (its size minus one).
 pub const DIRECTORY_MASK_GLOBAL: &str = "DIRECTORY_MASK";
 /// Name of the ingress TC program in the object.
@@ -403,6 +409,24 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_version_follows_the_map_types() {
+        // Changed a size here? Bump MAP_LAYOUT_VERSION, then update these numbers.
+        let sizes = (
+            core::mem::size_of::<Slot>(),
+            core::mem::size_of::<PeerKey>(),
+            core::mem::size_of::<Counter>(),
+            core::mem::size_of::<Stats>(),
+            PROTOCOLS,
+            SIZE_BUCKETS,
+            TCP_FLAGS,
+        );
+        assert_eq!(
+            (MAP_LAYOUT_VERSION, sizes),
+            (1, (16, 24, 16, 256, 10, 8, 4))
+        );
+    }
 
     #[test]
     fn map_types_have_no_padding() {

@@ -5,6 +5,7 @@
 //! Every test builds what it needs inside namespaces it creates (`lmt-<pid>-<n>-<tag>`) and the
 //! guards delete them on drop, also when the test panics. Nothing touches the host's interfaces.
 
+pub mod bpffs;
 pub mod daemon;
 pub mod frames;
 pub mod http;

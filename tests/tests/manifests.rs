@@ -71,6 +71,22 @@ fn base_renders_a_least_privilege_host_network_daemonset() {
 }
 
 #[test]
+fn the_bpffs_is_mounted_exactly_when_pinning_is_on() {
+    let (Some(base), Some(no_pin)) = (
+        kustomize("deploy/base"),
+        kustomize("deploy/overlays/no-pin"),
+    ) else {
+        return;
+    };
+    let config = std::fs::read_to_string(root().join("deploy/base/config.toml")).expect("config");
+    assert!(config.contains("pin = true"));
+    assert!(base.contains("mountPath: /sys/fs/bpf"));
+    assert!(no_pin.contains("--pin=false"), "{no_pin}");
+    assert!(!no_pin.contains("/sys/fs/bpf\n") && !no_pin.contains("mountPath: /sys/fs/bpf"));
+    assert!(!no_pin.contains("name: bpffs"), "{no_pin}");
+}
+
+#[test]
 fn rendered_manifests_validate_strictly() {
     let Some(python) = std::env::var_os("LINKMETER_PYTHON") else {
         integration_tests::skip(
@@ -84,6 +100,7 @@ fn rendered_manifests_validate_strictly() {
     for (name, kdir) in [
         ("base", "deploy/base"),
         ("privileged", "deploy/overlays/privileged"),
+        ("no-pin", "deploy/overlays/no-pin"),
     ] {
         let Some(yaml) = kustomize(kdir) else { return };
         let file = dir.join(format!("{name}.yaml"));
@@ -104,7 +121,7 @@ fn rendered_manifests_validate_strictly() {
     );
     assert_eq!(
         report.lines().filter(|l| l.starts_with("ok")).count(),
-        12,
+        18,
         "{report}"
     );
     assert!(report.contains("ok   ") && report.contains("PodMonitor/linkmeter"));

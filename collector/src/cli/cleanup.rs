@@ -1,8 +1,10 @@
 //! `linkmeter cleanup`: removes what linkmeter processes left on this node.
 
+use std::path::PathBuf;
+
 use crate::{
     Report,
-    backend::ebpf::remove_linkmeter_filters,
+    backend::ebpf::{DEFAULT_PIN_PATH, remove_linkmeter_filters, remove_pins},
     cli::{Failure, runtime},
     discovery::{Links as _, Netlink},
 };
@@ -14,16 +16,26 @@ pub(crate) const EXAMPLES: &str = "Examples:
 
 /// Options of `linkmeter cleanup`.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct CleanupArgs {}
+pub(crate) struct CleanupArgs {
+    /// The daemon's pin directory, removed with everything in it.
+    #[arg(long, env = "LINKMETER_PIN_PATH", value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
+    pin_path: PathBuf,
+}
 
-/// Removes every legacy tc filter running a linkmeter program, on every interface of the
-/// calling process's network namespace, whoever attached it (TCX links need nothing: they go
+/// Removes what linkmeter pinned (the pin directory: unpinned links detach, unpinned maps are
+/// freed) and every legacy tc filter running a linkmeter program, on every interface of the
+/// calling process's network namespace, whoever attached it (TCX links that are not pinned go
 /// with the process that made them). Prints what it removed.
 ///
 /// # Errors
 ///
-/// Netlink is unusable, or a filter could not be removed.
-pub(crate) fn execute(_: &CleanupArgs) -> Result<(), Failure> {
+/// Netlink is unusable, or a pin or filter could not be removed.
+pub(crate) fn execute(args: &CleanupArgs) -> Result<(), Failure> {
+    let had_pins = args.pin_path.exists();
+    remove_pins(&args.pin_path).map_err(|e| Failure::runtime(Report(&e)))?;
+    if had_pins {
+        println!("removed {}", args.pin_path.display());
+    }
     let links = runtime()?.block_on(async {
         let netlink = Netlink::open().map_err(|e| Failure::runtime(Report(&e)))?;
         netlink

@@ -68,10 +68,11 @@ pub(crate) async fn interruption() {
     crate::cli::run::shutdown_signal().await;
 }
 
-/// The eBPF options of a one-shot command: its own legacy tc handles.
+/// The eBPF options of a one-shot command: its own legacy tc handles, nothing pinned.
 pub(crate) fn command_options(config: &Config) -> LoadOptions {
     LoadOptions {
         role: Role::Command,
+        pin: None,
         ..config.ebpf_options()
     }
 }

@@ -85,6 +85,14 @@ pub(crate) struct RunArgs {
         value_name = "SECONDS"
     )]
     pub peer_idle_seconds: Option<u64>,
+    /// Pin the eBPF maps and links under --pin-path: counting goes on while no daemon runs and
+    /// a restarted or upgraded daemon continues the same counters (`linkmeter cleanup` removes
+    /// them).
+    #[arg(long, env = "LINKMETER_PIN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub pin: Option<bool>,
+    /// Directory on a BPF filesystem for --pin [default: /sys/fs/bpf/linkmeter].
+    #[arg(long, env = "LINKMETER_PIN_PATH", value_name = "DIR")]
+    pub pin_path: Option<PathBuf>,
     /// Receive buffer of the link-event socket in bytes [default: 4194304].
     #[arg(
         long = "event-buffer-bytes",
@@ -125,6 +133,8 @@ impl RunArgs {
                 .or(file.resync_interval_seconds),
             ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
             event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
+            pin: self.pin.or(file.pin),
+            pin_path: self.pin_path.or(file.pin_path),
             log_format: self.log_format.or(file.log_format),
         }
     }

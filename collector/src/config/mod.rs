@@ -92,6 +92,11 @@ pub struct FileConfig {
     pub resync_interval_seconds: Option<u64>,
     /// Regex on driver stat names exported as `linkmeter_ethtool_stat`.
     pub ethtool_stats_allowlist: Option<String>,
+    /// Pin the eBPF maps and links under `pin_path`, so that counting goes on while no daemon
+    /// runs and a restarted or upgraded daemon continues the same counters.
+    pub pin: Option<bool>,
+    /// Directory on a BPF filesystem for `pin`.
+    pub pin_path: Option<PathBuf>,
     /// Receive buffer of the link-event socket, in bytes. Events beyond it are lost and
     /// repaired by an immediate resync (`linkmeter_netlink_resyncs_total{reason="events_lost"}`).
     pub event_buffer_bytes: Option<u32>,
@@ -120,6 +125,8 @@ pub struct Config {
     pub(crate) ethtool_stats_allowlist: Regex,
     /// Receive buffer of the link-event socket.
     pub(crate) event_buffer: usize,
+    /// Where to pin the eBPF maps and links; `None`: no pinning.
+    pub(crate) pin: Option<PathBuf>,
     /// Log format.
     pub(crate) log_format: LogFormat,
 }
@@ -341,16 +348,21 @@ impl Config {
                     .unwrap_or(DEFAULT_EVENT_BUFFER_BYTES),
                 &EVENT_BUFFER_BYTES,
             )? as usize,
+            pin: file.pin.unwrap_or(false).then(|| {
+                file.pin_path
+                    .unwrap_or_else(|| PathBuf::from(crate::backend::ebpf::DEFAULT_PIN_PATH))
+            }),
             log_format: file.log_format.unwrap_or_default(),
         })
     }
 
     /// The sizes of the eBPF maps.
-    pub(crate) const fn ebpf_options(&self) -> crate::backend::ebpf::LoadOptions {
+    pub(crate) fn ebpf_options(&self) -> crate::backend::ebpf::LoadOptions {
         crate::backend::ebpf::LoadOptions {
             max_interfaces: self.max_interfaces,
             max_peers: self.max_peers,
             role: crate::backend::ebpf::Role::Daemon,
+            pin: self.pin.clone(),
         }
     }
 

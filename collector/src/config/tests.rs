@@ -131,3 +131,28 @@ fn flags_override_the_file() {
     assert_eq!(c.listen().port(), 2);
     assert_eq!(c.max_interfaces, 8);
 }
+
+#[test]
+fn pinning_is_off_by_default_and_the_flag_turns_it_on_or_off() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let pin = |args: &[&str], toml: &str| {
+        let cli = Cli::try_parse_from(std::iter::once("linkmeter").chain(args.iter().copied()))
+            .expect("parses");
+        let file = FileConfig::parse(toml, Path::new("t")).expect("toml");
+        Config::build(cli.run.over(file)).expect("valid").pin
+    };
+    let default = Some(PathBuf::from(crate::backend::ebpf::DEFAULT_PIN_PATH));
+    assert_eq!(pin(&[], ""), None);
+    assert_eq!(pin(&["--pin"], ""), default);
+    assert_eq!(pin(&[], "pin = true"), default);
+    assert_eq!(pin(&["--pin=false"], "pin = true"), None);
+    assert_eq!(
+        pin(&["--pin-path", "/x"], "pin = true"),
+        Some(PathBuf::from("/x"))
+    );
+}

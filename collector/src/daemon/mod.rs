@@ -111,6 +111,7 @@ where
     /// completes; detaches everything before returning.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
         self.resync().await;
+        self.node.settle_after_start().await;
         self.ready.store(true, Ordering::Release);
         info!(
             interfaces = self.node.interfaces().count(),
@@ -148,8 +149,8 @@ where
                 Some(first) = self.requests.recv() => self.answer(first).await,
             }
         }
-        info!("shutting down: detaching the eBPF counter");
-        self.node.detach_all();
+        info!("shutting down");
+        self.node.shutdown();
     }
 
     /// Subscribes to link events again; on success the node is resynchronised (events were
@@ -213,8 +214,7 @@ pub(crate) async fn run(
     let buffer = config.event_buffer;
     let subscribe = move || discovery::link_events(buffer);
     let events = subscribe().map_err(DaemonError::Events)?;
-    let mut node = Node::open(&config, ebpf)?;
-    node.remove_stale_filters().await;
+    let node = Node::open(&config, ebpf)?;
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));

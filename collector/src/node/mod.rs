@@ -225,13 +225,27 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         }
     }
 
-    /// Removes, from every link of the node whatever its routing, the legacy tc filters that
-    /// earlier processes of our role left (a daemon killed with SIGKILL leaves its filters;
-    /// TCX links die with their process). Run once before the first resync.
-    pub(crate) async fn remove_stale_filters(&mut self) {
+    /// After the first routing pass: frees what an earlier daemon pinned for interfaces that
+    /// no longer get the eBPF counter, and removes from every link, whatever its routing, the
+    /// legacy tc filters earlier daemons left (a SIGKILL leaves them; TCX links without pins
+    /// go with their process) that do not run our programs.
+    pub(crate) async fn settle_after_start(&mut self) {
+        let attached: Vec<u32> = self
+            .interfaces
+            .iter()
+            .filter(|(_, i)| matches!(i.measure, Measure::Ebpf(_)) || i.breakdown.is_some())
+            .map(|(&ifindex, _)| ifindex)
+            .collect();
         let Some(ebpf) = self.ebpf.as_mut() else {
             return;
         };
+        let freed = ebpf.settle(&attached);
+        if freed > 0 {
+            info!(
+                interfaces = freed,
+                "freed pinned counters of interfaces no longer counted with eBPF"
+            );
+        }
         let links = match self.netdev.links().dump().await {
             Ok(links) => links,
             Err(err) => {
@@ -249,6 +263,17 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         }
         if removed > 0 {
             info!(removed, "removed tc filters left by an earlier linkmeter");
+        }
+    }
+
+    /// On shutdown: with pinning, the attachments stay in the kernel, counting, for the next
+    /// daemon to adopt; otherwise every one is detached.
+    pub(crate) fn shutdown(&mut self) {
+        if self.ebpf.as_ref().is_some_and(TcCounter::persists) {
+            // Dropping a persistent attachment keeps it in the kernel.
+            self.interfaces.clear();
+        } else {
+            self.detach_all();
         }
     }
 

@@ -10,7 +10,7 @@
 //!
 //! Either way an attachment is recognised as ours by the kernel id of the program on the hook.
 
-use std::{error::Error, io, sync::Arc};
+use std::{error::Error, io, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf,
@@ -24,6 +24,7 @@ use aya::{
 use super::{
     hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
     legacy::{self, AttachNetns, LEGACY_PRIORITY, NetnsRestore, Role},
+    pin::{self, PinDir},
 };
 
 /// Errors from attaching to or detaching from a TC hook. Each names the interface and hook.
@@ -105,6 +106,17 @@ pub enum AttachError {
         #[source]
         source: super::MapReadError,
     },
+    /// A pinned TCX link could not be made or pinned.
+    #[error("pinning the TCX link of {interface:?} {hook}")]
+    Pin {
+        /// The interface name.
+        interface: String,
+        /// The hook.
+        hook: Hook,
+        /// Why.
+        #[source]
+        source: super::pin::LinkPinError,
+    },
     /// The network namespace of the calling thread cannot be recorded.
     #[error("recording the network namespace of {interface:?}")]
     Netns {
@@ -130,7 +142,8 @@ impl AttachError {
     }
 }
 
-/// Our program attached to one hook of one interface. Dropping it detaches (errors ignored).
+/// Our program attached to one hook of one interface. Dropping it detaches (errors ignored),
+/// unless it is persistent (pinning): then it stays in the kernel, counting.
 #[derive(Debug)]
 struct HookAttachment {
     hook: Hook,
@@ -139,6 +152,10 @@ struct HookAttachment {
     handle: Option<TcHandle>,
     /// The kernel id of the program attached.
     program_id: u32,
+    /// Where its TCX link is pinned.
+    pin: Option<PathBuf>,
+    /// Kept in the kernel when dropped (pinning).
+    persistent: bool,
 }
 
 /// Where and as whom to attach.
@@ -150,6 +167,8 @@ pub(super) struct Target<'a> {
     pub(super) ifindex: u32,
     /// The daemon or a command (legacy tc handles).
     pub(super) role: Role,
+    /// The pin directory, when pinning.
+    pub(super) pins: Option<&'a PinDir>,
 }
 
 /// Attaches our (loaded) program for `hook` to `target` with `mode`.
@@ -168,28 +187,6 @@ fn attach_hook(
     };
     let program = super::classifier(ebpf, hook.program())
         .map_err(|_| attach_error(ProgramError::NotLoaded))?;
-    let options = match mode {
-        AttachedMode::Tcx => {
-            if !kernel_has_tcx() {
-                return Err(AttachError::TcxUnsupported {
-                    interface: interface.to_owned(),
-                });
-            }
-            TcAttachOptions::TcxOrder(LinkOrder::first())
-        }
-        AttachedMode::Tc => {
-            legacy::add_clsact(interface)?;
-            TcAttachOptions::Netlink(NlOptions {
-                priority: LEGACY_PRIORITY,
-                handle: legacy::choose_handle(interface, target.ifindex, hook, target.role)?,
-                classid: None,
-            })
-        }
-    };
-    let handle = match &options {
-        TcAttachOptions::Netlink(nl) => Some(nl.handle),
-        TcAttachOptions::TcxOrder(_) => None,
-    };
     let map_err = |source: ProgramError| {
         if is_no_such_device(&source) {
             AttachError::NoSuchInterface {
@@ -199,17 +196,73 @@ fn attach_hook(
             attach_error(source)
         }
     };
-    let id = program
-        .attach_with_options(interface, hook.attach_type(), options)
-        .map_err(map_err)?;
     let program_id = program.info().map_err(map_err)?.id();
-    let link = program.take_link(id).map_err(map_err)?;
-    Ok(HookAttachment {
+    let attached = |link, handle, pin| HookAttachment {
         hook,
         link,
         handle,
         program_id,
-    })
+        pin,
+        persistent: target.pins.is_some(),
+    };
+    let id = match mode {
+        AttachedMode::Tcx => {
+            if !kernel_has_tcx() {
+                return Err(AttachError::TcxUnsupported {
+                    interface: interface.to_owned(),
+                });
+            }
+            if let Some(pins) = target.pins {
+                let path = pins.link(target.ifindex, hook);
+                let link =
+                    pin::attach_tcx(program, interface, hook, &path).map_err(|e| match e {
+                        pin::LinkPinError::Program(source) => map_err(source),
+                        other => AttachError::Pin {
+                            interface: interface.to_owned(),
+                            hook,
+                            source: other,
+                        },
+                    })?;
+                return Ok(attached(link, None, Some(path)));
+            }
+            let options = TcAttachOptions::TcxOrder(LinkOrder::first());
+            program.attach_with_options(interface, hook.attach_type(), options)
+        }
+        AttachedMode::Tc => {
+            legacy::add_clsact(interface)?;
+            let adopt = target.pins.is_some();
+            match legacy::choose_handle(interface, target.ifindex, hook, target.role, adopt)? {
+                legacy::Slot::Free(handle) => {
+                    let options = TcAttachOptions::Netlink(NlOptions {
+                        priority: LEGACY_PRIORITY,
+                        handle,
+                        classid: None,
+                    });
+                    let id = program
+                        .attach_with_options(interface, hook.attach_type(), options)
+                        .map_err(map_err)?;
+                    let link = program.take_link(id).map_err(map_err)?;
+                    return Ok(attached(link, Some(handle), None));
+                }
+                legacy::Slot::Replace(handle) => {
+                    let old = SchedClassifierLink::attached(
+                        interface,
+                        hook.attach_type(),
+                        LEGACY_PRIORITY,
+                        handle,
+                        None,
+                    )
+                    .map_err(|e| map_err(ProgramError::TcError(TcError::IoError(e))))?;
+                    let id = program.attach_to_link(old).map_err(map_err)?;
+                    let link = program.take_link(id).map_err(map_err)?;
+                    return Ok(attached(link, Some(handle), None));
+                }
+            }
+        }
+    };
+    let id = id.map_err(map_err)?;
+    let link = program.take_link(id).map_err(map_err)?;
+    Ok(attached(link, None, None))
 }
 
 impl HookAttachment {
@@ -220,6 +273,10 @@ impl HookAttachment {
     /// replaced it with their own at our handle, which must stay.
     fn detach(self, interface: &str, ifindex: u32, mode: AttachedMode) -> Result<(), AttachError> {
         let hook = self.hook;
+        if let Some(pin) = &self.pin {
+            // Unpinned, the link goes when its last descriptor (ours) closes.
+            pin::unpin(pin);
+        }
         if let Some(handle) = self.handle
             && !self.still_ours(ifindex, handle)
         {
@@ -241,6 +298,17 @@ impl HookAttachment {
 }
 
 impl HookAttachment {
+    /// Lets go of the attachment: detached, unless it is persistent, which stays in the kernel
+    /// (a pinned TCX link, a legacy filter) for the next daemon to adopt.
+    fn release(self, interface: &str, ifindex: u32, mode: AttachedMode) {
+        if !self.persistent {
+            let _ignored = self.detach(interface, ifindex, mode);
+        } else if self.handle.is_some() {
+            // Dropping a legacy link would delete the filter.
+            std::mem::forget(self.link);
+        }
+    }
+
     /// Whether the legacy filter at `handle` still runs our program (`true` when the filters
     /// cannot be listed: detaching then behaves as before).
     fn still_ours(&self, ifindex: u32, handle: TcHandle) -> bool {
@@ -403,7 +471,7 @@ impl Drop for InterfaceAttachment {
         }
         let _restore = self.enter_netns();
         for hook in std::mem::take(&mut self.hooks) {
-            let _ignored = hook.detach(&self.interface, self.ifindex, self.mode);
+            hook.release(&self.interface, self.ifindex, self.mode);
         }
     }
 }

@@ -71,6 +71,19 @@ pub(crate) trait TcCounter: Collect {
         let _ = ifindex;
         Ok(0)
     }
+
+    /// Whether attachments stay in the kernel when dropped (pinning): shutting down then
+    /// leaves them counting for the next daemon.
+    fn persists(&self) -> bool {
+        false
+    }
+
+    /// After the first routing pass: frees what an earlier daemon pinned for interfaces that
+    /// are not `attached` now (their slots, their pinned links). Returns how many interfaces.
+    fn settle(&mut self, attached: &[u32]) -> usize {
+        let _ = attached;
+        0
+    }
 }
 
 impl Attachment for InterfaceAttachment {
@@ -82,8 +95,33 @@ impl Attachment for InterfaceAttachment {
 impl TcCounter for EbpfCounters {
     type Attachment = InterfaceAttachment;
 
+    fn persists(&self) -> bool {
+        self.pins.is_some()
+    }
+
+    fn settle(&mut self, attached: &[u32]) -> usize {
+        let Some(pins) = self.pins.clone() else {
+            return 0;
+        };
+        let mut gone: Vec<u32> = self.maps.slotted();
+        gone.extend(pins.linked());
+        gone.retain(|ifindex| !attached.contains(ifindex));
+        gone.sort_unstable();
+        gone.dedup();
+        for &ifindex in &gone {
+            for hook in super::Hook::ALL {
+                super::pin::unpin(&pins.link(ifindex, hook));
+            }
+            if let Err(err) = TcCounter::forget(self, ifindex) {
+                tracing::warn!(ifindex, error = %crate::Report(&err), "freeing pinned counters");
+            }
+        }
+        gone.len()
+    }
+
     fn remove_stale_filters(&mut self, ifindex: u32) -> std::io::Result<usize> {
-        super::legacy::remove_stale_filters(ifindex, Some(self.role))
+        let ours = [self.ids.ingress, self.ids.egress];
+        super::legacy::remove_stale_filters(ifindex, Some(self.role), &ours)
     }
 
     /// Attaches by name, after checking that the name still belongs to `link`'s ifindex (a

@@ -87,15 +87,27 @@ pub(super) fn add_clsact(interface: &str) -> Result<(), AttachError> {
     Ok(())
 }
 
-/// The handle `role` attaches at on this hook: the first of its handles that is free, or
-/// held by a filter an earlier daemon left (removed first; daemon only). A handle held by
-/// another tool's filter is reported and skipped.
+/// Where a legacy filter goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Slot {
+    /// A free handle: a new filter.
+    Free(TcHandle),
+    /// A handle holding an earlier daemon's filter, whose program is replaced in place
+    /// (atomically: the filter keeps counting into the pinned maps until ours takes over).
+    Replace(TcHandle),
+}
+
+/// The handle `role` attaches at on this hook: the first of its handles that is free, or holds
+/// a filter an earlier daemon left (daemon only): replaced in place when `adopt` (pinned maps
+/// continue), removed first otherwise. A handle held by another tool's filter is reported and
+/// skipped.
 pub(super) fn choose_handle(
     interface: &str,
     ifindex: u32,
     hook: Hook,
     role: Role,
-) -> Result<TcHandle, AttachError> {
+    adopt: bool,
+) -> Result<Slot, AttachError> {
     let stale_error = |source| AttachError::StaleFilter {
         interface: interface.to_owned(),
         hook,
@@ -107,16 +119,18 @@ pub(super) fn choose_handle(
             .iter()
             .find(|f| f.priority == LEGACY_PRIORITY && f.handle == handle)
         else {
-            return Ok(handle);
+            return Ok(Slot::Free(handle));
         };
         if !filter.is_linkmeter() {
             tracing::warn!(interface, %hook, handle = format_args!("{:#x}", u32::from(handle)),
                 program = filter.name.as_deref().unwrap_or("?"),
                 "another tool's tc filter sits at linkmeter's handle; attaching beside it");
+        } else if role == Role::Daemon && adopt {
+            return Ok(Slot::Replace(handle));
         } else if role == Role::Daemon {
             delete_filter(ifindex, hook, filter.priority, handle).map_err(stale_error)?;
             tracing::info!(interface, %hook, "removed a tc filter an earlier linkmeter left");
-            return Ok(handle);
+            return Ok(Slot::Free(handle));
         }
     }
     Err(AttachError::NoFreeHandle {
@@ -126,20 +140,26 @@ pub(super) fn choose_handle(
 }
 
 /// Removes the filters of other linkmeter processes from both hooks of `ifindex`: at the
-/// daemon's handles (`Some(Role::Daemon)`: what an earlier daemon left, e.g. after SIGKILL), or
-/// at any priority and handle (`None`: `linkmeter cleanup`). Returns how many were removed.
+/// daemon's handles (`Some(Role::Daemon)`: what an earlier daemon left, e.g. after SIGKILL),
+/// except those running a program in `keep` (ours), or at any priority and handle (`None`:
+/// `linkmeter cleanup`). Returns how many were removed.
 ///
 /// # Errors
 ///
 /// Listing or removing a filter failed.
-pub(crate) fn remove_stale_filters(ifindex: u32, scope: Option<Role>) -> io::Result<usize> {
+pub(crate) fn remove_stale_filters(
+    ifindex: u32,
+    scope: Option<Role>,
+    keep: &[u32],
+) -> io::Result<usize> {
     let mut removed = 0;
     for hook in Hook::ALL {
         for filter in filters(ifindex, hook)? {
             let in_scope = scope.is_none_or(|role| {
                 filter.priority == LEGACY_PRIORITY && role.handles().any(|h| h == filter.handle)
             });
-            if filter.is_linkmeter() && in_scope {
+            let ours = filter.program_id.is_some_and(|id| keep.contains(&id));
+            if filter.is_linkmeter() && in_scope && !ours {
                 match delete_filter(ifindex, hook, filter.priority, filter.handle) {
                     Ok(()) => removed += 1,
                     // Gone meanwhile (the device, or another cleanup).

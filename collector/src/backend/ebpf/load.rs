@@ -17,6 +17,7 @@ use super::{
     legacy::Role,
     maps::{CounterMaps, MapReadError},
     peers::PeerAges,
+    pin::{MAP_FILES, PinDir, PinError},
 };
 use crate::config::{DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, MAX_INTERFACES, MAX_PEERS};
 
@@ -33,6 +34,9 @@ pub struct LoadOptions {
     /// The daemon, or a one-shot command beside it: they attach at different legacy tc
     /// handles. Default [`Role::Daemon`].
     pub role: Role,
+    /// Pin the maps and TCX links under this bpffs directory and adopt what an earlier daemon
+    /// pinned there (see `pin`); `None` (the default): nothing outlives the process.
+    pub pin: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +45,7 @@ impl Default for LoadOptions {
             max_interfaces: DEFAULT_MAX_INTERFACES,
             max_peers: DEFAULT_MAX_PEERS,
             role: Role::Daemon,
+            pin: None,
         }
     }
 }
@@ -90,6 +95,9 @@ pub enum LoadError {
     /// The maps cannot be prepared.
     #[error("preparing the eBPF maps")]
     Maps(#[source] MapReadError),
+    /// The pin directory cannot be used.
+    #[error("pinning the eBPF maps")]
+    Pin(#[source] PinError),
 }
 
 fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -135,13 +143,30 @@ impl EbpfCounters {
         let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
         let mask = directory - 1;
         log_memory(interfaces, peers, directory);
-        let mut ebpf = EbpfLoader::new()
+        let pins = match &options.pin {
+            Some(base) => {
+                let (pins, removed) =
+                    PinDir::prepare(base, interfaces, peers).map_err(LoadError::Pin)?;
+                if !removed.is_empty() {
+                    tracing::info!(removed = ?removed,
+                        "removed pinned maps and links of another map layout or capacity; counters restart");
+                }
+                Some(pins)
+            }
+            None => None,
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
             .map_max_entries(DIRECTORY_MAP, directory)
             .map_max_entries(STATS_MAP, interfaces * 2)
-            .map_max_entries(PEERS_MAP, peers)
-            .load(OBJECT)
-            .map_err(LoadError::Object)?;
+            .map_max_entries(PEERS_MAP, peers);
+        if let Some(pins) = &pins {
+            for (map, file) in MAP_FILES {
+                loader.map_pin_path(map, pins.map(file));
+            }
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(LoadError::Object)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -160,7 +185,7 @@ impl EbpfCounters {
                 .map_err(|source| LoadError::Verify { program, source })?
                 .id();
         }
-        let maps = CounterMaps::new(
+        let mut maps = CounterMaps::new(
             take_map(&mut ebpf, DIRECTORY_MAP)?,
             mask,
             take_map(&mut ebpf, STATS_MAP)?,
@@ -169,6 +194,15 @@ impl EbpfCounters {
             interfaces,
         )
         .map_err(LoadError::Maps)?;
+        if pins.is_some() {
+            let adopted = maps.adopt().map_err(LoadError::Maps)?;
+            if adopted > 0 {
+                tracing::info!(
+                    interfaces = adopted,
+                    "continuing the pinned counters of an earlier daemon"
+                );
+            }
+        }
         Ok(Self {
             ebpf,
             maps,
@@ -180,6 +214,7 @@ impl EbpfCounters {
             netns: None,
             ages: PeerAges::default(),
             role: options.role,
+            pins,
         })
     }
 }

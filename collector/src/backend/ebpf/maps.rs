@@ -257,6 +257,48 @@ impl CounterMaps {
             .map_err(access(DIRECTORY_MAP))
     }
 
+    /// Takes over the slots the directory already lists (pinned maps of an earlier daemon):
+    /// their counters continue. Entries that cannot be ours (a slot out of range or taken
+    /// twice, a position the program would not probe for that ifindex) are cleared. Returns how
+    /// many interfaces were adopted.
+    pub(crate) fn adopt(&mut self) -> Result<usize, MapReadError> {
+        let entries: Vec<(u32, Slot)> = self
+            .directory
+            .iter()
+            .enumerate()
+            .filter_map(|(position, entry)| Some((u32::try_from(position).ok()?, entry.ok()?)))
+            .filter(|(_, entry)| entry.ifindex != 0)
+            .collect();
+        for (position, entry) in entries {
+            let probed = (0..DIRECTORY_PROBES)
+                .any(|probe| directory_position(entry.ifindex, probe, self.mask) == position);
+            let free_at = self.slots.free.iter().position(|&s| s == entry.index);
+            match free_at {
+                Some(at) if probed && !self.slots.taken.contains_key(&entry.ifindex) => {
+                    self.slots.free.remove(at);
+                    self.slots.taken.insert(
+                        entry.ifindex,
+                        Taken {
+                            slot: entry.index,
+                            position,
+                            flags: entry.flags,
+                        },
+                    );
+                }
+                _ => self
+                    .directory
+                    .set(position, Slot::default(), 0)
+                    .map_err(access(DIRECTORY_MAP))?,
+            }
+        }
+        Ok(self.slots.taken.len())
+    }
+
+    /// The ifindexes that have a slot.
+    pub(crate) fn slotted(&self) -> Vec<u32> {
+        self.slots.taken.keys().copied().collect()
+    }
+
     /// Whether `ifindex` has a slot.
     pub(crate) fn has_slot(&self, ifindex: u32) -> bool {
         self.slots.taken.contains_key(&ifindex)

@@ -25,6 +25,7 @@ mod legacy;
 mod load;
 mod maps;
 mod peers;
+mod pin;
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +44,7 @@ pub use self::{
     load::{LoadError, LoadOptions},
     maps::{Framing, InterfaceCounters, InterfaceStats, MapReadError, Overflow},
     peers::Peer,
+    pin::{DEFAULT_PIN_PATH, PinError},
 };
 use self::{
     hooks::ProgramIds,
@@ -62,7 +64,17 @@ pub(crate) use counter::{
 ///
 /// Listing or removing a filter failed.
 pub(crate) fn remove_linkmeter_filters(ifindex: u32) -> std::io::Result<usize> {
-    legacy::remove_stale_filters(ifindex, None)
+    legacy::remove_stale_filters(ifindex, None, &[])
+}
+
+/// Removes linkmeter's pin directory `base` and everything in it (`linkmeter cleanup`):
+/// unpinned links detach, unpinned maps are freed.
+///
+/// # Errors
+///
+/// A pin could not be removed.
+pub(crate) fn remove_pins(base: &std::path::Path) -> Result<(), PinError> {
+    pin::remove_tree(base)
 }
 
 /// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.
@@ -88,6 +100,8 @@ pub struct EbpfCounters {
     ages: PeerAges,
     /// The daemon or a command: which legacy tc handles it attaches at.
     role: Role,
+    /// Where the maps and links are pinned, when pinning.
+    pins: Option<pin::PinDir>,
 }
 
 impl std::fmt::Debug for EbpfCounters {
@@ -145,6 +159,7 @@ impl EbpfCounters {
             interface,
             ifindex,
             role: self.role,
+            pins: self.pins.as_ref(),
         };
         attach::attach(&mut self.ebpf, target, mode, netns).inspect_err(|_| {
             if !had_slot {

@@ -1,0 +1,264 @@
+//! Pinning: the maps and the TCX links in a bpffs directory, so that the programs keep counting
+//! while no daemon runs and a restarted or upgraded daemon continues the same counters.
+//!
+//! ```text
+//! <base>/                              pin_path, e.g. /sys/fs/bpf/linkmeter
+//!   v1-i256-p10240/                    MAP_LAYOUT_VERSION, max_interfaces, max_peers
+//!     directory stats peers overflow   the maps
+//!     links/7-ingress links/7-egress   TCX links, by ifindex and hook
+//! ```
+//!
+//! The directory's name says which maps it holds: a daemon whose layout or capacities differ
+//! cannot reuse them, and removes the other directories (their links detach when unpinned, their
+//! maps are freed) before it creates its own. Legacy tc filters persist without pins.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    LinkOrder, ProgramError, SchedClassifier,
+    links::{FdLink, LinkError, PinnedLink},
+    tc::{SchedClassifierLink, TcAttachOptions},
+};
+use collector_common::{DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEERS_MAP, STATS_MAP};
+
+use super::hooks::Hook;
+
+/// The default `pin_path`.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/linkmeter";
+
+/// Map names in the object and their file names in the pin directory.
+pub(super) const MAP_FILES: [(&str, &str); 4] = [
+    (DIRECTORY_MAP, "directory"),
+    (STATS_MAP, "stats"),
+    (PEERS_MAP, "peers"),
+    (OVERFLOW_MAP, "overflow"),
+];
+
+/// Linux's `BPF_FS_MAGIC`: the filesystem type of a bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Why the pin directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The base is not on a bpffs.
+    #[error(
+        "{path} is not on a BPF filesystem (mount -t bpf bpf {path}, or mount the host's /sys/fs/bpf)"
+    )]
+    NotBpffs {
+        /// The base directory.
+        path: String,
+    },
+    /// A directory could not be created, read or removed.
+    #[error("{what} {path}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinError {
+    let path = path.display().to_string();
+    move |source| PinError::Io { what, path, source }
+}
+
+/// The pin directory of this daemon's layout.
+#[derive(Clone, Debug)]
+pub(crate) struct PinDir {
+    dir: PathBuf,
+}
+
+impl PinDir {
+    /// The directory for maps of `interfaces` and `peers` entries under `base` (a bpffs),
+    /// created if missing; the directories of other layouts or capacities are removed, which
+    /// detaches their links. Returns it and the names of the directories removed.
+    pub(crate) fn prepare(
+        base: &Path,
+        interfaces: u32,
+        peers: u32,
+    ) -> Result<(Self, Vec<String>), PinError> {
+        fs::create_dir_all(base).map_err(io_error("creating the pin directory", base))?;
+        if !is_bpffs(base) {
+            return Err(PinError::NotBpffs {
+                path: base.display().to_string(),
+            });
+        }
+        let name = format!("v{MAP_LAYOUT_VERSION}-i{interfaces}-p{peers}");
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(base).map_err(io_error("reading", base))? {
+            let entry = entry.map_err(io_error("reading", base))?;
+            let other = entry.file_name().to_string_lossy().into_owned();
+            // Only our own layout directories: `pin_path` may hold other programs' pins.
+            if other != name && is_layout_dir(&other) {
+                remove_tree(&entry.path())?;
+                removed.push(other);
+            }
+        }
+        let dir = base.join(name);
+        let links = dir.join("links");
+        fs::create_dir_all(&links).map_err(io_error("creating", &links))?;
+        Ok((Self { dir }, removed))
+    }
+
+    /// Where map `file` (see [`MAP_FILES`]) is pinned.
+    pub(super) fn map(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Where the TCX link of `hook` on `ifindex` is pinned.
+    pub(super) fn link(&self, ifindex: u32, hook: Hook) -> PathBuf {
+        self.dir.join("links").join(format!("{ifindex}-{hook}"))
+    }
+
+    /// The ifindexes that have a pinned link.
+    pub(super) fn linked(&self) -> Vec<u32> {
+        let Ok(entries) = fs::read_dir(self.dir.join("links")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u32> = entries
+            .filter_map(|e| {
+                let name = e.ok()?.file_name();
+                name.to_str()?.split('-').next()?.parse().ok()
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Why a pinned TCX attachment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkPinError {
+    /// Attaching the program.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// Converting the link.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Pinning the link.
+    #[error(transparent)]
+    Pin(#[from] aya::pin::PinError),
+}
+
+/// Attaches `program` to `hook` of `interface` through the TCX link pinned at `path`: an
+/// earlier daemon's link gets our program atomically (`BPF_LINK_UPDATE`: not a packet goes
+/// uncounted or counted twice); without one, or when it no longer works (its device is gone),
+/// a new link is made first in the chain and pinned there.
+///
+/// # Errors
+///
+/// Attaching, or pinning the new link, failed.
+pub(super) fn attach_tcx(
+    program: &mut SchedClassifier,
+    interface: &str,
+    hook: Hook,
+    path: &Path,
+) -> Result<SchedClassifierLink, LinkPinError> {
+    if let Ok(old) = PinnedLink::from_pin(path) {
+        let updated = SchedClassifierLink::try_from(FdLink::from(old))
+            .map_err(LinkPinError::from)
+            .and_then(|link| Ok(program.attach_to_link(link)?))
+            .and_then(|id| Ok(program.take_link(id)?));
+        match updated {
+            Ok(link) => return Ok(link),
+            Err(err) => {
+                tracing::debug!(interface, %hook, error = %crate::Report(&err),
+                    "the pinned link cannot take the program (its device is gone?); attaching anew");
+                unpin(path);
+            }
+        }
+    }
+    let options = TcAttachOptions::TcxOrder(LinkOrder::first());
+    let id = program.attach_with_options(interface, hook.attach_type(), options)?;
+    let link = program.take_link(id)?;
+    let pinned = FdLink::try_from(link)?.pin(path)?;
+    Ok(SchedClassifierLink::try_from(FdLink::from(pinned))?)
+}
+
+/// Removes the pin of a link (it detaches when its last descriptor closes); a pin already gone
+/// is fine.
+pub(super) fn unpin(path: &Path) {
+    if let Err(err) = fs::remove_file(path)
+        && err.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %err, "cannot remove a pinned link");
+    }
+}
+
+/// Removes a pin directory tree: unpinning a link detaches it (nothing else holds it), unpinning
+/// a map frees it once no program uses it.
+pub(crate) fn remove_tree(path: &Path) -> Result<(), PinError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("removing", path)(e)),
+    }
+}
+
+/// Whether `name` is one of linkmeter's layout directories: `v<N>-i<N>-p<N>`.
+fn is_layout_dir(name: &str) -> bool {
+    let mut parts = name.split('-');
+    let numbered = |part: Option<&str>, prefix: char| {
+        part.and_then(|p| p.strip_prefix(prefix))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    numbered(parts.next(), 'v')
+        && numbered(parts.next(), 'i')
+        && numbered(parts.next(), 'p')
+        && parts.next().is_none()
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_is_not_a_bpffs_is_refused() {
+        let base = std::env::temp_dir().join(format!("lm-pin-{}", std::process::id()));
+        let err = PinDir::prepare(&base, 1, 1).expect_err("tmpfs is not bpffs");
+        assert!(matches!(err, PinError::NotBpffs { .. }), "{err}");
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn only_linkmeter_layout_directories_are_ever_removed() {
+        assert!(is_layout_dir("v1-i256-p10240"));
+        for other in [
+            "cilium",
+            "tc",
+            "v1-i256",
+            "v1-i256-p10240-x",
+            "vx-i1-p1",
+            "v1-i-p1",
+        ] {
+            assert!(!is_layout_dir(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn link_pins_are_named_by_ifindex_and_hook() {
+        let pins = PinDir {
+            dir: PathBuf::from("/sys/fs/bpf/linkmeter/v1-i2-p3"),
+        };
+        assert_eq!(
+            pins.link(7, Hook::Ingress),
+            Path::new("/sys/fs/bpf/linkmeter/v1-i2-p3/links/7-ingress")
+        );
+        assert_eq!(
+            pins.map("stats"),
+            Path::new("/sys/fs/bpf/linkmeter/v1-i2-p3/stats")
+        );
+    }
+}
