@@ -235,3 +235,25 @@ fn a_daemon_with_another_map_layout_replaces_the_old_pins_without_leaking_them()
     );
     assert!(new.stop().success());
 }
+
+#[test]
+fn without_a_bpffs_the_daemon_counts_without_pins_and_says_so() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = VxlanPair::new("nobpffs", VxlanMode::FixedRemote);
+    let a = &topo.underlay.a;
+    let dir = std::env::temp_dir().join(format!("lmt-notbpffs-{}", std::process::id()));
+    let daemon = Daemon::start(a, &["--pin", "--pin-path", dir.to_str().expect("utf-8")]);
+    assert_eq!(
+        scrape(a).routing().get("vx0").map(|r| r.0.as_str()),
+        Some("ebpf")
+    );
+    assert!(
+        daemon.log_text().contains("pinning unavailable"),
+        "{}",
+        daemon.log_text()
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}

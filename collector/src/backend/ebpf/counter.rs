@@ -285,6 +285,15 @@ impl Collect for Unattached {
 pub(crate) fn load_or_explain(options: &LoadOptions) -> Option<EbpfCounters> {
     match EbpfCounters::load(options) {
         Ok(counters) => Some(counters),
+        // Counting without pins beats not counting: say so, and go on.
+        Err(err @ super::LoadError::Pin(_)) => {
+            warn!(error = %Report(&err),
+                "pinning unavailable; counting without pins (counters restart with the daemon)");
+            load_or_explain(&LoadOptions {
+                pin: None,
+                ..options.clone()
+            })
+        }
         Err(err) => {
             warn!(error = %Report(&err),
                 "eBPF backend unavailable (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON and a \
