@@ -436,6 +436,8 @@ fn an_interface_beyond_max_interfaces_falls_back_with_ebpf_map_full_then_gets_a_
         route(&m, "vxf2"),
         Some(("netdev".to_owned(), "ebpf_map_full".to_owned()))
     );
+    let slots = |state| m.value("linkmeter_ebpf_slots", &[("state", state)]);
+    assert_eq!((slots("used"), slots("free")), (Some(1.0), Some(0.0)));
     // Kernel link stats meanwhile, not zeros from a counter that is not there.
     assert!(
         m.value(PACKETS, &[("interface", "vxf2"), ("backend", "netdev")])

@@ -247,6 +247,16 @@ impl Families {
         )?;
         gauge(
             encoder,
+            names::EBPF_SLOTS,
+            "Interface slots of the eBPF maps (max_interfaces): used by attached interfaces, or free. An interface that finds none falls back to kernel link stats (reason ebpf_map_full).",
+            MetricType::Gauge,
+            s.slots
+                .iter()
+                .flat_map(|&(used, free)| [("used", used), ("free", free)])
+                .map(|(state, n)| ([("state", state)], n)),
+        )?;
+        gauge(
+            encoder,
             names::EBPF_MAP_BYTES,
             "Kernel memory of each eBPF map, in bytes, as the kernel accounts it (fdinfo memlock).",
             MetricType::Gauge,

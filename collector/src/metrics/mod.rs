@@ -135,6 +135,8 @@ pub(crate) struct Snapshot {
     pub(crate) map_overflow: MapOverflow,
     /// Kernel memory of each eBPF map, bytes (as the kernel accounts it).
     pub(crate) map_bytes: Vec<(&'static str, u64)>,
+    /// Interface slots of the eBPF maps (used, free), when the backend is loaded.
+    pub(crate) slots: Option<(u64, u64)>,
     /// Whether the eBPF backend is loaded.
     pub(crate) ebpf_available: bool,
 }

@@ -32,6 +32,8 @@ pub(crate) const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
 pub(crate) const NETLINK_RESYNCS: &str = "linkmeter_netlink_resyncs";
 /// Counter: packets the eBPF programs could not count in their map, per `map`.
 pub(crate) const EBPF_MAP_OVERFLOW: &str = "linkmeter_ebpf_map_overflow";
+/// Gauge: interface slots of the eBPF maps, per `state` (`used`, `free`).
+pub(crate) const EBPF_SLOTS: &str = "linkmeter_ebpf_slots";
 /// Gauge: kernel memory of each eBPF map in bytes, per `map`.
 pub(crate) const EBPF_MAP_BYTES: &str = "linkmeter_ebpf_map_bytes";
 /// Counter: packets per `interface`, `direction`, `protocol` (eBPF).

@@ -99,6 +99,7 @@ fn fixture() -> Snapshot {
             peers: 2,
         },
         map_bytes: vec![("directory", 32_768), ("stats", 131_072)],
+        slots: Some((3, 253)),
         ebpf_available: true,
     }
 }

@@ -225,6 +225,7 @@ impl Collect for EbpfCounters {
             .into_iter()
             .filter_map(|(map, bytes)| Some((map, bytes?)))
             .collect();
+        out.slots = Some(self.maps.slot_usage());
         failures
     }
 }

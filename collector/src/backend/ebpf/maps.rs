@@ -294,6 +294,11 @@ impl CounterMaps {
         Ok(self.slots.taken.len())
     }
 
+    /// Interface slots (used, free).
+    pub(crate) fn slot_usage(&self) -> (u64, u64) {
+        (self.slots.taken.len() as u64, self.slots.free.len() as u64)
+    }
+
     /// The ifindexes that have a slot.
     pub(crate) fn slotted(&self) -> Vec<u32> {
         self.slots.taken.keys().copied().collect()
