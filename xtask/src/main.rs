@@ -59,6 +59,20 @@ enum Task {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Interface churn against a running daemon for minutes (not in CI): 500 veths and 50 vxlan
+    /// devices created, renamed, moved and deleted in cycles while scrapers run; fails if
+    /// anything leaks. Writes target/soak/soak.json; needs root.
+    Soak {
+        /// Minutes to run.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// veth pairs per cycle.
+        #[arg(long, default_value_t = 250)]
+        pairs: usize,
+        /// vxlan devices per cycle.
+        #[arg(long, default_value_t = 50)]
+        vxlans: usize,
+    },
     /// Check formatting and lints, then run every test, the kernel tests included; needs root.
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -128,6 +142,11 @@ impl Task {
             Self::Man => man(),
             Self::Demo { duration } => demo(duration),
             Self::Bench { reps, idle_seconds } => bench(reps, idle_seconds),
+            Self::Soak {
+                minutes,
+                pairs,
+                vxlans,
+            } => soak(minutes, pairs, vxlans),
         }
     }
 }
@@ -270,6 +289,29 @@ fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
         ])
         .arg("--out")
         .arg(root.join("target/bench"))
+        .env("LINKMETER_BINARY", binary))
+}
+
+fn soak(minutes: f64, pairs: usize, vxlans: usize) -> anyhow::Result<()> {
+    let root = prepare_root_task(&[TEST_TOOLS], "the soak", "soak")?;
+    let binary = build_linkmeter(&root, true)?;
+    run(cmd("cargo")
+        .current_dir(&root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "linkmeter-lab",
+            "--bin",
+            "linkmeter-soak",
+            "--",
+        ])
+        .args(["--minutes", &minutes.to_string()])
+        .args(["--pairs", &pairs.to_string()])
+        .args(["--vxlans", &vxlans.to_string()])
+        .arg("--out")
+        .arg(root.join("target/soak"))
         .env("LINKMETER_BINARY", binary))
 }
 

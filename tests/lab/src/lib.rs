@@ -7,4 +7,5 @@
 
 pub mod bench;
 pub mod lab;
+pub mod soak;
 pub mod test_run;
