@@ -61,7 +61,7 @@ enum Task {
     },
     /// Interface churn against a running daemon for minutes (not in CI): 500 veths and 50 vxlan
     /// devices created, renamed, moved and deleted in cycles while scrapers run; fails if
-    /// anything leaks. Writes target/soak/soak.json; needs root.
+    /// anything leaks. Writes target/soak/soak-<attach mode>.json; needs root.
     Soak {
         /// Minutes to run.
         #[arg(long, default_value_t = 5.0)]
@@ -72,6 +72,9 @@ enum Task {
         /// vxlan devices per cycle.
         #[arg(long, default_value_t = 50)]
         vxlans: usize,
+        /// The daemon's attach mode: auto, tcx or tc.
+        #[arg(long, default_value = "auto")]
+        attach_mode: String,
     },
     /// Check formatting and lints, then run every test, the kernel tests included; needs root.
     Test {
@@ -146,7 +149,8 @@ impl Task {
                 minutes,
                 pairs,
                 vxlans,
-            } => soak(minutes, pairs, vxlans),
+                attach_mode,
+            } => soak(minutes, pairs, vxlans, &attach_mode),
         }
     }
 }
@@ -292,7 +296,7 @@ fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
         .env("LINKMETER_BINARY", binary))
 }
 
-fn soak(minutes: f64, pairs: usize, vxlans: usize) -> anyhow::Result<()> {
+fn soak(minutes: f64, pairs: usize, vxlans: usize, attach_mode: &str) -> anyhow::Result<()> {
     let root = prepare_root_task(&[TEST_TOOLS], "the soak", "soak")?;
     let binary = build_linkmeter(&root, true)?;
     run(cmd("cargo")
@@ -310,6 +314,7 @@ fn soak(minutes: f64, pairs: usize, vxlans: usize) -> anyhow::Result<()> {
         .args(["--minutes", &minutes.to_string()])
         .args(["--pairs", &pairs.to_string()])
         .args(["--vxlans", &vxlans.to_string()])
+        .args(["--attach-mode", attach_mode])
         .arg("--out")
         .arg(root.join("target/soak"))
         .env("LINKMETER_BINARY", binary))

@@ -133,23 +133,9 @@ impl Requests {
         let mut interrupted = false;
         loop {
             let datagram = self.rtnl.recv().await?;
-            for message in wire::messages(datagram) {
-                let message = message.map_err(|()| RequestError::Malformed)?;
-                if message.seq != seq {
-                    continue; // the answer to an earlier, abandoned request
-                }
-                interrupted |= message.flags & NLM_F_DUMP_INTR != 0;
-                match message.error() {
-                    Some(0) | None => {}
-                    Some(errno) => return Err(RequestError::Kernel(errno)),
-                }
-                if message.kind == NLMSG_DONE {
-                    return Ok(interrupted);
-                }
-                each(&message);
-                if ifindex.is_some() && message.kind == RTM_NEWLINK {
-                    return Ok(false);
-                }
+            let single = ifindex.is_some();
+            if let Some(done) = read_reply(datagram, seq, single, &mut interrupted, &mut each)? {
+                return Ok(done);
             }
         }
     }
@@ -192,6 +178,42 @@ impl Requests {
             Err(err) => Err(err),
         }
     }
+}
+
+/// Reads one datagram of the answer to request `seq` (`single`: a lookup, answered by one
+/// message), handing its link messages to `each` and noting `NLM_F_DUMP_INTR`. Returns
+/// `Some(interrupted)` once the answer is complete, `None` when more datagrams follow.
+/// Messages of other sequence numbers (answers to abandoned requests) are skipped.
+///
+/// # Errors
+///
+/// The kernel answered with an error, or a message is malformed.
+pub(crate) fn read_reply(
+    datagram: &[u8],
+    seq: u32,
+    single: bool,
+    interrupted: &mut bool,
+    mut each: impl FnMut(&Message<'_>),
+) -> Result<Option<bool>, RequestError> {
+    for message in wire::messages(datagram) {
+        let message = message.map_err(|()| RequestError::Malformed)?;
+        if message.seq != seq {
+            continue;
+        }
+        *interrupted |= message.flags & NLM_F_DUMP_INTR != 0;
+        match message.error() {
+            Some(0) | None => {}
+            Some(errno) => return Err(RequestError::Kernel(errno)),
+        }
+        if message.kind == NLMSG_DONE {
+            return Ok(Some(*interrupted));
+        }
+        each(&message);
+        if single && message.kind == RTM_NEWLINK {
+            return Ok(Some(false));
+        }
+    }
+    Ok(None)
 }
 
 /// The link-event subscription (`RTNLGRP_LINK`).

@@ -182,3 +182,68 @@ fn new_and_deleted_links_become_events_and_other_messages_are_ignored() {
         LinkEvent::New(fake::link(6, "vx6", Some("vxlan")))
     );
 }
+
+/// A netlink message of sequence `seq` with `flags`, serialized.
+fn serialized(seq: u32, flags: u16, payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.sequence_number = seq;
+    header.flags = flags;
+    let mut message = NetlinkMessage::new(header, payload);
+    message.finalize();
+    let mut bytes = vec![0; message.buffer_len()];
+    message.serialize(&mut bytes);
+    bytes
+}
+
+fn new_link(ifindex: u32, name: &str) -> NetlinkPayload<RouteNetlinkMessage> {
+    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(message(
+        ifindex,
+        vec![LinkAttribute::IfName(name.into())],
+    )))
+}
+
+#[test]
+fn a_dump_answer_is_read_until_done_and_an_interruption_is_noticed() {
+    use netlink_packet_core::DoneMessage;
+    const NLM_F_MULTI: u16 = 0x2;
+    let mut links = Vec::new();
+    let mut interrupted = false;
+    let mut read = |datagram: &[u8], interrupted: &mut bool| {
+        rtnl::read_reply(datagram, 5, false, interrupted, |m| {
+            links.extend(wire::parse_link(m.payload).map(|f| f.link.name));
+        })
+        .expect("reads")
+    };
+    // A stale answer (seq 4) is skipped; the first datagram does not finish the dump.
+    let mut first = serialized(4, NLM_F_MULTI, new_link(9, "old"));
+    first.extend(serialized(5, NLM_F_MULTI, new_link(1, "lo")));
+    assert_eq!(read(&first, &mut interrupted), None);
+    // The kernel flags the second part: links changed while it dumped.
+    let mut second = serialized(5, NLM_F_MULTI | wire::NLM_F_DUMP_INTR, new_link(2, "eth0"));
+    second.extend(serialized(
+        5,
+        NLM_F_MULTI | wire::NLM_F_DUMP_INTR,
+        NetlinkPayload::Done(DoneMessage::default()),
+    ));
+    assert_eq!(read(&second, &mut interrupted), Some(true));
+    assert_eq!(links, ["lo", "eth0"]);
+}
+
+#[test]
+fn a_lookup_ends_with_its_one_link_or_with_enodev() {
+    let mut found = Vec::new();
+    let mut interrupted = false;
+    let answer = serialized(3, 0, new_link(7, "vx7"));
+    let done = rtnl::read_reply(&answer, 3, true, &mut interrupted, |m| {
+        found.extend(wire::parse_link(m.payload));
+    });
+    assert_eq!(done.expect("reads"), Some(false));
+    assert_eq!(found[0].link.ifindex, 7);
+    let mut error = netlink_packet_core::ErrorMessage::default();
+    error.code = std::num::NonZeroI32::new(-libc::ENODEV);
+    let answer = serialized(3, 0, NetlinkPayload::Error(error));
+    match rtnl::read_reply(&answer, 3, true, &mut interrupted, |_| {}) {
+        Err(RequestError::Kernel(libc::ENODEV)) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,9 +1,10 @@
 //! `cargo xtask soak`: interface churn against a running daemon (see `linkmeter_lab::soak`).
-//! Writes `<out>/soak.json` and exits 1 when the daemon left anything behind, failed a scrape,
+//! Writes `<out>/soak-<attach mode>.json` and exits 1 when the daemon left anything behind, failed a scrape,
 //! leaked descriptors or kept growing.
 //!
 //! Options: `--minutes M` (default 5), `--pairs N` veth pairs (default 250, i.e. 500 veths),
-//! `--vxlans N` (default 50), `--out DIR` (default `target/soak`).
+//! `--vxlans N` (default 50), `--attach-mode auto|tcx|tc` (default auto), `--out DIR` (default
+//! `target/soak`).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -24,6 +25,7 @@ fn main() {
         moved: 50,
     };
     let mut out = PathBuf::from("target/soak");
+    let mut mode = String::from("auto");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -43,6 +45,7 @@ fn main() {
             "--pairs" => churn.pairs = number(value()) as usize,
             "--vxlans" => churn.vxlans = number(value()) as usize,
             "--out" => out = PathBuf::from(value()),
+            "--attach-mode" => mode = value(),
             other => {
                 eprintln!("linkmeter-soak: unknown option {other}");
                 std::process::exit(2);
@@ -52,7 +55,7 @@ fn main() {
     churn.renamed = churn.renamed.min(churn.pairs / 2);
     churn.moved = churn.moved.min(churn.pairs - churn.renamed);
     println!(
-        "soak: {} veth pairs and {} vxlan devices per cycle ({} renamed, {} moved to another namespace), {minutes} minutes",
+        "soak: {} veth pairs and {} vxlan devices per cycle ({} renamed, {} moved to another namespace), attach mode {mode}, {minutes} minutes",
         churn.pairs, churn.vxlans, churn.renamed, churn.moved
     );
     let report = soak::run(
@@ -65,10 +68,12 @@ fn main() {
             "sv*,sr*",
             "--max-interfaces",
             "512",
+            "--attach-mode",
+            &mode,
         ],
     );
     std::fs::create_dir_all(&out).expect("create the output directory");
-    let path = out.join("soak.json");
+    let path = out.join(format!("soak-{mode}.json"));
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&report).expect("serialize"),
