@@ -1,6 +1,6 @@
 //! The daemon's link events against the real kernel: a burst of link changes that overruns
 //! the event socket is repaired by a resync, and an interface name that is not UTF-8 is
-//! exported escaped without an ERROR.
+//! exported escaped without an ERROR, measured by ethtool and counted exactly by eBPF.
 
 use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _, process::Command, time::Duration};
 
@@ -106,16 +106,37 @@ fn a_name_that_is_not_utf8_is_exported_escaped_and_logs_no_error() {
         .status()
         .expect("run ip");
     assert!(status.success());
-    // A vxlan (routed to eBPF) with such a name: aya attaches by name only, so it falls back.
-    let status = Command::new("ip")
-        .args(["-n", ns.name(), "link", "add"])
-        .arg(OsStr::from_bytes(b"vx\\\xfe"))
-        .args([
-            "type", "vxlan", "id", "7", "dstport", "4789", "local", "10.9.9.9",
-        ])
-        .status()
-        .expect("run ip");
-    assert!(status.success());
+    // A vxlan (routed to eBPF) with such a name, up, with an address and a neighbour: the
+    // counter is attached by ifindex, so the name is no obstacle.
+    let vxlan = OsStr::from_bytes(b"vx\\\xfe");
+    for (before, after) in [
+        (
+            &["link", "add"][..],
+            &["type", "vxlan", "id", "7", "dstport", "4789"][..],
+        ),
+        (&["addr", "add", "10.66.0.1/24", "dev"][..], &[][..]),
+        (&["link", "set"][..], &["up"][..]),
+        (
+            &[
+                "neigh",
+                "add",
+                "10.66.0.2",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+            ][..],
+            &["nud", "permanent"][..],
+        ),
+    ] {
+        let status = Command::new("ip")
+            .args(["-n", ns.name()])
+            .args(before)
+            .arg(vxlan)
+            .args(after)
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip {before:?} {after:?}");
+    }
     // Shown as `lm\xff`, which the exposition writes with its backslash escaped.
     let m = eventually("lm\\xff routed", Duration::from_secs(10), || {
         let m = scrape(&ns);
@@ -137,7 +158,20 @@ fn a_name_that_is_not_utf8_is_exported_escaped_and_logs_no_error() {
             .cloned()
             .ok_or("not yet")
     });
-    assert_eq!(vx, ("netdev".to_owned(), "ebpf_attach_failed".to_owned()));
+    assert_eq!(vx, ("ebpf".to_owned(), "ethtool_no_stats".to_owned()));
+    let socket = ns.within(|| std::net::UdpSocket::bind("10.66.0.1:0").expect("bind"));
+    for _ in 0..7 {
+        socket.send_to(&[0; 64], "10.66.0.2:9").expect("send");
+    }
+    let labels = [
+        ("interface", "vx\\\\\\xfe"),
+        ("direction", "tx"),
+        ("backend", "ebpf"),
+    ];
+    eventually("7 packets counted by eBPF", Duration::from_secs(10), || {
+        let tx = scrape(&ns).value("linkmeter_interface_packets_total", &labels);
+        (tx == Some(7.0)).then_some(()).ok_or(tx)
+    });
     assert!(
         m.value(
             "linkmeter_ethtool_stat",

@@ -2,29 +2,30 @@
 //! that they are still there — for both kernel mechanisms, side by side:
 //!
 //! - **TCX** (Linux ≥ 6.6): a BPF link per hook, inserted **first** in the hook's multi-program
-//!   chain (`LinkOrder::first()`), so a later program that ends the chain (as Cilium's do with
+//!   chain (`BPF_F_BEFORE`), so a later program that ends the chain (as Cilium's do with
 //!   `TC_ACT_OK`, `TC_ACT_REDIRECT` or `TC_ACT_SHOT`) cannot hide traffic from us. Our program
 //!   returns `TCX_NEXT`, so everything behind it still runs. The link disappears when its file
 //!   descriptor is closed or the device is deleted.
 //! - **Legacy tc** (clsact + cls_bpf, see `legacy`): used on older kernels or when asked for.
 //!
-//! Either way an attachment is recognised as ours by the kernel id of the program on the hook.
+//! Either way everything is done by interface index (see `tcx` and `tc_netlink`), never by
+//! name: a name may meanwhile belong to another device, or not be UTF-8. An attachment is
+//! recognised as ours by the kernel id of the program on the hook.
 
-use std::{error::Error, io, path::PathBuf, sync::Arc};
-
-use aya::{
-    Ebpf,
-    programs::{
-        LinkOrder, ProgramError, SchedClassifier,
-        links::Link as _,
-        tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
-    },
+use std::{
+    io,
+    os::fd::{AsFd as _, OwnedFd},
+    path::PathBuf,
+    sync::Arc,
 };
+
+use aya::{Ebpf, programs::tc::TcHandle};
 
 use super::{
     hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
     legacy::{self, AttachNetns, LEGACY_PRIORITY, NetnsRestore, Role},
     pin::{self, PinDir},
+    tcx,
 };
 
 /// Errors from attaching to or detaching from a TC hook. Each names the interface and hook.
@@ -49,7 +50,7 @@ pub enum AttachError {
         interface: String,
         /// The underlying error.
         #[source]
-        source: TcError,
+        source: io::Error,
     },
     /// Every legacy tc handle of ours on the hook is taken by other tools' filters (or other
     /// linkmeter commands').
@@ -82,7 +83,7 @@ pub enum AttachError {
         mode: AttachedMode,
         /// The underlying error.
         #[source]
-        source: ProgramError,
+        source: io::Error,
     },
     /// The kernel refused to remove the attachment.
     #[error("detaching from {interface:?} {hook} ({mode}) failed")]
@@ -95,7 +96,7 @@ pub enum AttachError {
         mode: AttachedMode,
         /// The underlying error.
         #[source]
-        source: ProgramError,
+        source: io::Error,
     },
     /// No counter slot could be given to the interface.
     #[error("no eBPF counter slot for {interface:?}")]
@@ -105,17 +106,6 @@ pub enum AttachError {
         /// Why.
         #[source]
         source: super::MapReadError,
-    },
-    /// A pinned TCX link could not be made or pinned.
-    #[error("pinning the TCX link of {interface:?} {hook}")]
-    Pin {
-        /// The interface name.
-        interface: String,
-        /// The hook.
-        hook: Hook,
-        /// Why.
-        #[source]
-        source: super::pin::LinkPinError,
     },
     /// The network namespace of the calling thread cannot be recorded.
     #[error("recording the network namespace of {interface:?}")]
@@ -147,21 +137,30 @@ impl AttachError {
 #[derive(Debug)]
 struct HookAttachment {
     hook: Hook,
-    link: SchedClassifierLink,
-    /// The legacy tc filter handle it was attached at (legacy tc only).
-    handle: Option<TcHandle>,
+    link: HookLink,
     /// The kernel id of the program attached.
     program_id: u32,
-    /// Where its TCX link is pinned.
-    pin: Option<PathBuf>,
     /// Kept in the kernel when dropped (pinning).
     persistent: bool,
+}
+
+/// How the program is attached to the hook.
+#[derive(Debug)]
+enum HookLink {
+    /// A TCX link: it lasts while this descriptor, or its pin, exists.
+    Tcx {
+        fd: OwnedFd,
+        /// Where it is pinned.
+        pin: Option<PathBuf>,
+    },
+    /// A legacy cls_bpf filter at priority [`LEGACY_PRIORITY`] and this handle.
+    Filter { handle: TcHandle },
 }
 
 /// Where and as whom to attach.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Target<'a> {
-    /// The interface name.
+    /// The interface name (for messages: everything is done by index).
     pub(super) interface: &'a str,
     /// Its index.
     pub(super) ifindex: u32,
@@ -171,130 +170,144 @@ pub(super) struct Target<'a> {
     pub(super) pins: Option<&'a PinDir>,
 }
 
-/// Attaches our (loaded) program for `hook` to `target` with `mode`.
+/// Attaches our (loaded) program for `hook` to the interface with index `target.ifindex`
+/// (calling thread's network namespace) with `mode`; never by name.
 fn attach_hook(
     ebpf: &mut Ebpf,
     target: Target<'_>,
     hook: Hook,
     mode: AttachedMode,
 ) -> Result<HookAttachment, AttachError> {
-    let interface = target.interface;
-    let attach_error = |source| AttachError::Attach {
-        interface: interface.to_owned(),
-        hook,
-        mode,
-        source,
-    };
-    let program = super::classifier(ebpf, hook.program())
-        .map_err(|_| attach_error(ProgramError::NotLoaded))?;
-    let map_err = |source: ProgramError| {
-        if is_no_such_device(&source) {
+    let Target {
+        interface, ifindex, ..
+    } = target;
+    let map_err = |source: io::Error| {
+        if source.raw_os_error() == Some(libc::ENODEV) {
             AttachError::NoSuchInterface {
                 interface: interface.to_owned(),
             }
         } else {
-            attach_error(source)
+            AttachError::Attach {
+                interface: interface.to_owned(),
+                hook,
+                mode,
+                source,
+            }
         }
     };
-    let program_id = program.info().map_err(map_err)?.id();
-    let attached = |link, handle, pin| HookAttachment {
-        hook,
-        link,
-        handle,
-        program_id,
-        pin,
-        persistent: target.pins.is_some(),
-    };
-    let id = match mode {
+    let program = super::classifier(ebpf, hook.program())
+        .map_err(|e| map_err(io::Error::other(e.to_string())))?;
+    let program_id = program
+        .info()
+        .map_err(|e| map_err(io::Error::other(e)))?
+        .id();
+    let program_fd = program.fd().map_err(|e| map_err(io::Error::other(e)))?;
+    let program_fd = program_fd.as_fd();
+    let link = match mode {
         AttachedMode::Tcx => {
             if !kernel_has_tcx() {
                 return Err(AttachError::TcxUnsupported {
                     interface: interface.to_owned(),
                 });
             }
-            if let Some(pins) = target.pins {
-                let path = pins.link(target.ifindex, hook);
-                let link =
-                    pin::attach_tcx(program, interface, hook, &path).map_err(|e| match e {
-                        pin::LinkPinError::Program(source) => map_err(source),
-                        other => AttachError::Pin {
-                            interface: interface.to_owned(),
-                            hook,
-                            source: other,
-                        },
-                    })?;
-                return Ok(attached(link, None, Some(path)));
+            match target.pins {
+                Some(pins) => {
+                    let path = pins.link(ifindex, hook);
+                    let fd = pin::attach_tcx(program_fd, ifindex, hook, &path).map_err(map_err)?;
+                    HookLink::Tcx {
+                        fd,
+                        pin: Some(path),
+                    }
+                }
+                None => HookLink::Tcx {
+                    fd: tcx::link_create(program_fd, ifindex, hook).map_err(map_err)?,
+                    pin: None,
+                },
             }
-            let options = TcAttachOptions::TcxOrder(LinkOrder::first());
-            program.attach_with_options(interface, hook.attach_type(), options)
         }
         AttachedMode::Tc => {
-            legacy::add_clsact(interface)?;
+            legacy::add_clsact(ifindex).map_err(|source| {
+                if source.raw_os_error() == Some(libc::ENODEV) {
+                    AttachError::NoSuchInterface {
+                        interface: interface.to_owned(),
+                    }
+                } else {
+                    AttachError::Clsact {
+                        interface: interface.to_owned(),
+                        source,
+                    }
+                }
+            })?;
             let adopt = target.pins.is_some();
-            match legacy::choose_handle(interface, target.ifindex, hook, target.role, adopt)? {
-                legacy::Slot::Free(handle) => {
-                    let options = TcAttachOptions::Netlink(NlOptions {
-                        priority: LEGACY_PRIORITY,
-                        handle,
-                        classid: None,
-                    });
-                    let id = program
-                        .attach_with_options(interface, hook.attach_type(), options)
-                        .map_err(map_err)?;
-                    let link = program.take_link(id).map_err(map_err)?;
-                    return Ok(attached(link, Some(handle), None));
-                }
-                legacy::Slot::Replace(handle) => {
-                    let old = SchedClassifierLink::attached(
-                        interface,
-                        hook.attach_type(),
-                        LEGACY_PRIORITY,
-                        handle,
-                        None,
-                    )
-                    .map_err(|e| map_err(ProgramError::TcError(TcError::IoError(e))))?;
-                    let id = program.attach_to_link(old).map_err(map_err)?;
-                    let link = program.take_link(id).map_err(map_err)?;
-                    return Ok(attached(link, Some(handle), None));
-                }
-            }
+            let (handle, replace) =
+                match legacy::choose_handle(interface, ifindex, hook, target.role, adopt)? {
+                    legacy::Slot::Free(handle) => (handle, false),
+                    legacy::Slot::Replace(handle) => (handle, true),
+                };
+            legacy::add_filter(
+                ifindex,
+                hook,
+                (LEGACY_PRIORITY, handle),
+                (program_fd, hook.program()),
+                replace,
+            )
+            .map_err(map_err)?;
+            HookLink::Filter { handle }
         }
     };
-    let id = id.map_err(map_err)?;
-    let link = program.take_link(id).map_err(map_err)?;
-    Ok(attached(link, None, None))
+    Ok(HookAttachment {
+        hook,
+        link,
+        program_id,
+        persistent: target.pins.is_some(),
+    })
 }
 
 impl HookAttachment {
     /// Detaches from the kernel. An interface that no longer exists counts as detached (the
     /// kernel removed the attachment with the device).
     ///
-    /// A legacy filter is removed only while it still runs our program: someone may have
-    /// replaced it with their own at our handle, which must stay.
+    /// A TCX link is unpinned and its descriptor closed, which releases it. A legacy filter is
+    /// removed only while it still runs our program: someone may have replaced it with their
+    /// own at our handle, which must stay.
     fn detach(self, interface: &str, ifindex: u32, mode: AttachedMode) -> Result<(), AttachError> {
         let hook = self.hook;
-        if let Some(pin) = &self.pin {
-            // Unpinned, the link goes when its last descriptor (ours) closes.
-            pin::unpin(pin);
-        }
-        if let Some(handle) = self.handle
-            && !self.still_ours(ifindex, handle)
-        {
-            // Dropping the link would delete whatever sits at our handle now: let it go.
-            std::mem::forget(self.link);
-            return Ok(());
-        }
-        match self.link.detach() {
-            Ok(()) => Ok(()),
-            Err(source) if is_no_such_device(&source) => Ok(()),
-            Err(source) => Err(AttachError::Detach {
-                interface: interface.to_owned(),
-                hook,
-                mode,
-                source,
-            }),
+        match self.link {
+            HookLink::Tcx { fd, pin } => {
+                if let Some(pin) = &pin {
+                    pin::unpin(pin);
+                }
+                drop(fd);
+                Ok(())
+            }
+            HookLink::Filter { handle } => {
+                if !still_ours(ifindex, hook, handle, self.program_id) {
+                    return Ok(());
+                }
+                match legacy::delete_filter(ifindex, hook, LEGACY_PRIORITY, handle) {
+                    Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {
+                        Err(AttachError::Detach {
+                            interface: interface.to_owned(),
+                            hook,
+                            mode,
+                            source: e,
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
+}
+
+/// Whether the legacy filter at `handle` still runs program `id` (`true` when the filters
+/// cannot be listed: detaching then removes it as before).
+fn still_ours(ifindex: u32, hook: Hook, handle: TcHandle, id: u32) -> bool {
+    legacy::filters(ifindex, hook).map_or(true, |filters| {
+        filters.iter().any(|f| {
+            f.priority == LEGACY_PRIORITY && f.handle == handle && f.program_id == Some(id)
+        })
+    })
 }
 
 impl HookAttachment {
@@ -303,22 +316,8 @@ impl HookAttachment {
     fn release(self, interface: &str, ifindex: u32, mode: AttachedMode) {
         if !self.persistent {
             let _ignored = self.detach(interface, ifindex, mode);
-        } else if self.handle.is_some() {
-            // Dropping a legacy link would delete the filter.
-            std::mem::forget(self.link);
         }
-    }
-
-    /// Whether the legacy filter at `handle` still runs our program (`true` when the filters
-    /// cannot be listed: detaching then behaves as before).
-    fn still_ours(&self, ifindex: u32, handle: TcHandle) -> bool {
-        legacy::filters(ifindex, self.hook).map_or(true, |filters| {
-            filters.iter().any(|f| {
-                f.priority == LEGACY_PRIORITY
-                    && f.handle == handle
-                    && f.program_id == Some(self.program_id)
-            })
-        })
+        // Persistent: a pinned link outlives our descriptor, a filter needs nothing.
     }
 }
 
@@ -409,8 +408,8 @@ impl InterfaceAttachment {
     ///
     /// A check that cannot be made counts as intact, so that a netlink hiccup or an interface
     /// being deleted or renamed never triggers a re-attach (the link event or the next check
-    /// settles it): the namespace cannot be entered, the name no longer resolves to our
-    /// ifindex, or a query fails.
+    /// settles it): the namespace cannot be entered, or a query fails (`ENODEV` for a device
+    /// that is gone).
     pub(crate) fn is_intact(&self, ids: ProgramIds) -> bool {
         let _restore = match self.netns.enter() {
             Ok(restore) => restore,
@@ -420,34 +419,24 @@ impl InterfaceAttachment {
                 return true;
             }
         };
-        if nix::net::if_::if_nametoindex(self.interface.as_str()) != Ok(self.ifindex) {
-            return true;
-        }
         self.hooks
             .iter()
             .all(|attached| match self.runs_on(attached, ids.of(attached.hook)) {
                 Ok(found) => found,
                 Err(err) => {
-                    tracing::debug!(interface = %self.interface, hook = %attached.hook, error = %crate::Report(&*err),
+                    tracing::debug!(interface = %self.interface, hook = %attached.hook, error = %crate::Report(&err),
                         "cannot query the hook; assuming our program is still attached");
                     true
                 }
             })
     }
 
-    fn runs_on(
-        &self,
-        attached: &HookAttachment,
-        id: u32,
-    ) -> Result<bool, Box<dyn Error + Send + Sync>> {
+    fn runs_on(&self, attached: &HookAttachment, id: u32) -> io::Result<bool> {
         let hook = attached.hook;
-        Ok(match attached.handle {
-            None => SchedClassifier::query_tcx(&self.interface, hook.attach_type())?
-                .1
-                .iter()
-                .any(|program| program.id() == id),
-            Some(handle) => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
-                f.priority == LEGACY_PRIORITY && f.handle == handle && f.program_id == Some(id)
+        Ok(match &attached.link {
+            HookLink::Tcx { .. } => tcx::programs(self.ifindex, hook)?.contains(&id),
+            HookLink::Filter { handle } => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
+                f.priority == LEGACY_PRIORITY && f.handle == *handle && f.program_id == Some(id)
             }),
         })
     }
@@ -473,53 +462,5 @@ impl Drop for InterfaceAttachment {
         for hook in std::mem::take(&mut self.hooks) {
             hook.release(&self.interface, self.ifindex, self.mode);
         }
-    }
-}
-
-/// Whether `err` says the device is gone (`ENODEV`, or an unknown interface name).
-fn is_no_such_device(err: &ProgramError) -> bool {
-    match err {
-        ProgramError::TcError(TcError::IoError(e)) => {
-            e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
-        }
-        other => errno_in_chain(other) == Some(libc::ENODEV),
-    }
-}
-
-/// Walks an error's source chain for the first `io::Error` with an errno.
-fn errno_in_chain(err: &(dyn Error + 'static)) -> Option<i32> {
-    let mut current: Option<&(dyn Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<io::Error>()
-            && let Some(code) = io.raw_os_error()
-        {
-            return Some(code);
-        }
-        current = e.source();
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errno_is_found_through_the_error_chain() {
-        let err =
-            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::ENODEV)));
-        assert!(is_no_such_device(&err));
-        let other =
-            ProgramError::TcError(TcError::IoError(io::Error::from_raw_os_error(libc::EPERM)));
-        assert!(!is_no_such_device(&other));
-        // Deeper in the chain: a syscall error carries the errno as its source.
-        let syscall = |errno| {
-            ProgramError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_link_detach",
-                io_error: io::Error::from_raw_os_error(errno),
-            })
-        };
-        assert!(is_no_such_device(&syscall(libc::ENODEV)));
-        assert!(!is_no_such_device(&syscall(libc::EBUSY)));
     }
 }

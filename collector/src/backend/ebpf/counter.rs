@@ -124,20 +124,15 @@ impl TcCounter for EbpfCounters {
         super::legacy::remove_stale_filters(ifindex, Some(self.role), &ours)
     }
 
-    /// Attaches by name, after checking that the name still belongs to `link`'s ifindex (a
-    /// device deleted and re-created under the same name is another lifetime, routed by its
-    /// own link event).
+    /// Attaches by `link`'s ifindex, never by name: a device deleted and re-created under the
+    /// same name has another index (`ENODEV` here; its own link event routes it), and a name
+    /// that is not UTF-8 is no obstacle.
     fn attach(
         &mut self,
         link: &Link,
         mode: AttachMode,
     ) -> Result<InterfaceAttachment, AttachError> {
-        if super::ifindex_of(&link.name)? != link.ifindex {
-            return Err(AttachError::NoSuchInterface {
-                interface: link.name.clone(),
-            });
-        }
-        Self::attach_framed(self, &link.name, mode, link.framing)
+        self.attach_index(link.ifindex, &link.name, mode, link.framing)
     }
 
     fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use aya::{programs::TcAttachType, util::KernelVersion};
+use aya::util::KernelVersion;
 use collector_common::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 
 /// How to attach to TC hooks, as configured.
@@ -64,14 +64,6 @@ pub enum Hook {
 impl Hook {
     /// Both hooks, ingress first.
     pub const ALL: [Self; 2] = [Self::Ingress, Self::Egress];
-
-    /// The aya attach type of this hook.
-    pub(crate) const fn attach_type(self) -> TcAttachType {
-        match self {
-            Self::Ingress => TcAttachType::Ingress,
-            Self::Egress => TcAttachType::Egress,
-        }
-    }
 
     /// The name of our program for this hook.
     pub(super) const fn program(self) -> &'static str {

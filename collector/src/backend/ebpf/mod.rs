@@ -26,6 +26,8 @@ mod load;
 mod maps;
 mod peers;
 mod pin;
+mod tc_netlink;
+mod tcx;
 
 use std::{
     collections::BTreeMap,
@@ -144,6 +146,18 @@ impl EbpfCounters {
         framing: Framing,
     ) -> Result<InterfaceAttachment, AttachError> {
         let ifindex = ifindex_of(interface)?;
+        self.attach_index(ifindex, interface, mode, framing)
+    }
+
+    /// As [`EbpfCounters::attach_framed`], for the interface with index `ifindex` (`interface`
+    /// names it in messages only).
+    pub(crate) fn attach_index(
+        &mut self,
+        ifindex: u32,
+        interface: &str,
+        mode: AttachMode,
+        framing: Framing,
+    ) -> Result<InterfaceAttachment, AttachError> {
         let netns = AttachNetns::current(&mut self.netns).map_err(|source| AttachError::Netns {
             interface: interface.to_owned(),
             source,

@@ -17,14 +17,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::programs::{
-    LinkOrder, ProgramError, SchedClassifier,
-    links::{FdLink, LinkError, PinnedLink},
-    tc::{SchedClassifierLink, TcAttachOptions},
-};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
 use collector_common::{DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEERS_MAP, STATS_MAP};
 
-use super::hooks::Hook;
+use super::{hooks::Hook, tcx};
 
 /// The default `pin_path`.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/linkmeter";
@@ -134,53 +131,33 @@ impl PinDir {
     }
 }
 
-/// Why a pinned TCX attachment failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkPinError {
-    /// Attaching the program.
-    #[error(transparent)]
-    Program(#[from] ProgramError),
-    /// Converting the link.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// Pinning the link.
-    #[error(transparent)]
-    Pin(#[from] aya::pin::PinError),
-}
-
-/// Attaches `program` to `hook` of `interface` through the TCX link pinned at `path`: an
-/// earlier daemon's link gets our program atomically (`BPF_LINK_UPDATE`: not a packet goes
-/// uncounted or counted twice); without one, or when it no longer works (its device is gone),
-/// a new link is made first in the chain and pinned there.
+/// Attaches `program` to `hook` of the interface with index `ifindex` through the TCX link
+/// pinned at `path`: an earlier daemon's link gets our program atomically (`BPF_LINK_UPDATE`:
+/// not a packet goes uncounted or counted twice); without one, or when it no longer works (its
+/// device is gone: `ENOLINK`), a new link is made first in the chain and pinned there.
 ///
 /// # Errors
 ///
 /// Attaching, or pinning the new link, failed.
 pub(super) fn attach_tcx(
-    program: &mut SchedClassifier,
-    interface: &str,
+    program: BorrowedFd<'_>,
+    ifindex: u32,
     hook: Hook,
     path: &Path,
-) -> Result<SchedClassifierLink, LinkPinError> {
-    if let Ok(old) = PinnedLink::from_pin(path) {
-        let updated = SchedClassifierLink::try_from(FdLink::from(old))
-            .map_err(LinkPinError::from)
-            .and_then(|link| Ok(program.attach_to_link(link)?))
-            .and_then(|id| Ok(program.take_link(id)?));
-        match updated {
-            Ok(link) => return Ok(link),
+) -> io::Result<OwnedFd> {
+    if let Ok(old) = tcx::open_pinned(path) {
+        match tcx::link_update(old.as_fd(), program) {
+            Ok(()) => return Ok(old),
             Err(err) => {
-                tracing::debug!(interface, %hook, error = %crate::Report(&err),
+                tracing::debug!(ifindex, %hook, error = %err,
                     "the pinned link cannot take the program (its device is gone?); attaching anew");
                 unpin(path);
             }
         }
     }
-    let options = TcAttachOptions::TcxOrder(LinkOrder::first());
-    let id = program.attach_with_options(interface, hook.attach_type(), options)?;
-    let link = program.take_link(id)?;
-    let pinned = FdLink::try_from(link)?.pin(path)?;
-    Ok(SchedClassifierLink::try_from(FdLink::from(pinned))?)
+    let link = tcx::link_create(program, ifindex, hook)?;
+    tcx::pin(link.as_fd(), path)?;
+    Ok(link)
 }
 
 /// Removes the pin of a link (it detaches when its last descriptor closes); a pin already gone
