@@ -21,116 +21,13 @@ use std::{
 
 use aya::{Ebpf, programs::tc::TcHandle};
 
+pub use super::error::AttachError;
 use super::{
     hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
     legacy::{self, AttachNetns, LEGACY_PRIORITY, NetnsRestore, Role},
     pin::{self, PinDir},
     tcx,
 };
-
-/// Errors from attaching to or detaching from a TC hook. Each names the interface and hook.
-#[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    /// The interface does not exist (or vanished meanwhile).
-    #[error("interface {interface:?} not found")]
-    NoSuchInterface {
-        /// The interface name.
-        interface: String,
-    },
-    /// TCX was requested but the kernel does not have it.
-    #[error("attach mode tcx needs Linux >= 6.6 (interface {interface:?}); use mode tc or auto")]
-    TcxUnsupported {
-        /// The interface name.
-        interface: String,
-    },
-    /// Adding the clsact qdisc failed.
-    #[error("adding the clsact qdisc to {interface:?} failed")]
-    Clsact {
-        /// The interface name.
-        interface: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// Every legacy tc handle of ours on the hook is taken by other tools' filters (or other
-    /// linkmeter commands').
-    #[error("no free linkmeter tc filter handle on {interface:?} {hook}")]
-    NoFreeHandle {
-        /// The interface name.
-        interface: String,
-        /// The hook.
-        hook: Hook,
-    },
-    /// Listing the hook's filters, or removing a filter an earlier linkmeter left, failed.
-    #[error("checking the tc filters of {interface:?} {hook} failed")]
-    StaleFilter {
-        /// The interface name.
-        interface: String,
-        /// The hook.
-        hook: Hook,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel refused the attachment.
-    #[error("attaching to {interface:?} {hook} ({mode}) failed")]
-    Attach {
-        /// The interface name.
-        interface: String,
-        /// The hook.
-        hook: Hook,
-        /// The mechanism used.
-        mode: AttachedMode,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel refused to remove the attachment.
-    #[error("detaching from {interface:?} {hook} ({mode}) failed")]
-    Detach {
-        /// The interface name.
-        interface: String,
-        /// The hook.
-        hook: Hook,
-        /// The mechanism used.
-        mode: AttachedMode,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// No counter slot could be given to the interface.
-    #[error("no eBPF counter slot for {interface:?}")]
-    Slot {
-        /// The interface name.
-        interface: String,
-        /// Why.
-        #[source]
-        source: super::MapReadError,
-    },
-    /// The network namespace of the calling thread cannot be recorded.
-    #[error("recording the network namespace of {interface:?}")]
-    Netns {
-        /// The interface name.
-        interface: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl AttachError {
-    /// Whether the interface got no counter slot because the maps are full (`max_interfaces`
-    /// slots taken, or no free directory position): worth trying again once others leave.
-    pub(crate) const fn is_map_full(&self) -> bool {
-        matches!(
-            self,
-            Self::Slot {
-                source: super::MapReadError::Full { .. } | super::MapReadError::Crowded { .. },
-                ..
-            }
-        )
-    }
-}
 
 /// Our program attached to one hook of one interface. Dropping it detaches (errors ignored),
 /// unless it is persistent (pinning): then it stays in the kernel, counting.

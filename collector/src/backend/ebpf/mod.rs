@@ -18,6 +18,7 @@
 
 mod attach;
 mod counter;
+mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 mod hooks;
