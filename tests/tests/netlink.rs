@@ -197,3 +197,33 @@ fn a_name_that_is_not_utf8_is_exported_escaped_and_logs_no_error() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn a_port_leaving_a_bridge_is_not_a_deleted_interface() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let ns = NetNs::new("brport");
+    ns.ip(&["link", "add", "br7", "type", "bridge"]);
+    ns.ip(&["link", "add", "pv7", "type", "veth", "peer", "pw7"]);
+    let daemon = Daemon::start(&ns, &["--resync-interval", "3600"]);
+    let routed = |m: &Metrics| m.routing().get("pv7").cloned();
+    let before = eventually("pv7 routed", Duration::from_secs(10), || {
+        routed(&scrape(&ns)).ok_or("not yet")
+    });
+    // Enslaving and releasing send AF_BRIDGE RTM_NEWLINK/RTM_DELLINK about the port.
+    ns.ip(&["link", "set", "pv7", "master", "br7"]);
+    ns.ip(&["link", "set", "pv7", "nomaster"]);
+    ns.ip(&["link", "set", "pv7", "master", "br7"]);
+    ns.ip(&["link", "set", "pv7", "nomaster"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(routed(&scrape(&ns)), Some(before));
+    let removed = daemon
+        .log_lines()
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"] == "interface removed" && l["fields"]["interface"] == "pv7"
+        })
+        .count();
+    assert_eq!(removed, 0, "{}", daemon.log_text());
+}

@@ -156,6 +156,20 @@ fn counters_continue_across_sigterm_sigkill_and_restarts(mode: &str) {
     assert_eq!(ebpf_packets(&m, "rx"), kernel.rx_packets);
     assert!(kernel.rx_packets >= sent_back.min(1), "{kernel:?}");
 
+    // While it runs, `linkmeter cleanup` refuses to pull the pins from under it.
+    let busy = Command::new("ip")
+        .args(["netns", "exec", a.name()])
+        .arg(binary())
+        .args(["cleanup", "--pin-path", &pins])
+        .output()
+        .expect("run cleanup");
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use by another linkmeter process"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert_eq!(on_hooks(a, mode), (1, 1));
     // Stopped, the daemon leaves its pins; `linkmeter cleanup` removes them and the programs.
     assert!(daemon.stop().success());
     assert!(std::path::Path::new(&pins).exists());

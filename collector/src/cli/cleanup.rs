@@ -17,7 +17,8 @@ pub(crate) const EXAMPLES: &str = "Examples:
 /// Options of `linkmeter cleanup`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CleanupArgs {
-    /// The daemon's pin directory, removed with everything in it.
+    /// The daemon's pin directory: linkmeter's layout directories in it are removed (their links
+    /// detach, their maps are freed), nothing else.
     #[arg(long, env = "LINKMETER_PIN_PATH", value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
     pin_path: PathBuf,
 }
@@ -31,10 +32,8 @@ pub(crate) struct CleanupArgs {
 ///
 /// Netlink is unusable, or a pin or filter could not be removed.
 pub(crate) fn execute(args: &CleanupArgs) -> Result<(), Failure> {
-    let had_pins = args.pin_path.exists();
-    remove_pins(&args.pin_path).map_err(|e| Failure::runtime(Report(&e)))?;
-    if had_pins {
-        println!("removed {}", args.pin_path.display());
+    if remove_pins(&args.pin_path).map_err(|e| Failure::runtime(Report(&e)))? {
+        println!("removed linkmeter's pins under {}", args.pin_path.display());
     }
     let links = runtime()?.block_on(async {
         let netlink = Netlink::open().map_err(|e| Failure::runtime(Report(&e)))?;

@@ -97,6 +97,9 @@ pub(crate) struct Owner<I, E: TcCounter, L, S, F> {
     pub(crate) resync_interval: Duration,
     /// Set once the first routing pass is done.
     pub(crate) ready: Arc<AtomicBool>,
+    /// Whether what earlier daemons left has been settled (after the first successful dump:
+    /// settling on an empty or failed one would free every adopted counter).
+    pub(crate) settled: bool,
 }
 
 impl<I, E, L, S, F> Owner<I, E, L, S, F>
@@ -111,7 +114,6 @@ where
     /// completes; detaches everything before returning.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
         self.resync().await;
-        self.node.settle_after_start().await;
         self.ready.store(true, Ordering::Release);
         info!(
             interfaces = self.node.interfaces().count(),
@@ -120,6 +122,10 @@ where
         let mut resync = tokio::time::interval(self.resync_interval);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         resync.tick().await;
+        // One timer for the whole loop: a sleep made anew each turn would be reset by every
+        // scrape and never fire under steady scraping.
+        let mut resubscribe = tokio::time::interval(RESUBSCRIBE_EVERY);
+        resubscribe.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -142,9 +148,7 @@ where
                         self.resubscribe().await;
                     }
                 },
-                () = tokio::time::sleep(RESUBSCRIBE_EVERY), if self.events.is_none() => {
-                    self.resubscribe().await;
-                }
+                _ = resubscribe.tick(), if self.events.is_none() => self.resubscribe().await,
                 _ = resync.tick() => self.resync().await,
                 Some(first) = self.requests.recv() => self.answer(first).await,
             }
@@ -170,9 +174,17 @@ where
         }
     }
 
+    /// A full resync; after the first that succeeds, settles what earlier daemons left.
     async fn resync(&mut self) {
-        if let Err(err) = self.node.resync().await {
-            warn!(error = %Report(&err), "link resync failed; keeping the interfaces known so far");
+        match self.node.resync().await {
+            Ok(_) if !self.settled => {
+                self.node.settle_after_start().await;
+                self.settled = true;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                warn!(error = %Report(&err), "link resync failed; keeping the interfaces known so far");
+            }
         }
     }
 
@@ -237,6 +249,7 @@ pub(crate) async fn run(
         requests,
         resync_interval: config.resync_interval,
         ready,
+        settled: false,
     };
     owner.run(shutdown).await;
     stop.notify_one();

@@ -101,6 +101,7 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
         requests,
         resync_interval: Duration::from_secs(60),
         ready: Arc::clone(&ready),
+        settled: false,
     };
     let clients = Clients {
         scrapes,
@@ -355,4 +356,47 @@ async fn shutdown_detaches_everything_and_later_scrapes_are_refused() {
     // Nothing waits forever on a stopped owner.
     let pending = std::pin::pin!(c.scrapes.collect());
     assert!(matches!(futures_util::poll!(pending), Poll::Ready(None)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_earlier_daemons_left_is_settled_only_after_a_successful_dump() {
+    let (owner, mut c, shutdown) = owner();
+    c.create_vxlan(5, "vx5");
+    // The first dump fails: settling then would free every adopted counter.
+    c.links.fail_dumps(true);
+    let clients = async {
+        c.until_ready().await;
+        assert!(c.ebpf.settles().is_empty());
+        c.links.fail_dumps(false);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(
+            c.ebpf.settles(),
+            vec![vec![5]],
+            "once, with what is attached"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(c.ebpf.settles().len(), 1);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resubscribing_is_not_held_off_by_steady_scraping() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        c.end_subscription(true);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.subscription.state().failing = false;
+        // A scrape every 100 ms, for 3 s: the 1 s resubscription timer still fires.
+        for _ in 0..30 {
+            c.scrape().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(c.healthy.load(Ordering::Acquire));
+        assert_eq!(c.subscription.state().opened, 2);
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
 }

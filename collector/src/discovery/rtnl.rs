@@ -62,6 +62,23 @@ impl Rtnl {
         }
     }
 
+    /// Discards every datagram queued on the socket (at most a few thousand, so that a
+    /// steady stream of new ones cannot hold it here).
+    fn drain(&mut self) {
+        for _ in 0..4096 {
+            self.buffer.clear();
+            match self
+                .fd
+                .get_ref()
+                .recv(&mut self.buffer, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     async fn send(&self, request: &[u8]) -> io::Result<()> {
         let kernel = SocketAddr::new(0, 0);
         loop {
@@ -206,6 +223,10 @@ pub(crate) fn read_reply(
             Some(errno) => return Err(RequestError::Kernel(errno)),
         }
         if message.kind == NLMSG_DONE {
+            // A dump that failed part-way ends with a negative errno in its DONE message.
+            if let Some(errno) = wire::done_error(message.payload) {
+                return Err(RequestError::Kernel(errno));
+            }
             return Ok(Some(*interrupted));
         }
         each(&message);
@@ -244,7 +265,12 @@ impl Events {
     pub(crate) async fn next(&mut self) -> io::Result<Vec<LinkEvent>> {
         match self.rtnl.recv().await {
             Ok(datagram) => Ok(events(datagram)),
-            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![LinkEvent::Lost]),
+            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                // What is still queued is older than the resync that follows: applied after it,
+                // it would resurrect links deleted meanwhile. Drop it.
+                self.rtnl.drain();
+                Ok(vec![LinkEvent::Lost])
+            }
             Err(err) => Err(err),
         }
     }

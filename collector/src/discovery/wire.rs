@@ -67,6 +67,13 @@ impl Message<'_> {
     }
 }
 
+/// The errno an `NLMSG_DONE` payload carries when the dump failed part-way (`None`: complete).
+pub(crate) fn done_error(payload: &[u8]) -> Option<i32> {
+    i32_at(payload, 0)
+        .filter(|&code| code < 0)
+        .map(|code| code.checked_neg().unwrap_or(libc::EIO))
+}
+
 const fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -137,16 +144,25 @@ fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// The ifindex of a link message (`RTM_NEWLINK`/`RTM_DELLINK` payload).
+/// `AF_UNSPEC`: the family of messages about links themselves. The bridge sends
+/// `RTM_NEWLINK`/`RTM_DELLINK` with `AF_BRIDGE` about its ports (a port leaving the bridge is
+/// an `RTM_DELLINK` for a link that still exists): those are not link events.
+const AF_UNSPEC: u8 = 0;
+
+/// The ifindex of a link message (`RTM_NEWLINK`/`RTM_DELLINK` payload); `None` for messages
+/// of another family than `AF_UNSPEC` (bridge ports).
 pub(crate) fn link_index(payload: &[u8]) -> Option<u32> {
+    if *payload.first()? != AF_UNSPEC {
+        return None;
+    }
     i32_at(payload, 4).and_then(|i| u32::try_from(i).ok())
 }
 
 /// Extracts the facts linkmeter uses from a link message payload (`struct ifinfomsg` and its
-/// attributes); `None` when it is truncated or has no name.
+/// attributes); `None` when it is truncated, has no name, or is about a bridge port.
 pub(crate) fn parse_link(payload: &[u8]) -> Option<LinkFacts> {
-    let link_type = u16_at(payload, 2)?;
     let ifindex = link_index(payload)?;
+    let link_type = u16_at(payload, 2)?;
     let mut name = None;
     let mut kind = None;
     let mut stats = None;

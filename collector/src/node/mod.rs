@@ -301,6 +301,19 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
     fn take_out(&mut self, ifindex: u32) -> Option<Link> {
         let interface = self.interfaces.remove(&ifindex)?;
         let link = interface.link.clone();
+        if matches!(interface.measure, Measure::Ebpf(_)) || interface.breakdown.is_some() {
+            // A slot frees: interfaces that found the map full try again at the next resync.
+            let now = self.resyncs;
+            for waiting in self.interfaces.values_mut() {
+                if let Some(retry) = waiting
+                    .retry
+                    .as_mut()
+                    .filter(|_| waiting.reason == Reason::EbpfMapFull)
+                {
+                    retry.due = retry.due.min(now);
+                }
+            }
+        }
         self.release(interface, "detaching");
         if let Some(ebpf) = self.ebpf.as_mut()
             // Also for interfaces that fell back after an attach failure: a hook that was

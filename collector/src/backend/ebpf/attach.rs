@@ -135,6 +135,11 @@ fn attach_hook(
                     }
                 }
             })?;
+            if let Some(pins) = target.pins {
+                // An earlier daemon in TCX mode pinned a link here: it would count every
+                // packet a second time into the same maps.
+                pin::unpin(&pins.link(ifindex, hook));
+            }
             let adopt = target.pins.is_some();
             let (handle, replace) =
                 match legacy::choose_handle(interface, ifindex, hook, target.role, adopt)? {
@@ -197,10 +202,11 @@ impl HookAttachment {
     }
 }
 
-/// Whether the legacy filter at `handle` still runs program `id` (`true` when the filters
-/// cannot be listed: detaching then removes it as before).
+/// Whether the legacy filter at `handle` still runs program `id`. When the filters cannot be
+/// listed it is not removed: it might be another tool's by now, and one of ours left behind is
+/// removed by the next daemon at start.
 fn still_ours(ifindex: u32, hook: Hook, handle: TcHandle, id: u32) -> bool {
-    legacy::filters(ifindex, hook).map_or(true, |filters| {
+    legacy::filters(ifindex, hook).is_ok_and(|filters| {
         filters.iter().any(|f| {
             f.priority == LEGACY_PRIORITY && f.handle == handle && f.program_id == Some(id)
         })

@@ -40,6 +40,8 @@ struct State {
     idle_peers: usize,
     overflow: u64,
     failing_reads: bool,
+    /// What each `settle` was given.
+    settles: Vec<Vec<u32>>,
 }
 
 /// Statistics of `packets` IPv4 UDP packets of 100 bytes.
@@ -138,6 +140,11 @@ impl FakeEbpf {
         self.state().failing_reads = failing;
     }
 
+    /// What each call of `settle` was given (the attached ifindexes).
+    pub(crate) fn settles(&self) -> Vec<Vec<u32>> {
+        self.state().settles.clone()
+    }
+
     /// How many attachments were made.
     pub(crate) fn attaches(&self) -> usize {
         self.state().attaches
@@ -198,6 +205,11 @@ impl TcCounter for FakeEbpf {
         state.counts.remove(&ifindex);
         state.peers.retain(|p| p.ifindex != ifindex);
         Ok(())
+    }
+
+    fn settle(&mut self, attached: &[u32]) -> usize {
+        self.state().settles.push(attached.to_vec());
+        0
     }
 
     fn expire_peers(&mut self, _: Duration) -> Result<usize, MapReadError> {

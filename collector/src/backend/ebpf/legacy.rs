@@ -142,10 +142,10 @@ pub(crate) fn remove_stale_filters(
 
 /// The network namespace an attachment was made in.
 ///
-/// Legacy tc filters are found and removed over netlink, which acts on the *calling thread's*
-/// namespace and names the device by ifindex; TCX hooks are queried by interface name. Doing
-/// either from another namespace would miss the attachment or, worse, hit a device with the
-/// same ifindex or name there. Callers therefore enter this namespace first when elsewhere.
+/// Legacy tc filters are found and removed over netlink, and TCX hooks queried with
+/// `BPF_PROG_QUERY`, both by ifindex in the *calling thread's* namespace. Doing either from
+/// another namespace would miss the attachment or, worse, hit a device with the same ifindex
+/// there. Callers therefore enter this namespace first when elsewhere.
 #[derive(Debug)]
 pub(crate) struct AttachNetns {
     fd: File,

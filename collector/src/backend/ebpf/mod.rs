@@ -70,14 +70,15 @@ pub(crate) fn remove_linkmeter_filters(ifindex: u32) -> std::io::Result<usize> {
     legacy::remove_stale_filters(ifindex, None, &[])
 }
 
-/// Removes linkmeter's pin directory `base` and everything in it (`linkmeter cleanup`):
-/// unpinned links detach, unpinned maps are freed.
+/// Removes what linkmeter pinned under `base` (`linkmeter cleanup`): its layout directories,
+/// whose links detach and whose maps are freed, and `base` when nothing else is in it. Returns
+/// whether there was anything.
 ///
 /// # Errors
 ///
-/// A pin could not be removed.
-pub(crate) fn remove_pins(base: &std::path::Path) -> Result<(), PinError> {
-    pin::remove_tree(base)
+/// `base` is not on a bpffs, or a pin could not be removed.
+pub(crate) fn remove_pins(base: &std::path::Path) -> Result<bool, PinError> {
+    pin::remove_ours(base)
 }
 
 /// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.

@@ -48,6 +48,12 @@ pub enum PinError {
         /// The base directory.
         path: String,
     },
+    /// Another linkmeter process holds the directory.
+    #[error("{path} is in use by another linkmeter process (stop it first)")]
+    Busy {
+        /// The directory.
+        path: String,
+    },
     /// A directory could not be created, read or removed.
     #[error("{what} {path}")]
     Io {
@@ -66,10 +72,35 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinErr
     move |source| PinError::Io { what, path, source }
 }
 
-/// The pin directory of this daemon's layout.
+/// The pin directory of this daemon's layout, locked (`flock`) for as long as it exists: a
+/// second daemon (another network namespace, a manual `run --pin` beside the DaemonSet) must
+/// not adopt the same maps, and `linkmeter cleanup` must not pull them from under it.
 #[derive(Clone, Debug)]
 pub(crate) struct PinDir {
     dir: PathBuf,
+    /// The open directory holding the lock.
+    _lock: std::sync::Arc<fs::File>,
+}
+
+/// How long a starting daemon waits for the lock of its pin directory (the previous pod may
+/// still be shutting down).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Tries to take the exclusive lock of directory `path`; `Ok(None)` when someone holds it.
+fn try_lock(path: &Path) -> io::Result<Option<fs::File>> {
+    use std::os::fd::AsRawFd as _;
+    let dir = fs::File::open(path)?;
+    // SAFETY: flock(2) on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(dir));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(err)
+    }
 }
 
 impl PinDir {
@@ -88,20 +119,31 @@ impl PinDir {
             });
         }
         let name = format!("v{MAP_LAYOUT_VERSION}-i{interfaces}-p{peers}");
+        let dir = base.join(&name);
+        let links = dir.join("links");
+        fs::create_dir_all(&links).map_err(io_error("creating", &links))?;
+        let lock = lock_waiting(&dir)?;
         let mut removed = Vec::new();
         for entry in fs::read_dir(base).map_err(io_error("reading", base))? {
             let entry = entry.map_err(io_error("reading", base))?;
             let other = entry.file_name().to_string_lossy().into_owned();
-            // Only our own layout directories: `pin_path` may hold other programs' pins.
-            if other != name && is_layout_dir(&other) {
+            // Only our own layout directories (`pin_path` may hold other programs' pins), and
+            // only those no other daemon holds.
+            if other != name
+                && is_layout_dir(&other)
+                && try_lock(&entry.path()).is_ok_and(|held| held.is_some())
+            {
                 remove_tree(&entry.path())?;
                 removed.push(other);
             }
         }
-        let dir = base.join(name);
-        let links = dir.join("links");
-        fs::create_dir_all(&links).map_err(io_error("creating", &links))?;
-        Ok((Self { dir }, removed))
+        Ok((
+            Self {
+                dir,
+                _lock: std::sync::Arc::new(lock),
+            },
+            removed,
+        ))
     }
 
     /// Where map `file` (see [`MAP_FILES`]) is pinned.
@@ -170,9 +212,67 @@ pub(super) fn unpin(path: &Path) {
     }
 }
 
+/// Removes what linkmeter pinned under `base` (`linkmeter cleanup`): its layout directories
+/// only — `base` may hold other programs' pins — then `base` itself when that leaves it empty.
+/// Nothing there is fine.
+///
+/// # Errors
+///
+/// `base` is not on a bpffs, or a pin could not be removed.
+pub(crate) fn remove_ours(base: &Path) -> Result<bool, PinError> {
+    remove_ours_locked(base)
+}
+
+/// Waits up to [`LOCK_WAIT`] for the lock of `dir`.
+fn lock_waiting(dir: &Path) -> Result<fs::File, PinError> {
+    let start = std::time::Instant::now();
+    loop {
+        match try_lock(dir).map_err(io_error("locking", dir))? {
+            Some(lock) => return Ok(lock),
+            None if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            None => {
+                return Err(PinError::Busy {
+                    path: dir.display().to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn remove_ours_locked(base: &Path) -> Result<bool, PinError> {
+    if !base.exists() {
+        return Ok(false);
+    }
+    if !is_bpffs(base) {
+        return Err(PinError::NotBpffs {
+            path: base.display().to_string(),
+        });
+    }
+    let mut removed = false;
+    for entry in fs::read_dir(base).map_err(io_error("reading", base))? {
+        let entry = entry.map_err(io_error("reading", base))?;
+        if is_layout_dir(&entry.file_name().to_string_lossy()) {
+            // Held while its daemon runs: removing the pins then would only make it attach
+            // again, unpinned, at its next resync.
+            let _lock = try_lock(&entry.path())
+                .map_err(io_error("locking", &entry.path()))?
+                .ok_or_else(|| PinError::Busy {
+                    path: entry.path().display().to_string(),
+                })?;
+            remove_tree(&entry.path())?;
+            removed = true;
+        }
+    }
+    // Left in place when something else is in it.
+    let _ = fs::remove_dir(base);
+    Ok(removed)
+}
+
 /// Removes a pin directory tree: unpinning a link detaches it (nothing else holds it), unpinning
 /// a map frees it once no program uses it.
-pub(crate) fn remove_tree(path: &Path) -> Result<(), PinError> {
+fn remove_tree(path: &Path) -> Result<(), PinError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -228,6 +328,7 @@ mod tests {
     fn link_pins_are_named_by_ifindex_and_hook() {
         let pins = PinDir {
             dir: PathBuf::from("/sys/fs/bpf/linkmeter/v1-i2-p3"),
+            _lock: std::sync::Arc::new(fs::File::open("/").expect("open /")),
         };
         assert_eq!(
             pins.link(7, Hook::Ingress),

@@ -74,7 +74,8 @@ pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeEr
         }
         if let (Some(name), Some(speed_mbps)) = (name, speed) {
             out.insert(
-                name,
+                // Keyed as interfaces are named: escaped (a backslash doubled).
+                crate::discovery::wire::escape_name(name.as_bytes()),
                 LinkMode {
                     speed_mbps,
                     full_duplex: duplex,

@@ -203,7 +203,7 @@ impl<I: EthtoolIo> Ethtool<I> {
                         names,
                     };
                 }
-                Err(EthtoolError::CountChanged { .. }) => {}
+                Err(err) if err.count_changed() => {}
                 Err(err) => {
                     return match err.errno() {
                         Some(libc::EOPNOTSUPP) => Probe::NoStats {

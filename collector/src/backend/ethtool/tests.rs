@@ -78,8 +78,9 @@ fn values_ask_the_count_first_and_refuse_a_changed_one_without_reading() {
 
 #[test]
 fn growth_past_the_headroom_on_an_old_kernel_is_caught_by_the_canary_or_the_guard_page() {
-    // Headroom for 3 is 70 entries; the canary holds 8 more, the guard page stops the rest.
-    for (grown, what) in [(74, "canary"), (5_000, "guard page")] {
+    // Headroom for 3 is 70 entries; the canary holds 64 bytes more (8 values, 2 names), the
+    // guard page stops the rest.
+    for (grown, grown_names, what) in [(74, 71, "canary"), (5_000, 5_000, "guard page")] {
         let ethtool = Ethtool::new(FakeDriver::new(&[3, 3, 3, grown]));
         let names = ethtool.names("eth0").expect("names");
         match ethtool.values("eth0", names.len()) {
@@ -90,8 +91,8 @@ fn growth_past_the_headroom_on_an_old_kernel_is_caught_by_the_canary_or_the_guar
             }) => {}
             other => panic!("{what}: {other:?}"),
         }
-        // The same for names: GSSET_INFO 3, GSTRINGS writes `grown` names.
-        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown]));
+        // The same for names: GSSET_INFO 3, GSTRINGS writes `grown_names` names.
+        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown_names]));
         assert!(
             matches!(
                 ethtool.names("eth0"),
@@ -103,7 +104,7 @@ fn growth_past_the_headroom_on_an_old_kernel_is_caught_by_the_canary_or_the_guar
             "{what}"
         );
         // The buffer is reused afterwards: a driver that settled reads normally.
-        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown, 4]));
+        let ethtool = Ethtool::new(FakeDriver::new(&[3, grown_names, 4]));
         assert!(ethtool.names("eth0").is_err());
         assert_eq!(ethtool.names("eth0").expect("names").len(), 4);
         assert_eq!(

@@ -116,7 +116,7 @@ pub(crate) fn execute(args: &ListArgs) -> Result<(), Failure> {
         if args.attach {
             once::collect_attached(&config, sample).await
         } else {
-            let ebpf = unattached_if_loadable(&config.ebpf_options());
+            let ebpf = unattached_if_loadable(&once::command_options(&config));
             once::collect(&config, ebpf, Duration::ZERO).await
         }
     })?;

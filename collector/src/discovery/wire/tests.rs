@@ -142,3 +142,12 @@ fn messages_are_split_and_a_bad_length_ends_the_datagram() {
     let message = messages(&error).next().expect("one").expect("ok");
     assert_eq!(message.error(), Some(libc::ENODEV));
 }
+
+#[test]
+fn messages_about_bridge_ports_are_not_link_events() {
+    let mut msg = link_message(7, 1, &[(IFLA_IFNAME, b"veth1\0".to_vec())]);
+    assert!(parse_link(&msg).is_some());
+    msg[0] = 7; // AF_BRIDGE
+    assert_eq!(parse_link(&msg), None);
+    assert_eq!(link_index(&msg), None);
+}

@@ -32,15 +32,15 @@ async fn an_interface_beyond_the_map_falls_back_with_ebpf_map_full_until_a_slot_
         (Backend::Netdev, Reason::EbpfMapFull)
     );
     assert!(vx4.packets().is_some());
-    // Still full at the next resync: stays as it is.
-    resyncs(&mut f, 1).await;
+    // Still full at the retries of resyncs 1 and 3; the next would be at resync 7.
+    resyncs(&mut f, 3).await;
     assert_eq!(
         f.route_of("vx4"),
         Some((Backend::Netdev, Reason::EbpfMapFull))
     );
-    // vx3 leaves; vx4 gets its slot at a later resync (backoff: 2 resyncs after the first retry).
+    // vx3 leaves and frees a slot: vx4 tries again at the very next resync, not at 7.
     f.delete(3);
-    resyncs(&mut f, 2).await;
+    resyncs(&mut f, 1).await;
     assert_eq!(
         f.route_of("vx4"),
         Some((Backend::Ebpf, Reason::EthtoolNoStats))
