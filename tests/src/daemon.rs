@@ -114,6 +114,14 @@ impl Daemon {
             .collect()
     }
 
+    /// Log lines (as JSON objects) at `level` (`ERROR`, `WARN`, ...).
+    pub fn log_lines_at(&self, level: &str) -> Vec<serde_json::Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l["level"] == level)
+            .collect()
+    }
+
     /// Stops the daemon with SIGTERM and waits for it; returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));

@@ -160,11 +160,7 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
         "{}",
         daemon.log_text()
     );
-    let errors: Vec<_> = daemon
-        .log_lines()
-        .into_iter()
-        .filter(|l| l["level"] == "ERROR")
-        .collect();
+    let errors = daemon.log_lines_at("ERROR");
     assert!(errors.is_empty(), "{errors:?}");
     assert!(daemon.stop().success());
 }

@@ -12,7 +12,10 @@
 
 mod prereq;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -272,51 +275,41 @@ const BENCH_TOOLS: &[Tool] = &[
 
 fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
     let root = prepare_root_task(&[TEST_TOOLS, BENCH_TOOLS], "the benchmark", "bench")?;
-    let binary = build_linkmeter(&root, true)?;
-    run(cmd("cargo")
-        .current_dir(&root)
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "linkmeter-lab",
-            "--bin",
-            "linkmeter-bench",
-            "--",
-        ])
-        .args([
-            "--reps",
-            &reps.to_string(),
-            "--idle-seconds",
-            &idle_seconds.to_string(),
-        ])
-        .arg("--out")
-        .arg(root.join("target/bench"))
-        .env("LINKMETER_BINARY", binary))
+    let args = [
+        "--reps".to_owned(),
+        reps.to_string(),
+        "--idle-seconds".to_owned(),
+        idle_seconds.to_string(),
+    ];
+    run_lab_binary(&root, "linkmeter-bench", &args, "target/bench")
 }
 
 fn soak(minutes: f64, pairs: usize, vxlans: usize, attach_mode: &str) -> anyhow::Result<()> {
     let root = prepare_root_task(&[TEST_TOOLS], "the soak", "soak")?;
-    let binary = build_linkmeter(&root, true)?;
+    let args = [
+        "--minutes".to_owned(),
+        minutes.to_string(),
+        "--pairs".to_owned(),
+        pairs.to_string(),
+        "--vxlans".to_owned(),
+        vxlans.to_string(),
+        "--attach-mode".to_owned(),
+        attach_mode.to_owned(),
+    ];
+    run_lab_binary(&root, "linkmeter-soak", &args, "target/soak")
+}
+
+/// Builds the release `linkmeter`, then runs `bin` of the `linkmeter-lab` package with `args`
+/// and `--out <root>/<out>`, pointing it at that binary.
+fn run_lab_binary(root: &Path, bin: &str, args: &[String], out: &str) -> anyhow::Result<()> {
+    let binary = build_linkmeter(root, true)?;
     run(cmd("cargo")
-        .current_dir(&root)
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "linkmeter-lab",
-            "--bin",
-            "linkmeter-soak",
-            "--",
-        ])
-        .args(["--minutes", &minutes.to_string()])
-        .args(["--pairs", &pairs.to_string()])
-        .args(["--vxlans", &vxlans.to_string()])
-        .args(["--attach-mode", attach_mode])
+        .current_dir(root)
+        .args(["run", "--release", "--quiet", "--package", "linkmeter-lab"])
+        .args(["--bin", bin, "--"])
+        .args(args)
         .arg("--out")
-        .arg(root.join("target/soak"))
+        .arg(root.join(out))
         .env("LINKMETER_BINARY", binary))
 }
 

@@ -391,11 +391,7 @@ fn problems(baseline: &Steady, cycles: &[Cycle], failed: u64, daemon: &Daemon) -
             warm.after.rss_mib, last.after.rss_mib, last.n
         ));
     }
-    let errors = daemon
-        .log_lines()
-        .into_iter()
-        .filter(|l| l["level"] == "ERROR")
-        .count();
+    let errors = daemon.log_lines_at("ERROR").len();
     if errors > 0 {
         out.push(format!("{errors} ERROR lines in the daemon's log"));
     }
