@@ -21,7 +21,10 @@ use axum::{
 };
 use tokio::net::TcpListener;
 
-use crate::{daemon::Scrapes, metrics::Format};
+use crate::{
+    daemon::Scrapes,
+    metrics::{Encoding, Format},
+};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -77,14 +80,38 @@ async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Resp
     };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    match exposition.body(format) {
-        Some(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
-        None => (
+    let accept_encoding = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let Some(encoding) = Encoding::negotiate(accept_encoding) else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "no acceptable content coding: linkmeter answers gzip, zstd or identity\n",
+        )
+            .into_response();
+    };
+    let Some(body) = exposition.encoded(format, encoding) else {
+        return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding metrics failed\n",
         )
-            .into_response(),
+            .into_response();
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept-Encoding"),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(coding) = encoding.header() {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            axum::http::HeaderValue::from_static(coding),
+        );
     }
+    response
 }
 
 async fn healthz(State(endpoints): State<Endpoints>) -> Response {
@@ -190,6 +217,55 @@ mod tests {
         .await;
         assert_eq!(content_type, Format::OpenMetrics.content_type());
         assert!(body.ends_with("# EOF\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_compressed_as_the_client_asks_and_say_so() {
+        let (endpoints, _) = endpoints(true);
+        let fetch = |coding: &'static str| {
+            let endpoints = endpoints.clone();
+            async move {
+                let request = axum::http::Request::get("/metrics")
+                    .header(header::ACCEPT_ENCODING, coding)
+                    .body(Body::empty())
+                    .expect("request");
+                let response = router(endpoints)
+                    .oneshot(request)
+                    .await
+                    .expect("infallible");
+                let status = response.status();
+                let encoding = response
+                    .headers()
+                    .get(header::CONTENT_ENCODING)
+                    .map(|v| v.to_str().unwrap_or("").to_owned());
+                let vary = response.headers().get(header::VARY).cloned();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, encoding, vary, body)
+            }
+        };
+        let (_, plain_encoding, _, plain) = fetch("identity").await;
+        assert_eq!(plain_encoding, None);
+        let (status, encoding, vary, gz) = fetch("gzip").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(encoding.as_deref(), Some("gzip"));
+        assert_eq!(
+            vary.as_ref().and_then(|v| v.to_str().ok()),
+            Some("Accept-Encoding")
+        );
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .expect("gunzip");
+        assert_eq!(text, plain);
+        let (_, encoding, _, zs) = fetch("zstd, gzip;q=0.9").await;
+        assert_eq!(encoding.as_deref(), Some("zstd"));
+        assert_eq!(zstd::stream::decode_all(&zs[..]).expect("unzstd"), plain);
+        let (status, ..) = fetch("identity;q=0").await;
+        assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
     }
 
     #[tokio::test]

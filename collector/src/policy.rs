@@ -126,6 +126,13 @@ pub(crate) struct Policy {
     pub(crate) overrides: Vec<(Pattern, Backend)>,
     /// Interfaces that get the eBPF counter besides another routed backend.
     pub(crate) breakdown: Vec<Pattern>,
+    /// Interfaces whose raw driver statistics are exported (`linkmeter_ethtool_stat`).
+    pub(crate) ethtool_stats: Vec<Pattern>,
+}
+
+/// Whether the raw driver statistics of an ethtool-routed interface are exported.
+pub(crate) fn exports_ethtool_stats(policy: &Policy, name: &str, kind: Option<&str>) -> bool {
+    policy.ethtool_stats.iter().any(|p| p.matches(name, kind))
 }
 
 /// Whether an interface routed to `backend` also gets the eBPF counter for the traffic
@@ -184,7 +191,16 @@ mod tests {
                 ("/^cilium_geneve$/".parse().expect("pattern"), Backend::Ebpf),
             ],
             breakdown: Vec::new(),
+            ethtool_stats: vec!["kind:".parse().expect("pattern")],
         }
+    }
+
+    #[test]
+    fn raw_driver_stats_are_for_device_backed_interfaces_by_default() {
+        let p = policy();
+        assert!(exports_ethtool_stats(&p, "eth0", None));
+        assert!(!exports_ethtool_stats(&p, "lxc1", Some("veth")));
+        assert!(!exports_ethtool_stats(&p, "cilium_host", Some("veth")));
     }
 
     fn stats() -> Probe {

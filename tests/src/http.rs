@@ -68,3 +68,37 @@ pub fn get_here(
         body,
     })
 }
+
+/// `GET http://<address><path>` inside `ns` with `headers`, the body as raw bytes (a compressed
+/// body stays compressed); (status, `Content-Encoding`, body).
+pub fn get_bytes(
+    ns: &NetNs,
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, Option<String>, Vec<u8>)> {
+    ns.within(|| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut request = agent.get(format!("http://{address}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call().ok()?;
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .ok()?;
+        Some((response.status().as_u16(), encoding, body))
+    })
+}

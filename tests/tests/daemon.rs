@@ -138,13 +138,30 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
     let lxc = link_stats(&topo.node, "lxc1111");
     assert_eq!(counter(&m, PACKETS, "lxc1111", "rx"), lxc.rx_packets);
     assert_eq!(lxc.rx_packets, 400);
-    assert!(
-        m.value(
-            "linkmeter_ethtool_stat",
-            &[("interface", "lxc1111"), ("stat", "peer_ifindex")]
-        )
-        .is_some()
+    // Raw driver statistics only for device-backed interfaces by default: none for veths.
+    assert_eq!(m.samples("linkmeter_ethtool_stat").len(), 0);
+    let series = |name: &str| {
+        let label = format!("interface=\"{name}\"");
+        m.0.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .count()
+    };
+    let total =
+        m.0.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
+    // The series count of this Cilium-like node, pinned (README "Series per node"): a veth
+    // measured by ethtool 11, cilium_vxlan (eBPF, 3 overlay peer entries) 83, br0 (eBPF) 77,
+    // lo 1, and 24 about linkmeter itself.
+    assert_eq!(
+        (series("lxc1111"), series("cilium_host"), series("eth1")),
+        (11, 11, 11)
     );
+    assert_eq!(
+        (series("cilium_vxlan"), series("br0"), series("lo")),
+        (83, 77, 1)
+    );
+    assert_eq!(total, 251, "{}", m.0);
 
     // Link speed and duplex over ethtool netlink (veth reports 10 Gb/s, full duplex).
     let speed = m.value("linkmeter_link_speed_bytes", &[("interface", "lxc1111")]);

@@ -94,7 +94,15 @@ fn a_name_that_is_not_utf8_is_exported_escaped_and_logs_no_error() {
     }
     let ns = NetNs::new("bytes");
     // Resyncs every second: link speeds (ethtool netlink) are read for the name too.
-    let daemon = Daemon::start(&ns, &["--resync-interval", "1"]);
+    let daemon = Daemon::start(
+        &ns,
+        &[
+            "--resync-interval",
+            "1",
+            "--ethtool-stats-interfaces",
+            "lm*",
+        ],
+    );
     let status = Command::new("ip")
         .args(["-n", ns.name(), "link", "add"])
         .arg(OsStr::from_bytes(b"lm\xff"))

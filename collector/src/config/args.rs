@@ -57,6 +57,15 @@ pub(crate) struct PolicyArgs {
         value_name = "PATTERN"
     )]
     pub breakdown: Option<Vec<String>>,
+    /// Interface pattern whose raw driver statistics are exported as linkmeter_ethtool_stat,
+    /// repeatable or comma-separated [default: kind:].
+    #[arg(
+        long,
+        env = "LINKMETER_ETHTOOL_STATS_INTERFACES",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub ethtool_stats_interfaces: Option<Vec<String>>,
     /// Regex on driver stat names to export [default: .*].
     #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
     pub ethtool_stats_allowlist: Option<String>,
@@ -132,6 +141,7 @@ impl RunArgs {
                 .resync_interval_seconds
                 .or(file.resync_interval_seconds),
             ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
+            ethtool_stats_interfaces: p.ethtool_stats_interfaces.or(file.ethtool_stats_interfaces),
             event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
             pin: self.pin.or(file.pin),
             pin_path: self.pin_path.or(file.pin_path),

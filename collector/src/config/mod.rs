@@ -49,6 +49,10 @@ pub(crate) const RESYNC_SECONDS: RangeInclusive<u64> = 1..=86_400;
 pub(crate) const DEFAULT_EVENT_BUFFER_BYTES: u32 = 4 << 20;
 /// Accepted values of `event_buffer_bytes` (the kernel doubles it and enforces a minimum).
 pub(crate) const EVENT_BUFFER_BYTES: RangeInclusive<u32> = 1024..=1 << 30;
+/// Default of `ethtool_stats_interfaces`: interfaces without a link kind — physical NICs,
+/// SR-IOV VFs, virtio — and not veths, bridges or tunnels, whose per-queue counters nobody
+/// graphs (10 series per veth: 1,100 on a 110-pod node).
+pub(crate) const DEFAULT_ETHTOOL_STATS_INTERFACES: &[&str] = &["kind:"];
 /// Default of `ethtool_stats_allowlist`: every driver statistic.
 pub(crate) const DEFAULT_ETHTOOL_STATS_ALLOWLIST: &str = ".*";
 
@@ -92,6 +96,9 @@ pub struct FileConfig {
     pub resync_interval_seconds: Option<u64>,
     /// Regex on driver stat names exported as `linkmeter_ethtool_stat`.
     pub ethtool_stats_allowlist: Option<String>,
+    /// Interface patterns whose raw driver statistics are exported as `linkmeter_ethtool_stat`
+    /// ([`DEFAULT_ETHTOOL_STATS_INTERFACES`]: interfaces without a link kind, i.e. devices).
+    pub ethtool_stats_interfaces: Option<Vec<String>>,
     /// Pin the eBPF maps and links under `pin_path`, so that counting goes on while no daemon
     /// runs and a restarted or upgraded daemon continues the same counters.
     pub pin: Option<bool>,
@@ -320,6 +327,15 @@ impl Config {
                 exclude: patterns("exclude", &exclude)?,
                 overrides: overrides(&file.overrides.unwrap_or_default())?,
                 breakdown: patterns("breakdown", &file.breakdown.unwrap_or_default())?,
+                ethtool_stats: patterns(
+                    "ethtool_stats_interfaces",
+                    &file.ethtool_stats_interfaces.unwrap_or_else(|| {
+                        DEFAULT_ETHTOOL_STATS_INTERFACES
+                            .iter()
+                            .map(|p| (*p).to_owned())
+                            .collect()
+                    }),
+                )?,
             },
             attach_mode: file
                 .attach_mode

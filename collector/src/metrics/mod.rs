@@ -4,12 +4,15 @@
 //! it.
 
 mod breakdown;
+mod compression;
 mod families;
 pub(crate) mod names;
 #[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, OnceLock};
+
+pub(crate) use compression::Encoding;
 
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
@@ -154,6 +157,7 @@ impl Snapshot {
 
 /// Exposition format chosen by content negotiation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
 pub(crate) enum Format {
     /// `application/openmetrics-text; version=1.0.0`.
     OpenMetrics,
@@ -197,13 +201,13 @@ pub(crate) fn encode(snapshot: Arc<Snapshot>, format: Format) -> Result<String, 
     Ok(out)
 }
 
-/// One collection as scrapes receive it: the snapshot, and its body in each format, encoded
-/// on first use.
+/// One collection as scrapes receive it: the snapshot, and its body in each format and
+/// content coding, encoded (and compressed) on first use and shared by every scrape it answers.
 #[derive(Debug)]
 pub(crate) struct Exposition {
     snapshot: Arc<Snapshot>,
-    openmetrics: OnceLock<Option<Bytes>>,
-    prometheus: OnceLock<Option<Bytes>>,
+    /// By format, then coding ([`Encoding::ALL`] order).
+    bodies: [[OnceLock<Option<Bytes>>; 3]; 2],
 }
 
 impl Exposition {
@@ -211,8 +215,7 @@ impl Exposition {
     pub(crate) fn new(snapshot: Snapshot) -> Self {
         Self {
             snapshot: Arc::new(snapshot),
-            openmetrics: OnceLock::new(),
-            prometheus: OnceLock::new(),
+            bodies: Default::default(),
         }
     }
 
@@ -222,19 +225,34 @@ impl Exposition {
         &self.snapshot
     }
 
-    /// The body in `format`; `None` if encoding failed (logged).
-    pub(crate) fn body(&self, format: Format) -> Option<Bytes> {
-        let cell = match format {
-            Format::OpenMetrics => &self.openmetrics,
-            Format::Prometheus => &self.prometheus,
-        };
-        cell.get_or_init(|| match encode(Arc::clone(&self.snapshot), format) {
-            Ok(text) => Some(Bytes::from(text)),
-            Err(err) => {
-                tracing::error!(error = %err, "encoding the exposition failed");
-                None
-            }
-        })
-        .clone()
+    /// The body in `format` and content coding `encoding`; `None` if encoding or compressing
+    /// failed (logged).
+    pub(crate) fn encoded(&self, format: Format, encoding: Encoding) -> Option<Bytes> {
+        let by_format = &self.bodies[format as usize];
+        let at = Encoding::ALL
+            .iter()
+            .position(|e| *e == encoding)
+            .unwrap_or(0);
+        by_format[at]
+            .get_or_init(|| {
+                if encoding == Encoding::Identity {
+                    return match encode(Arc::clone(&self.snapshot), format) {
+                        Ok(text) => Some(Bytes::from(text)),
+                        Err(err) => {
+                            tracing::error!(error = %err, "encoding the exposition failed");
+                            None
+                        }
+                    };
+                }
+                let plain = self.encoded(format, Encoding::Identity)?;
+                match encoding.apply(&plain) {
+                    Ok(compressed) => Some(Bytes::from(compressed)),
+                    Err(err) => {
+                        tracing::error!(error = %err, "compressing the exposition failed");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 }

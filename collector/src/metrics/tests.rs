@@ -243,14 +243,32 @@ fn negotiation_prefers_openmetrics_only_when_asked() {
 #[test]
 fn an_exposition_encodes_each_format_once_and_shares_it() {
     let exposition = Exposition::new(fixture());
-    let first = exposition.body(Format::Prometheus).expect("encoded");
-    let second = exposition.body(Format::Prometheus).expect("encoded");
+    let first = exposition
+        .encoded(Format::Prometheus, Encoding::Identity)
+        .expect("encoded");
+    let second = exposition
+        .encoded(Format::Prometheus, Encoding::Identity)
+        .expect("encoded");
     // The same bytes, not a second encoding.
     assert_eq!(first.as_ptr(), second.as_ptr());
     assert_ne!(
-        exposition.body(Format::OpenMetrics).expect("encoded"),
+        exposition
+            .encoded(Format::OpenMetrics, Encoding::Identity)
+            .expect("encoded"),
         first
     );
+    // Compressed once too, from the same text.
+    let gz = exposition
+        .encoded(Format::Prometheus, Encoding::Gzip)
+        .expect("gzip");
+    let again = exposition
+        .encoded(Format::Prometheus, Encoding::Gzip)
+        .expect("gzip");
+    assert_eq!(gz.as_ptr(), again.as_ptr());
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+        .expect("gunzip");
+    assert_eq!(text, first);
 }
 
 #[test]

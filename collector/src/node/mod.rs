@@ -322,7 +322,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         names: Vec<String>,
     ) -> (Measure<E::Attachment>, Reason) {
         let measure = match route.backend {
-            Backend::Ethtool => Measure::Ethtool(self.ethtool.driver_stats(names)),
+            // Raw driver statistics only where wanted: the others are not even read.
+            Backend::Ethtool => Measure::Ethtool(self.ethtool.driver_stats(
+                if policy::exports_ethtool_stats(&self.policy, &link.name, link.kind.as_deref()) {
+                    names
+                } else {
+                    Vec::new()
+                },
+            )),
             Backend::Netdev => Measure::Netdev,
             Backend::None => Measure::Unmonitored,
             Backend::Ebpf => match self.try_attach(link) {
