@@ -121,7 +121,9 @@ impl Lab {
     /// Builds the node, starts linkmeter, Prometheus and traffic.
     pub fn start(tag: &str) -> Self {
         let topo = CiliumNode::new(tag);
-        let daemon = Daemon::start(&topo.node, &[]);
+        // eth1 and eth2 stand in for the node's NICs: veths, so their raw driver statistics
+        // are asked for (by default only device-backed interfaces export them).
+        let daemon = Daemon::start(&topo.node, &["--ethtool-stats-interfaces", "eth*"]);
         let prometheus = Prometheus::start_with_labels(&topo.node, LISTEN, &[("node", NODE_LABEL)]);
         let traffic = Traffic::start(&topo);
         Self {
