@@ -168,32 +168,37 @@ mod tests {
         (endpoints, ready, healthy)
     }
 
-    async fn get(
+    /// `GET path` with `headers`: status, response headers, body.
+    async fn send(
         endpoints: &Endpoints,
         path: &str,
-        accept: Option<&str>,
-    ) -> (StatusCode, String, String) {
+        headers: &[(header::HeaderName, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
         let mut request = axum::http::Request::get(path);
-        if let Some(accept) = accept {
-            request = request.header(header::ACCEPT, accept);
+        for (name, value) in headers {
+            request = request.header(name, *value);
         }
         let response = router(endpoints.clone())
             .oneshot(request.body(Body::empty()).expect("request"))
             .await
             .expect("infallible");
-        let status = response.status();
-        let content_type = response
-            .headers()
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body)
+    }
+
+    async fn get(
+        endpoints: &Endpoints,
+        path: &str,
+        accept: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let headers: Vec<_> = accept.map(|a| (header::ACCEPT, a)).into_iter().collect();
+        let (status, headers, body) = send(endpoints, path, &headers).await;
+        let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
         (
             status,
             content_type,
@@ -225,27 +230,12 @@ mod tests {
         let fetch = |coding: &'static str| {
             let endpoints = endpoints.clone();
             async move {
-                let request = axum::http::Request::get("/metrics")
-                    .header(header::ACCEPT_ENCODING, coding)
-                    .body(Body::empty())
-                    .expect("request");
-                let response = router(endpoints)
-                    .oneshot(request)
-                    .await
-                    .expect("infallible");
-                let status = response.status();
-                let encoding = response
-                    .headers()
+                let (status, headers, body) =
+                    send(&endpoints, "/metrics", &[(header::ACCEPT_ENCODING, coding)]).await;
+                let encoding = headers
                     .get(header::CONTENT_ENCODING)
                     .map(|v| v.to_str().unwrap_or("").to_owned());
-                let vary = response.headers().get(header::VARY).cloned();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes();
-                (status, encoding, vary, body)
+                (status, encoding, headers.get(header::VARY).cloned(), body)
             }
         };
         let (_, plain_encoding, _, plain) = fetch("identity").await;

@@ -36,26 +36,9 @@ pub fn get_here(
     query: &[(&str, &str)],
     headers: &[(&str, &str)],
 ) -> Option<Response> {
-    // A fresh agent per request: pooled connections would outlive the namespace switch.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut request = agent.get(format!("http://{address}{path}"));
-    for (key, value) in query {
-        request = request.query(*key, *value);
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let mut response = request.call().ok()?;
+    let mut response = call(address, path, query, headers)?;
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = header(&response, "content-type");
     let body = response
         .body_mut()
         .with_config()
@@ -78,21 +61,8 @@ pub fn get_bytes(
     headers: &[(&str, &str)],
 ) -> Option<(u16, Option<String>, Vec<u8>)> {
     ns.within(|| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut request = agent.get(format!("http://{address}{path}"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut response = request.call().ok()?;
-        let encoding = response
-            .headers()
-            .get("content-encoding")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let mut response = call(address, path, &[], headers)?;
+        let encoding = header(&response, "content-encoding");
         let body = response
             .body_mut()
             .with_config()
@@ -101,4 +71,35 @@ pub fn get_bytes(
             .ok()?;
         Some((response.status().as_u16(), encoding, body))
     })
+}
+
+/// Sends the request from the calling thread's namespace; `None` when nothing answers.
+fn call(
+    address: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> Option<ureq::http::Response<ureq::Body>> {
+    // A fresh agent per request: pooled connections would outlive the namespace switch.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.get(format!("http://{address}{path}"));
+    for (key, value) in query {
+        request = request.query(*key, *value);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.call().ok()
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
