@@ -24,6 +24,9 @@ pub mod config;
 pub(crate) mod daemon;
 pub(crate) mod discovery;
 pub(crate) mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod node;

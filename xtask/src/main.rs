@@ -5,11 +5,16 @@
 //! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests;
 //! - `man`: generate man pages from the CLI definition into `target/man`;
 //! - `demo`: a Cilium-like node in network namespaces with linkmeter and Prometheus;
-//! - `bench`: cost benchmarks against node_exporter and an empty eBPF program.
+//! - `bench`: cost benchmarks against node_exporter and an empty eBPF program;
+//! - `soak`: interface churn against a running daemon for minutes;
+//! - `fuzz`: the cargo-fuzz targets for the parsers of kernel and user input;
+//! - `image`: the OCI image (buildah, from scratch, a static binary).
 //!
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
 
+mod fuzz;
+mod image;
 mod prereq;
 
 use std::{
@@ -78,6 +83,23 @@ enum Task {
         /// The daemon's attach mode: auto, tcx or tc.
         #[arg(long, default_value = "auto")]
         attach_mode: String,
+    },
+    /// Run every cargo-fuzz target (nightly, libFuzzer) for a while; fails on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
+    /// Build the OCI image `linkmeter` from scratch around a static release binary (buildah).
+    Image {
+        /// The image name and tag.
+        #[arg(long, default_value = "localhost/linkmeter:latest")]
+        tag: String,
+        /// Also save the image as an OCI archive at this path.
+        #[arg(long)]
+        save: Option<PathBuf>,
     },
     /// Check formatting and lints, then run every test, the kernel tests included; needs root.
     Test {
@@ -154,6 +176,8 @@ impl Task {
                 vxlans,
                 attach_mode,
             } => soak(minutes, pairs, vxlans, &attach_mode),
+            Self::Fuzz { seconds, targets } => fuzz::run(&workspace_root(), seconds, &targets),
+            Self::Image { tag, save } => image::build(&workspace_root(), &tag, save.as_deref()),
         }
     }
 }

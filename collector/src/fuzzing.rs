@@ -1,0 +1,1 @@
+//! Entry points for the cargo-fuzz targets under `fuzz/` (feature `fuzzing` only).
