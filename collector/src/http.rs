@@ -24,6 +24,10 @@ use tokio::net::TcpListener;
 use crate::{
     daemon::Scrapes,
     metrics::{Encoding, Format},
+    web::{
+        Web,
+        server::{self, Limits},
+    },
 };
 
 /// What the handlers share.
@@ -59,7 +63,8 @@ pub(crate) fn router(endpoints: Endpoints) -> Router {
         .with_state(endpoints)
 }
 
-/// Serves the endpoints on `listener` until `shutdown` completes.
+/// Serves the endpoints on `listener` under the web configuration `web` and `limits` until
+/// `shutdown` completes.
 ///
 /// # Errors
 ///
@@ -67,11 +72,11 @@ pub(crate) fn router(endpoints: Endpoints) -> Router {
 pub(crate) async fn serve(
     listener: TcpListener,
     endpoints: Endpoints,
+    web: Arc<Web>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(endpoints))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(endpoints), web, limits, shutdown).await
 }
 
 async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Response {

@@ -15,7 +15,8 @@
 //! - `node`: the node's interfaces, each with its backend as a sum type; routing, probing and
 //!   attaching on link events and resyncs; read-only collection into a snapshot.
 //! - `daemon`: the one owner task of `linkmeter run` (events, resync, scrapes, shutdown).
-//! - `metrics` and `http`: the exposition and the endpoints.
+//! - `metrics` and `http`: the exposition and the endpoints; `web`: serving them (TLS, basic
+//!   auth, the exporter-toolkit web configuration, timeouts and connection limits).
 //! - [`cli`]: the command line, one file per subcommand.
 
 pub mod backend;
@@ -31,6 +32,7 @@ pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod policy;
+pub(crate) mod web;
 
 use std::{error::Error, fmt};
 

@@ -71,6 +71,21 @@ impl Daemon {
     /// As [`Daemon::start`], with `prefix` run before the binary inside the namespace (e.g.
     /// `setpriv ... --` to drop capabilities).
     pub fn start_with_prefix(ns: &NetNs, prefix: &[&str], extra: &[&str]) -> Self {
+        let daemon = Self::spawn(ns, prefix, extra);
+        crate::eventually(
+            "linkmeter ready",
+            Duration::from_secs(20),
+            || match http::get(ns, LISTEN, "/readyz", &[], &[]) {
+                Some(r) if r.status == 200 => Ok(()),
+                other => Err((other, daemon.log_text())),
+            },
+        );
+        daemon
+    }
+
+    /// As [`Daemon::start_with_prefix`], without waiting for `/readyz` (e.g. over TLS, which
+    /// the plain client cannot check).
+    pub fn spawn(ns: &NetNs, prefix: &[&str], extra: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!("{}.linkmeter.log", ns.name()));
         let file = fs::File::create(&log).expect("create log file");
         let child = Command::new("ip")
@@ -84,16 +99,7 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .expect("start linkmeter");
-        let daemon = Self { child, log };
-        crate::eventually(
-            "linkmeter ready",
-            Duration::from_secs(20),
-            || match http::get(ns, LISTEN, "/readyz", &[], &[]) {
-                Some(r) if r.status == 200 => Ok(()),
-                other => Err((other, daemon.log_text())),
-            },
-        );
-        daemon
+        Self { child, log }
     }
 
     /// The daemon's pid (`ip netns exec` execs linkmeter, which keeps the pid).
@@ -120,6 +126,11 @@ impl Daemon {
             .into_iter()
             .filter(|l| l["level"] == level)
             .collect()
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Stops the daemon with SIGTERM and waits for it; returns its exit status.

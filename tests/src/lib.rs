@@ -16,6 +16,7 @@ pub mod prometheus;
 pub mod raw;
 pub mod tcx;
 pub mod testprogs;
+pub mod tls;
 pub mod topology;
 pub mod traffic;
 

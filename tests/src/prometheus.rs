@@ -86,13 +86,24 @@ impl Prometheus {
     /// As [`Prometheus::start`], attaching `labels` to the target (as the PodMonitor's
     /// relabeling adds `node`).
     pub fn start_with_labels(ns: &NetNs, target: &str, labels: &[(&str, &str)]) -> Self {
+        Self::start_with_job(ns, target, labels, "")
+    }
+
+    /// As [`Prometheus::start_with_labels`], with `job_extra` (YAML lines indented by four
+    /// spaces, such as `scheme`, `tls_config` and `basic_auth`) added to the scrape job.
+    pub fn start_with_job(
+        ns: &NetNs,
+        target: &str,
+        labels: &[(&str, &str)],
+        job_extra: &str,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("{}.prometheus", ns.name()));
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n    static_configs:\n      - targets: ['{target}']\n        labels: {{{}}}\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n{job_extra}    static_configs:\n      - targets: ['{target}']\n        labels: {{{}}}\n",
                 labels.iter().map(|(k, v)| format!("{k}: '{v}'")).collect::<Vec<_>>().join(", ")
             ),
         )

@@ -109,6 +109,42 @@ pub(crate) struct RunArgs {
         value_name = "BYTES"
     )]
     pub event_buffer_bytes: Option<u32>,
+    /// Web configuration file of the Prometheus exporter-toolkit format: TLS, client
+    /// certificates, basic auth, response headers; re-read when it or its files change
+    /// [default: none, plain HTTP].
+    #[arg(
+        long,
+        visible_alias = "web.config.file",
+        env = "LINKMETER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+    /// Seconds for a TLS handshake, a request header, and an idle kept-alive connection
+    /// [default: 10].
+    #[arg(
+        long = "http-header-timeout",
+        env = "LINKMETER_HTTP_HEADER_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub http_header_timeout_seconds: Option<u64>,
+    /// Seconds to answer a request, then 503 [default: 30].
+    #[arg(
+        long = "http-request-timeout",
+        env = "LINKMETER_HTTP_REQUEST_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub http_request_timeout_seconds: Option<u64>,
+    /// Connections kept at once; at the cap the oldest idle one is closed for a new one
+    /// [default: 256].
+    #[arg(long, env = "LINKMETER_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<u32>,
+    /// Seconds in-flight requests get at shutdown [default: 3].
+    #[arg(
+        long = "http-shutdown-timeout",
+        env = "LINKMETER_HTTP_SHUTDOWN_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub http_shutdown_timeout_seconds: Option<u64>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "LINKMETER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -145,6 +181,17 @@ impl RunArgs {
             event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
             pin: self.pin.or(file.pin),
             pin_path: self.pin_path.or(file.pin_path),
+            web_config_file: self.web_config_file.or(file.web_config_file),
+            http_header_timeout_seconds: self
+                .http_header_timeout_seconds
+                .or(file.http_header_timeout_seconds),
+            http_request_timeout_seconds: self
+                .http_request_timeout_seconds
+                .or(file.http_request_timeout_seconds),
+            http_max_connections: self.http_max_connections.or(file.http_max_connections),
+            http_shutdown_timeout_seconds: self
+                .http_shutdown_timeout_seconds
+                .or(file.http_shutdown_timeout_seconds),
             log_format: self.log_format.or(file.log_format),
         }
     }

@@ -53,6 +53,22 @@ pub(crate) const EVENT_BUFFER_BYTES: RangeInclusive<u32> = 1024..=1 << 30;
 /// SR-IOV VFs, virtio — and not veths, bridges or tunnels, whose per-queue counters nobody
 /// graphs (10 series per veth: 1,100 on a 110-pod node).
 pub(crate) const DEFAULT_ETHTOOL_STATS_INTERFACES: &[&str] = &["kind:"];
+/// Default of `http_header_timeout_seconds`: time for a TLS handshake, a request header, and
+/// an idle kept-alive connection.
+pub(crate) const DEFAULT_HTTP_HEADER_TIMEOUT_SECONDS: u64 = 10;
+/// Default of `http_request_timeout_seconds`.
+pub(crate) const DEFAULT_HTTP_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+/// Accepted values of the HTTP timeouts.
+pub(crate) const HTTP_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3_600;
+/// Default of `http_max_connections`.
+pub(crate) const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 256;
+/// Accepted values of `http_max_connections`.
+pub(crate) const HTTP_MAX_CONNECTIONS: RangeInclusive<u32> = 1..=65_536;
+/// Default of `http_shutdown_timeout_seconds`: well within the DaemonSet's termination grace
+/// period of 10 s, which must also cover detaching the eBPF programs.
+pub(crate) const DEFAULT_HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 3;
+/// Accepted values of `http_shutdown_timeout_seconds`.
+pub(crate) const HTTP_SHUTDOWN_TIMEOUT_SECONDS: RangeInclusive<u64> = 0..=600;
 /// Default of `ethtool_stats_allowlist`: every driver statistic.
 pub(crate) const DEFAULT_ETHTOOL_STATS_ALLOWLIST: &str = ".*";
 
@@ -107,6 +123,17 @@ pub struct FileConfig {
     /// Receive buffer of the link-event socket, in bytes. Events beyond it are lost and
     /// repaired by an immediate resync (`linkmeter_netlink_resyncs_total{reason="events_lost"}`).
     pub event_buffer_bytes: Option<u32>,
+    /// The exporter-toolkit web configuration file (TLS, basic auth, response headers); none:
+    /// plain HTTP without authentication.
+    pub web_config_file: Option<PathBuf>,
+    /// Seconds for a TLS handshake, a request header, and an idle kept-alive connection.
+    pub http_header_timeout_seconds: Option<u64>,
+    /// Seconds to answer a request (then 503).
+    pub http_request_timeout_seconds: Option<u64>,
+    /// Connections kept at once; at the cap the oldest idle one is closed for a new one.
+    pub http_max_connections: Option<u32>,
+    /// Seconds in-flight requests get at shutdown before their connections are closed.
+    pub http_shutdown_timeout_seconds: Option<u64>,
     /// `human` or `json`.
     pub log_format: Option<LogFormat>,
 }
@@ -134,6 +161,10 @@ pub struct Config {
     pub(crate) event_buffer: usize,
     /// Where to pin the eBPF maps and links; `None`: no pinning.
     pub(crate) pin: Option<PathBuf>,
+    /// The web configuration file.
+    pub(crate) web_config_file: Option<PathBuf>,
+    /// The server's limits.
+    pub(crate) http: crate::web::server::Limits,
     /// Log format.
     pub(crate) log_format: LogFormat,
 }
@@ -368,6 +399,33 @@ impl Config {
                 file.pin_path
                     .unwrap_or_else(|| PathBuf::from(crate::backend::ebpf::DEFAULT_PIN_PATH))
             }),
+            web_config_file: file.web_config_file,
+            http: crate::web::server::Limits {
+                header_timeout: Duration::from_secs(within(
+                    "http_header_timeout_seconds",
+                    file.http_header_timeout_seconds
+                        .unwrap_or(DEFAULT_HTTP_HEADER_TIMEOUT_SECONDS),
+                    &HTTP_TIMEOUT_SECONDS,
+                )?),
+                request_timeout: Duration::from_secs(within(
+                    "http_request_timeout_seconds",
+                    file.http_request_timeout_seconds
+                        .unwrap_or(DEFAULT_HTTP_REQUEST_TIMEOUT_SECONDS),
+                    &HTTP_TIMEOUT_SECONDS,
+                )?),
+                max_connections: within(
+                    "http_max_connections",
+                    file.http_max_connections
+                        .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS),
+                    &HTTP_MAX_CONNECTIONS,
+                )? as usize,
+                shutdown_timeout: Duration::from_secs(within(
+                    "http_shutdown_timeout_seconds",
+                    file.http_shutdown_timeout_seconds
+                        .unwrap_or(DEFAULT_HTTP_SHUTDOWN_TIMEOUT_SECONDS),
+                    &HTTP_SHUTDOWN_TIMEOUT_SECONDS,
+                )?),
+            },
             log_format: file.log_format.unwrap_or_default(),
         })
     }

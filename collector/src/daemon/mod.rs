@@ -219,6 +219,7 @@ async fn next_event<S: Stream<Item = LinkEvent> + Unpin>(
 pub(crate) async fn run(
     config: Config,
     listener: TcpListener,
+    web: Arc<crate::web::Web>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let ebpf = load_or_explain(&config.ebpf_options());
@@ -234,12 +235,15 @@ pub(crate) async fn run(
     let stop = Arc::new(Notify::new());
     let server_stop = Arc::clone(&stop);
     let local = listener.local_addr().ok();
+    let tls = web.tls();
     let server = tokio::spawn(http::serve(
         listener,
         http::Endpoints::new(scrapes, Arc::clone(&ready), Arc::clone(&healthy)),
+        web,
+        config.http,
         async move { server_stop.notified().await },
     ));
-    info!(listen = ?local, "serving /metrics, /healthz, /readyz");
+    info!(listen = ?local, tls, "serving /metrics, /healthz, /readyz");
 
     let owner = Owner {
         node,

@@ -1,0 +1,399 @@
+//! The accept loop and its limits, on hyper directly (axum's `serve` has no header timeout and
+//! no connection cap):
+//!
+//! - a TLS handshake and a request's header must each arrive within `header_timeout`; that is
+//!   also how long a kept-alive connection may sit idle (as Go's `ReadHeaderTimeout` without an
+//!   `IdleTimeout`);
+//! - a request is answered within `request_timeout` or gets a 503;
+//! - at most `max_connections` connections are kept. When a new one comes in at the cap, the
+//!   oldest connection with no request in flight (idle, or still sending its header) is closed
+//!   to make room; when every connection has a request in flight, the new one is closed. So
+//!   idle or slow clients can neither exhaust descriptors nor keep a scraper out;
+//! - at shutdown no connection is accepted, in-flight requests get `shutdown_timeout` to
+//!   finish, then every connection is dropped, so a slow client cannot hold the pod past its
+//!   termination grace period.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, Response, StatusCode, header},
+};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tower::ServiceExt as _;
+use tracing::{debug, warn};
+
+use super::Web;
+
+/// The limits of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Time for a TLS handshake, for a request's header, and for an idle kept-alive connection.
+    pub(crate) header_timeout: Duration,
+    /// Time to answer a request.
+    pub(crate) request_timeout: Duration,
+    /// Connections kept at once.
+    pub(crate) max_connections: usize,
+    /// Time in-flight requests get at shutdown.
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// Paths answered without authentication: the kubelet's probes, which reveal nothing.
+const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
+/// Largest request header accepted (hyper's read buffer; hyper's minimum is 8 KiB).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Serves `router` on `listener` under `web` and `limits` until `shutdown` completes.
+///
+/// # Errors
+///
+/// The listener fails for good (not for a lack of descriptors or an aborted connection, which
+/// are waited out).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    web: Arc<Web>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Connections::new(limits.max_connections));
+    let stopping = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) if transient_accept_error(&err) => {
+                        warn!(error = %err, "accepting a connection failed; retrying in 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
+                let Some(slot) = connections.admit() else {
+                    debug!("every connection has a request in flight; refusing a new one");
+                    continue;
+                };
+                let _nodelay = stream.set_nodelay(true);
+                tasks.spawn(connection(
+                    stream,
+                    router.clone(),
+                    Arc::clone(&web),
+                    limits,
+                    slot,
+                    Arc::clone(&stopping),
+                ));
+            }
+        }
+    }
+    drop(listener);
+    stopping.notify_waiters();
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            connections = tasks.len(),
+            "connections still open after the shutdown timeout are closed"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// Accept errors that a busy or short-of-descriptors server waits out.
+fn transient_accept_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::EPERM
+        )
+    )
+}
+
+/// One connection: the TLS handshake (if configured), then HTTP/1.1 until the client leaves, a
+/// timeout, eviction or shutdown.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    web: Arc<Web>,
+    limits: Limits,
+    slot: Slot,
+    stopping: Arc<Notify>,
+) {
+    let stop = stopping.notified();
+    let evicted = slot.shared.evict.notified();
+    tokio::pin!(stop, evicted);
+    stop.as_mut().enable();
+    evicted.as_mut().enable();
+    let active = web.current();
+    let io = match &active.tls {
+        None => Io::Plain(stream),
+        Some(tls) => {
+            let accept = tokio_rustls::TlsAcceptor::from(Arc::clone(tls)).accept(stream);
+            let stream = tokio::select! {
+                () = &mut stop => return,
+                () = &mut evicted => return,
+                handshake = tokio::time::timeout(limits.header_timeout, accept) => match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        debug!(error = %err, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!("TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            Io::Tls(Box::new(stream))
+        }
+    };
+    drop(active);
+    let shared = Arc::clone(&slot.shared);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let busy = Busy::new(&shared);
+        handle(request, router.clone(), Arc::clone(&web), limits, busy)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                debug!(error = %err, "connection ended");
+            }
+        }
+        () = &mut evicted => {}
+        () = &mut stop => {
+            conn.as_mut().graceful_shutdown();
+            let _ended = conn.await;
+        }
+    }
+    // `slot` leaves the registry as the connection ends.
+}
+
+/// One request: authentication, the route within the request timeout, the configured headers.
+async fn handle(
+    request: Request<Incoming>,
+    router: Router,
+    web: Arc<Web>,
+    limits: Limits,
+    busy: Busy,
+) -> Result<Response<Body>, Infallible> {
+    let active = web.current();
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    let mut response = if !open
+        && active.users.required()
+        && !active
+            .users
+            .check(
+                request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            )
+            .await
+    {
+        let mut response = Response::new(Body::from("Unauthorized\n"));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic"),
+        );
+        response
+    } else {
+        let request = request.map(Body::new);
+        match tokio::time::timeout(limits.request_timeout, router.oneshot(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                let mut response = Response::new(Body::from("request timed out\n"));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+            }
+        }
+    };
+    for (name, value) in &active.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    // The connection is busy until the body is written: the guard goes with it.
+    Ok(response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _in_flight = &busy;
+            frame
+        }))
+    }))
+}
+
+/// The connections kept, oldest first, for eviction.
+#[derive(Debug)]
+struct Connections {
+    max: usize,
+    next: AtomicUsize,
+    open: Mutex<BTreeMap<usize, Arc<Shared>>>,
+}
+
+/// What a connection shares with the registry.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Requests in flight (from header received to body written).
+    in_flight: AtomicUsize,
+    /// Closes the connection.
+    evict: Notify,
+}
+
+/// A connection's place in the registry; leaves it when dropped.
+#[derive(Debug)]
+struct Slot {
+    id: usize,
+    shared: Arc<Shared>,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Connections {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            next: AtomicUsize::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A slot for a new connection, closing the oldest idle one at the cap; `None` when every
+    /// connection has a request in flight.
+    fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= self.max {
+            let idle = open
+                .iter()
+                .find(|(_, s)| s.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id)?;
+            if let Some(shared) = open.remove(&idle) {
+                shared.evict.notify_one();
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::default());
+        open.insert(id, Arc::clone(&shared));
+        Some(Slot {
+            id,
+            shared,
+            connections: Arc::clone(self),
+        })
+    }
+}
+
+/// Marks a request in flight on its connection while alive.
+#[derive(Debug)]
+struct Busy(Arc<Shared>);
+
+impl Busy {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A plain or TLS stream.
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
