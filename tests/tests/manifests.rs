@@ -101,6 +101,7 @@ fn rendered_manifests_validate_strictly() {
         ("base", "deploy/base"),
         ("privileged", "deploy/overlays/privileged"),
         ("no-pin", "deploy/overlays/no-pin"),
+        ("tls", "deploy/overlays/tls"),
     ] {
         let Some(yaml) = kustomize(kdir) else { return };
         let file = dir.join(format!("{name}.yaml"));
@@ -121,7 +122,8 @@ fn rendered_manifests_validate_strictly() {
     );
     assert_eq!(
         report.lines().filter(|l| l.starts_with("ok")).count(),
-        18,
+        // Six objects per kustomization, and the tls overlay's web configuration Secret.
+        25,
         "{report}"
     );
     assert!(report.contains("ok   ") && report.contains("PodMonitor/linkmeter"));

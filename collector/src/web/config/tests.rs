@@ -141,3 +141,15 @@ fn old_minimum_versions_are_accepted_and_served_as_tls12() {
         .expect("TLS");
     assert_eq!(tls.min_version, TlsVersion::Tls10);
 }
+
+#[test]
+fn the_tls_overlay_web_config_is_accepted_once_its_hash_is_set() {
+    let shipped = include_str!("../../../../deploy/overlays/tls/web.yml");
+    let message = crate::Report(&parse(shipped).expect_err("placeholder")).to_string();
+    assert!(message.contains("not a bcrypt hash"), "{message}");
+    let config = parse(&shipped.replace("REPLACE_WITH_BCRYPT_HASH", HASH)).expect("valid");
+    let tls = config.tls.expect("TLS");
+    assert_eq!(tls.cert_file, Path::new("/etc/linkmeter/tls/tls.crt"));
+    assert_eq!(tls.key_file, Path::new("/etc/linkmeter/tls/tls.key"));
+    assert_eq!(config.users.len(), 1);
+}
