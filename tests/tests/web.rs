@@ -37,14 +37,39 @@ fn termination_grace_period() -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// Writes the web configuration: TLS requiring a client certificate of the PKI's CA, one user.
+/// Mounts the PKI's `<name>.crt`/`<name>.key` as a Kubernetes Secret volume does, under
+/// `secret/`: `server.crt` → `..data/server.crt`, `..data` → `..<version>`; a later version
+/// swaps `..data` atomically.
+fn publish_secret(pki: &Pki, name: &str, version: &str) {
+    let secret = pki.path("secret");
+    let dir = secret.join(format!("..{version}"));
+    std::fs::create_dir_all(&dir).expect("secret version dir");
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            pki.path(&format!("{name}.{ext}")),
+            dir.join(format!("server.{ext}")),
+        )
+        .expect("copy into the secret");
+        let link = secret.join(format!("server.{ext}"));
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/server.{ext}"), &link).expect("link");
+        }
+    }
+    let staged = secret.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &staged).expect("stage ..data");
+    std::fs::rename(&staged, secret.join("..data")).expect("swap ..data");
+}
+
+/// Writes the web configuration: TLS requiring a client certificate of the PKI's CA, one user;
+/// the server certificate comes from a Secret-like directory.
 fn write_web_config(pki: &Pki) -> std::path::PathBuf {
+    publish_secret(pki, "server", "v1");
     let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
     let path = pki.path("web.yml");
     std::fs::write(
         &path,
         format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+            "tls_server_config:\n  cert_file: secret/server.crt\n  key_file: secret/server.key\n  \
              client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  \
              min_version: TLS12\nhttp_server_config:\n  headers:\n    \
              X-Content-Type-Options: nosniff\nbasic_auth_users:\n  {USER}: '{hash}'\n"
@@ -148,16 +173,15 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
             ..AUTHORIZED
         },
     );
-    assert!(
-        refused.is_err(),
-        "served without a client certificate: {refused:?}"
-    );
+    let refused = refused.expect_err("served without a client certificate");
+    assert!(refused.contains("CertificateRequired"), "{refused}");
 
     // Plain HTTP to the TLS port: no HTTP answer.
     assert!(
         http::get(&ns, LISTEN, "/metrics", &[], &[]).is_none(),
         "plain HTTP was answered on the TLS port"
     );
+    assert!(daemon.exited().is_none(), "the daemon died");
 
     // A real Prometheus with tls_config and basic_auth: up == 1.
     let dir = pki.dir.display();
@@ -178,9 +202,11 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
         Duration::from_secs(10),
     );
 
-    // A certificate replaced on disk is served without a restart.
+    // A certificate replaced on disk is served without a restart: the Secret's `..data`
+    // symlink is swapped to a new version, as the kubelet does.
     let first = ok.server_cert;
-    let second = pki.issue_server("server", "second");
+    let second = pki.issue_server("rotated", "second");
+    publish_secret(&pki, "rotated", "v2");
     assert_ne!(first, second);
     integration_tests::eventually(
         "the new certificate served",
@@ -228,26 +254,52 @@ fn open_descriptors(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// A TCP connection to `to` from the local address `from` (loopback answers any 127/8).
+fn connect_from(from: std::net::Ipv4Addr, to: &str) -> TcpStream {
+    use std::os::fd::AsRawFd as _;
+
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    let to: std::net::SocketAddrV4 = to.parse().expect("IPv4 address");
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )
+    .expect("bind");
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).expect("connect");
+    TcpStream::from(fd)
+}
+
+/// `GET /readyz` on an open connection; the status line.
+fn request_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: linkmeter\r\n\r\n")
+        .expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut buf = [0; 512];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
-fn slow_and_idle_clients_neither_block_scrapes_nor_shutdown() {
+fn half_a_request_header_is_cut_off_after_the_timeout() {
     if !kernel_tests_enabled() {
         return;
     }
-    const CAP: usize = 64;
-    let ns = NetNs::new("lim");
-    let mut daemon = Daemon::start(
-        &ns,
-        &[
-            "--pin=false",
-            "--http-header-timeout",
-            "3",
-            "--http-max-connections",
-            &CAP.to_string(),
-        ],
-    );
-    let baseline = open_descriptors(daemon.pid());
-
-    // Half a request header: disconnected after the header timeout.
+    let ns = NetNs::new("hdr");
+    let _daemon = Daemon::start(&ns, &["--pin=false", "--http-header-timeout", "2"]);
     let mut half = ns.within(|| TcpStream::connect(LISTEN)).expect("connect");
     half.write_all(b"GET /metrics HTTP/1.1\r\nHost: linkmeter\r\nAccept: ")
         .expect("send half a header");
@@ -262,18 +314,42 @@ fn slow_and_idle_clients_neither_block_scrapes_nor_shutdown() {
         ),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
+}
 
-    // 1,000 idle connections: scrapes are still served, and the daemon keeps at most the cap.
+#[test]
+fn idle_and_slow_clients_neither_block_scrapes_nor_shutdown() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const CAP: usize = 64;
+    let ns = NetNs::new("lim");
+    // A header timeout longer than the grace period: only the limits can be at work below.
+    let mut daemon = Daemon::start(
+        &ns,
+        &[
+            "--pin=false",
+            "--http-header-timeout",
+            "600",
+            "--http-max-connections",
+            &CAP.to_string(),
+        ],
+    );
+    let baseline = open_descriptors(daemon.pid());
+    let local = std::net::Ipv4Addr::LOCALHOST;
+    let flooder = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+    // The scraper's kept-alive connection, then 1,000 idle connections from another address.
+    let mut kept = ns.within(|| connect_from(local, LISTEN));
+    assert_eq!(request_on(&mut kept), "HTTP/1.1 200 OK");
     allow_open_files(4096);
-    let idle: Vec<TcpStream> = ns.within(|| {
-        (0..1000)
-            .map(|_| TcpStream::connect(LISTEN).expect("connect"))
-            .collect()
-    });
+    let idle: Vec<TcpStream> =
+        ns.within(|| (0..1000).map(|_| connect_from(flooder, LISTEN)).collect());
     for _ in 0..5 {
         let r = http::get(&ns, LISTEN, "/metrics", &[], &[]).expect("scrape with 1,000 idle");
         assert_eq!(r.status, 200);
     }
+    // The flood evicted its own connections, not the scraper's.
+    assert_eq!(request_on(&mut kept), "HTTP/1.1 200 OK");
     let held = open_descriptors(daemon.pid());
     assert!(
         held <= baseline + CAP + 1,
@@ -281,7 +357,8 @@ fn slow_and_idle_clients_neither_block_scrapes_nor_shutdown() {
     );
     drop(idle);
 
-    // Shutdown with clients that never finish their header: within the grace period.
+    // Shutdown with clients that never finish their header (the header timeout is 600 s):
+    // within the grace period.
     let slow: Vec<TcpStream> = ns.within(|| {
         (0..CAP)
             .map(|_| {

@@ -22,7 +22,7 @@ pub(crate) fn execute(config: Config) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| {
@@ -44,7 +44,10 @@ pub(crate) fn execute(config: Config) -> Result<(), Failure> {
                 Report(&e)
             ))
         })
-    })
+    });
+    // A password check still running off the async thread does not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (Kubernetes stopping the pod).

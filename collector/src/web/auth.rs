@@ -1,42 +1,59 @@
 //! HTTP basic authentication against the bcrypt hashes of `basic_auth_users`.
 //!
 //! bcrypt is slow on purpose (tens of milliseconds at cost 10), so, as in the exporter-toolkit,
-//! a verified (user, hash, password) is remembered by its SHA-256 and later scrapes cost a
-//! hash, not a bcrypt. Verifications run off the async thread, at most [`CONCURRENT_BCRYPT`] at
-//! a time, so that a flood of wrong passwords costs bounded CPU and never stalls scrapes. An
-//! unknown user is checked against a fixed hash, so it costs what a known one costs.
+//! a verified (user, hash, password) is remembered, by an HMAC under a key drawn at load, and
+//! later scrapes cost a hash, not a bcrypt. Verifications run off the async thread, at most
+//! [`CONCURRENT_BCRYPT`] at a time (the permit goes with the verification, even when its client
+//! hangs up); a check that cannot get a turn within [`BCRYPT_WAIT`] is answered 503, so a flood
+//! of wrong passwords costs one core at most and never queues without bound. An unknown user is
+//! checked against a configured user's hash, so it costs what a known one costs.
 
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use base64::Engine as _;
-use ring::digest;
+use ring::{hmac, rand::SystemRandom};
 use tokio::sync::Semaphore;
 
+use super::server::Verdict;
+
 /// bcrypt verifications that may run at once.
-pub(crate) const CONCURRENT_BCRYPT: usize = 2;
+pub(crate) const CONCURRENT_BCRYPT: usize = 1;
+/// How long a password check waits for its turn before the answer is 503.
+pub(crate) const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 /// Verified credentials remembered; the set is cleared when it is full.
 const REMEMBERED: usize = 1024;
-/// A bcrypt hash (of a random password) that unknown users are checked against.
-const DUMMY_HASH: &str = "$2b$10$0dKCcuWdXPh5DYDiEjSM5uHz2G8oyZBW9Cbz.tN/8IG/ZzLRgbOWa";
 
 /// The users and what has been verified.
-#[derive(Debug)]
 pub(crate) struct Users {
     hashes: BTreeMap<String, String>,
-    verified: Mutex<HashSet<[u8; 32]>>,
+    verified: Mutex<HashSet<Vec<u8>>>,
+    key: hmac::Key,
     bcrypt: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("users", &self.hashes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Users {
     /// Users by name with their bcrypt hashes, verifying on `bcrypt` permits (shared across
     /// reloads, so a reload does not double the CPU an attacker can take).
     pub(crate) fn new(hashes: BTreeMap<String, String>, bcrypt: Arc<Semaphore>) -> Self {
+        // A fresh key: remembered credentials cannot be tested offline, nor survive a reload.
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback()));
         Self {
             hashes,
             verified: Mutex::new(HashSet::new()),
+            key,
             bcrypt,
         }
     }
@@ -47,51 +64,69 @@ impl Users {
     }
 
     /// Whether an `Authorization` header value carries a known user's password.
-    pub(crate) async fn check(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) async fn check(&self, authorization: Option<&[u8]>) -> Verdict {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
-            return false;
+            return Verdict::Unauthorized;
         };
         let known = self.hashes.get(&user);
-        let hash = known.map_or(DUMMY_HASH, String::as_str).to_owned();
-        let key = fingerprint(&user, &hash, &password);
-        if known.is_some() && self.remembered(&key) {
-            return true;
-        }
-        let Ok(_permit) = self.bcrypt.acquire().await else {
-            return false;
+        // An unknown user costs a bcrypt too, against a configured hash (then fails).
+        let Some(hash) = known.or_else(|| self.hashes.values().next()).cloned() else {
+            return Verdict::Unauthorized;
         };
-        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .is_ok_and(|r| r.unwrap_or(false));
-        let ok = verified && known.is_some();
-        if ok {
-            let mut set = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if set.len() >= REMEMBERED {
-                set.clear();
-            }
-            set.insert(key);
+        let fingerprint = self.fingerprint(&user, &hash, &password);
+        if known.is_some() && self.remembered(&fingerprint) {
+            return Verdict::Allowed;
         }
-        ok
+        let permit = tokio::time::timeout(BCRYPT_WAIT, Arc::clone(&self.bcrypt).acquire_owned());
+        let Ok(Ok(permit)) = permit.await else {
+            return Verdict::Busy;
+        };
+        let verified = tokio::task::spawn_blocking(move || {
+            let _turn = permit;
+            bcrypt::verify(password, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if !(verified && known.is_some()) {
+            return Verdict::Unauthorized;
+        }
+        let mut set = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= REMEMBERED {
+            set.clear();
+        }
+        set.insert(fingerprint);
+        Verdict::Allowed
     }
 
-    fn remembered(&self, key: &[u8; 32]) -> bool {
+    fn remembered(&self, fingerprint: &[u8]) -> bool {
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
+            .contains(fingerprint)
+    }
+
+    /// An HMAC of a credential and the hash it was verified against.
+    fn fingerprint(&self, user: &str, hash: &str, password: &[u8]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in [user.as_bytes(), hash.as_bytes(), password] {
+            ctx.update(&(part.len() as u64).to_le_bytes());
+            ctx.update(part);
+        }
+        ctx.sign().as_ref().to_vec()
     }
 }
 
-/// The SHA-256 of a credential and the hash it was verified against.
-fn fingerprint(user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    for part in [user.as_bytes(), hash.as_bytes(), password] {
-        ctx.update(&(part.len() as u64).to_le_bytes());
-        ctx.update(part);
-    }
-    let mut out = [0; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+/// A key when the system's random source fails (it does not on Linux ≥ 3.17): the time and
+/// the process id, which a remote attacker does not know either.
+fn rand_fallback() -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    [
+        now.to_le_bytes().as_slice(),
+        &std::process::id().to_le_bytes(),
+    ]
+    .concat()
 }
 
 /// The user and password of a `Basic` authorization header value.
@@ -133,21 +168,38 @@ mod tests {
     async fn the_right_password_passes_and_is_remembered() {
         let users = users();
         assert!(users.required());
-        assert!(users.check(Some(&header("prometheus", "secret"))).await);
+        let right = header("prometheus", "secret");
+        assert_eq!(users.check(Some(&right)).await, Verdict::Allowed);
         assert_eq!(users.verified.lock().expect("lock").len(), 1);
-        assert!(users.check(Some(&header("prometheus", "secret"))).await);
+        // Remembered: allowed even with no bcrypt turn to be had.
+        let _all_turns = Arc::clone(&users.bcrypt).try_acquire_owned().expect("turn");
+        assert_eq!(users.check(Some(&right)).await, Verdict::Allowed);
     }
 
     #[tokio::test]
     async fn wrong_passwords_unknown_users_and_bad_headers_fail() {
         let users = users();
-        assert!(!users.check(Some(&header("prometheus", "Secret"))).await);
-        assert!(!users.check(Some(&header("grafana", "secret"))).await);
-        assert!(!users.check(None).await);
-        assert!(!users.check(Some(b"Bearer abc")).await);
-        assert!(!users.check(Some(b"Basic !!!")).await);
-        assert!(!users.check(Some(b"Basic cHJvbWV0aGV1cw==")).await); // no ':'
+        for bad in [
+            header("prometheus", "Secret"),
+            header("grafana", "secret"),
+            b"Bearer abc".to_vec(),
+            b"Basic !!!".to_vec(),
+            b"Basic cHJvbWV0aGV1cw==".to_vec(), // no ':'
+        ] {
+            assert_eq!(users.check(Some(&bad)).await, Verdict::Unauthorized);
+        }
+        assert_eq!(users.check(None).await, Verdict::Unauthorized);
         assert!(users.verified.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_gets_no_turn_is_busy_not_queued_forever() {
+        let users = users();
+        let _all_turns = Arc::clone(&users.bcrypt).try_acquire_owned().expect("turn");
+        assert_eq!(
+            users.check(Some(&header("prometheus", "secret"))).await,
+            Verdict::Busy
+        );
     }
 
     #[test]
@@ -158,11 +210,5 @@ mod tests {
             basic_credentials(b"basic dTpw").is_some(),
             "scheme is case-insensitive"
         );
-    }
-
-    #[test]
-    fn the_dummy_hash_is_a_valid_bcrypt_hash() {
-        assert!(DUMMY_HASH.parse::<bcrypt::HashParts>().is_ok());
-        assert!(!bcrypt::verify("", DUMMY_HASH).expect("verify"));
     }
 }

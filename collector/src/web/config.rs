@@ -17,7 +17,8 @@
 //!
 //! Unknown keys are an error, as in the toolkit. What rustls cannot do is refused with a
 //! message rather than silently weakened: TLS 1.0/1.1 (`max_version` below TLS12), cipher suites
-//! and curves outside rustls' set, and `client_allowed_sans` (not implemented).
+//! and curves outside rustls' set. Not implemented, and refused as such: `client_allowed_sans`,
+//! the inline `cert`/`key`/`client_ca` and `rate_limit`.
 
 use std::{
     collections::BTreeMap,
@@ -87,7 +88,8 @@ impl ClientAuth {
         Some(match text {
             "" | "NoClientCert" => Self::None,
             "RequestClientCert" => Self::Request,
-            "RequireAnyClientCert" => Self::RequireAny,
+            // The toolkit still accepts its old name.
+            "RequireAnyClientCert" | "RequireClientCert" => Self::RequireAny,
             "VerifyClientCertIfGiven" => Self::VerifyIfGiven,
             "RequireAndVerifyClientCert" => Self::RequireAndVerify,
             _ => return None,
@@ -317,21 +319,18 @@ fn tls_settings(tls: TlsFile, dir: &Path) -> Result<Option<TlsSettings>, WebConf
         .client_ca_file
         .filter(|p| !p.as_os_str().is_empty())
         .map(resolve);
-    match (client_auth.verifies(), client_ca_file.is_some()) {
-        (true, false) => {
-            return Err(invalid(
-                KEY,
-                format!("client_auth_type {auth_text} needs client_ca_file"),
-            ));
-        }
-        (false, true) => {
-            return Err(invalid(
-                KEY,
-                "client_ca_file is set but client_auth_type does not verify client certificates \
-                 (use VerifyClientCertIfGiven or RequireAndVerifyClientCert)",
-            ));
-        }
-        _ => {}
+    if client_auth.verifies() && client_ca_file.is_none() {
+        return Err(invalid(
+            KEY,
+            format!("client_auth_type {auth_text} needs client_ca_file"),
+        ));
+    }
+    if client_auth == ClientAuth::None && client_ca_file.is_some() {
+        // As the toolkit: CAs without a policy asking for certificates are a mistake.
+        return Err(invalid(
+            KEY,
+            "client_ca_file is set but client_auth_type is NoClientCert",
+        ));
     }
     if tls.client_allowed_sans.is_some_and(|s| !s.is_empty()) {
         return Err(invalid(
@@ -377,7 +376,8 @@ fn tls_settings(tls: TlsFile, dir: &Path) -> Result<Option<TlsSettings>, WebConf
         max_version,
         cipher_suites: tls.cipher_suites.unwrap_or_default(),
         curve_preferences: tls.curve_preferences.unwrap_or_default(),
-        prefer_server_cipher_suites: tls.prefer_server_cipher_suites.unwrap_or(false),
+        // The toolkit's default.
+        prefer_server_cipher_suites: tls.prefer_server_cipher_suites.unwrap_or(true),
     }))
 }
 

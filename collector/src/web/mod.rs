@@ -4,8 +4,10 @@
 //!
 //! Each new connection and each request looks at the files' identities (inode, size,
 //! modification time; a Kubernetes Secret update swaps a symlink, which changes them). A change
-//! loads the configuration again; if the new one is invalid, the previous one stays in force
-//! and the error is logged once per change.
+//! loads the configuration again. If the new one is invalid, or would turn TLS or
+//! authentication off (as a truncated file would), the previous one stays in force: the error is
+//! logged once, and the load is tried again every [`RETRY`] until it succeeds or the files
+//! change. Turning TLS or authentication off takes a restart.
 
 mod auth;
 pub(crate) mod config;
@@ -16,6 +18,7 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use axum::http::{HeaderName, HeaderValue};
@@ -24,6 +27,9 @@ use tracing::{error, info};
 
 pub(crate) use self::config::WebConfig;
 use self::{auth::Users, config::WebConfigError, tls::TlsError};
+
+/// How often a failed reload is tried again while the files stay as they are.
+pub(crate) const RETRY: Duration = Duration::from_secs(10);
 
 /// Why a web configuration cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,9 @@ pub(crate) enum LoadError {
     /// The TLS part cannot be set up (certificate, key, CA, suites).
     #[error("web config file {0}")]
     Tls(PathBuf, #[source] TlsError),
+    /// A reload would turn TLS or authentication off.
+    #[error("web config file {0}: {1} would be turned off; that takes a restart")]
+    Weaker(PathBuf, &'static str),
 }
 
 /// The configuration in force: what connections and requests use.
@@ -82,6 +91,8 @@ struct State {
     active: Arc<Active>,
     /// The files last loaded (or tried) and their stamps then.
     stamps: Vec<(PathBuf, Stamp)>,
+    /// After a failed reload: when to try again, and the error (logged once).
+    failed: Option<(Instant, String)>,
 }
 
 impl Web {
@@ -106,6 +117,7 @@ impl Web {
             state: Mutex::new(State {
                 active: Arc::new(active),
                 stamps,
+                failed: None,
             }),
         })
     }
@@ -121,9 +133,24 @@ impl Web {
         let Some(path) = &self.path else {
             return Arc::clone(&state.active);
         };
-        if state.stamps.iter().any(|(file, seen)| stamp(file) != *seen) {
+        let changed = state.stamps.iter().any(|(file, seen)| stamp(file) != *seen);
+        let retry = state
+            .failed
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() >= RETRY);
+        if changed || retry {
             let (loaded, stamps) = load(path, &self.bcrypt);
             state.stamps = stamps;
+            let loaded = loaded.and_then(|new| {
+                let weaker = if state.active.tls.is_some() && new.tls.is_none() {
+                    Some("TLS")
+                } else if state.active.users.required() && !new.users.required() {
+                    Some("basic auth")
+                } else {
+                    None
+                };
+                weaker.map_or(Ok(new), |what| Err(LoadError::Weaker(path.clone(), what)))
+            });
             match loaded {
                 Ok(active) => {
                     info!(
@@ -133,11 +160,19 @@ impl Web {
                         "web configuration reloaded"
                     );
                     state.active = Arc::new(active);
+                    state.failed = None;
                 }
-                Err(err) => error!(
-                    "{}; the previous web configuration stays in force",
-                    crate::Report(&err)
-                ),
+                Err(err) => {
+                    let message = crate::Report(&err).to_string();
+                    if state
+                        .failed
+                        .as_ref()
+                        .is_none_or(|(_, last)| *last != message)
+                    {
+                        error!("{message}; the previous web configuration stays in force");
+                    }
+                    state.failed = Some((Instant::now(), message));
+                }
             }
         }
         Arc::clone(&state.active)

@@ -5,18 +5,21 @@
 //!   also how long a kept-alive connection may sit idle (as Go's `ReadHeaderTimeout` without an
 //!   `IdleTimeout`);
 //! - a request is answered within `request_timeout` or gets a 503;
-//! - at most `max_connections` connections are kept. When a new one comes in at the cap, the
-//!   oldest connection with no request in flight (idle, or still sending its header) is closed
-//!   to make room; when every connection has a request in flight, the new one is closed. So
-//!   idle or slow clients can neither exhaust descriptors nor keep a scraper out;
+//! - at most `max_connections` connections are kept. When a new one comes in at the cap, a
+//!   connection with no request in flight (idle, still sending its header, or waiting for its
+//!   password to be checked) is closed to make room: the oldest of the source address that holds
+//!   the most connections, so one noisy client evicts its own connections first. When every
+//!   connection has an authorised request in flight, the new one is closed. So idle or slow
+//!   clients can neither exhaust descriptors nor keep a scraper out;
 //! - at shutdown no connection is accepted, in-flight requests get `shutdown_timeout` to
 //!   finish, then every connection is dropped, so a slow client cannot hold the pod past its
 //!   termination grace period.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     convert::Infallible,
     future::Future,
+    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -32,7 +35,11 @@ use axum::{
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinSet,
+};
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
@@ -70,7 +77,8 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Connections::new(limits.max_connections));
-    let stopping = Arc::new(Notify::new());
+    // A watch, not a Notify: a connection task that has not run yet still sees the stop.
+    let (stopping, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -79,8 +87,8 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(err) if transient_accept_error(&err) => {
                         warn!(error = %err, "accepting a connection failed; retrying in 100 ms");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -88,7 +96,7 @@ pub(crate) async fn serve(
                     }
                     Err(err) => return Err(err),
                 };
-                let Some(slot) = connections.admit() else {
+                let Some(slot) = connections.admit(peer.ip()) else {
                     debug!("every connection has a request in flight; refusing a new one");
                     continue;
                 };
@@ -99,13 +107,13 @@ pub(crate) async fn serve(
                     Arc::clone(&web),
                     limits,
                     slot,
-                    Arc::clone(&stopping),
+                    stop.clone(),
                 ));
             }
         }
     }
     drop(listener);
-    stopping.notify_waiters();
+    let _receivers_may_be_gone = stopping.send(true);
     let drained = tokio::time::timeout(limits.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -147,12 +155,14 @@ async fn connection(
     web: Arc<Web>,
     limits: Limits,
     slot: Slot,
-    stopping: Arc<Notify>,
+    mut stopping: watch::Receiver<bool>,
 ) {
-    let stop = stopping.notified();
+    let stop = async move {
+        // The value is not kept: its guard must not live across an await.
+        let _stopped = stopping.wait_for(|stop| *stop).await.is_ok();
+    };
     let evicted = slot.shared.evict.notified();
     tokio::pin!(stop, evicted);
-    stop.as_mut().enable();
     evicted.as_mut().enable();
     let active = web.current();
     let io = match &active.tls {
@@ -180,8 +190,13 @@ async fn connection(
     drop(active);
     let shared = Arc::clone(&slot.shared);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let busy = Busy::new(&shared);
-        handle(request, router.clone(), Arc::clone(&web), limits, busy)
+        handle(
+            request,
+            router.clone(),
+            Arc::clone(&web),
+            limits,
+            Arc::clone(&shared),
+        )
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -196,7 +211,12 @@ async fn connection(
                 debug!(error = %err, "connection ended");
             }
         }
-        () = &mut evicted => {}
+        // Evicted while a request came in after all: that request is answered first, within
+        // the header timeout (its response may be stuck on a client that does not read).
+        () = &mut evicted => if slot.shared.in_flight.load(Ordering::Acquire) > 0 {
+            conn.as_mut().graceful_shutdown();
+            let _ended = tokio::time::timeout(limits.header_timeout, conn).await;
+        },
         () = &mut stop => {
             conn.as_mut().graceful_shutdown();
             let _ended = conn.await;
@@ -211,29 +231,24 @@ async fn handle(
     router: Router,
     web: Arc<Web>,
     limits: Limits,
-    busy: Busy,
+    shared: Arc<Shared>,
 ) -> Result<Response<Body>, Infallible> {
     let active = web.current();
     let open = OPEN_PATHS.contains(&request.uri().path());
-    let mut response = if !open
-        && active.users.required()
-        && !active
+    // A request waiting for its password check leaves its connection evictable: only
+    // authorised requests (and the open probes) make a connection busy.
+    let verdict = if open || !active.users.required() {
+        Verdict::Allowed
+    } else {
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        active
             .users
-            .check(
-                request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .map(|v| v.as_bytes()),
-            )
+            .check(authorization.map(|v| v.as_bytes()))
             .await
-    {
-        let mut response = Response::new(Body::from("Unauthorized\n"));
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic"),
-        );
-        response
+    };
+    let busy = Busy::new(&shared);
+    let mut response = if let Some(denied) = verdict.denied() {
+        denied
     } else {
         let request = request.map(Body::new);
         match tokio::time::timeout(limits.request_timeout, router.oneshot(request)).await {
@@ -249,13 +264,50 @@ async fn handle(
     for (name, value) in &active.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
-    // The connection is busy until the body is written: the guard goes with it.
+    // The connection stays busy until hyper has taken the whole body: the guard goes with it.
     Ok(response.map(|body| {
         Body::new(body.map_frame(move |frame| {
             let _in_flight = &busy;
             frame
         }))
     }))
+}
+
+/// What the password check decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Go on.
+    Allowed,
+    /// Wrong or missing credentials: 401.
+    Unauthorized,
+    /// Too many password checks waiting: 503, and the connection closes.
+    Busy,
+}
+
+impl Verdict {
+    /// The answer to a denied request.
+    fn denied(self) -> Option<Response<Body>> {
+        let (status, text) = match self {
+            Self::Allowed => return None,
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized\n"),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks at once; try again\n",
+            ),
+        };
+        let mut response = Response::new(Body::from(text));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic"),
+        );
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        Some(response)
+    }
 }
 
 /// The connections kept, oldest first, for eviction.
@@ -267,9 +319,12 @@ struct Connections {
 }
 
 /// What a connection shares with the registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
-    /// Requests in flight (from header received to body written).
+    /// The client's address.
+    ip: IpAddr,
+    /// Authorised requests in flight (from the password check until hyper has taken the last
+    /// frame of the response body).
     in_flight: AtomicUsize,
     /// Closes the connection.
     evict: Notify,
@@ -302,21 +357,32 @@ impl Connections {
         }
     }
 
-    /// A slot for a new connection, closing the oldest idle one at the cap; `None` when every
-    /// connection has a request in flight.
-    fn admit(self: &Arc<Self>) -> Option<Slot> {
+    /// A slot for a new connection from `ip`. At the cap, an idle connection makes room: the
+    /// oldest of the address with the most connections. `None` when every connection has a
+    /// request in flight.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= self.max {
+            let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+            for shared in open.values() {
+                *per_ip.entry(shared.ip).or_default() += 1;
+            }
+            // Oldest first, so among the busiest addresses the oldest idle one is taken.
             let idle = open
                 .iter()
-                .find(|(_, s)| s.in_flight.load(Ordering::Acquire) == 0)
+                .filter(|(_, s)| s.in_flight.load(Ordering::Acquire) == 0)
+                .max_by_key(|(id, s)| (per_ip[&s.ip], std::cmp::Reverse(**id)))
                 .map(|(id, _)| *id)?;
             if let Some(shared) = open.remove(&idle) {
                 shared.evict.notify_one();
             }
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            ip,
+            in_flight: AtomicUsize::new(0),
+            evict: Notify::new(),
+        });
         open.insert(id, Arc::clone(&shared));
         Some(Slot {
             id,

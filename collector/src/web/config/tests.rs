@@ -77,7 +77,7 @@ fn mistakes_are_named() {
         ),
         (
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
-            "does not verify",
+            "is NoClientCert",
         ),
         (
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
@@ -131,6 +131,12 @@ fn mistakes_are_named() {
         assert!(message.contains(expected), "{text:?}: {message}");
     }
     assert!(error("basic_auth_users: 3\n").contains("not a valid"));
+    let inline = crate::Report(
+        &parse("tls_server_config:\n  cert_file: a\n  key_file: b\n  cert: inline\n")
+            .expect_err("inline"),
+    )
+    .to_string();
+    assert!(inline.contains("unknown field `cert`"), "{inline}");
 }
 
 #[test]
@@ -140,6 +146,16 @@ fn old_minimum_versions_are_accepted_and_served_as_tls12() {
         .tls
         .expect("TLS");
     assert_eq!(tls.min_version, TlsVersion::Tls10);
+    assert!(tls.prefer_server_cipher_suites, "the toolkit's default");
+}
+
+#[test]
+fn the_old_name_of_require_any_client_cert_is_accepted() {
+    let tls = parse("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireClientCert\n  client_ca_file: ca\n")
+        .expect("valid")
+        .tls
+        .expect("TLS");
+    assert_eq!(tls.client_auth, ClientAuth::RequireAny);
 }
 
 #[test]

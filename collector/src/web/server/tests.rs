@@ -137,17 +137,46 @@ async fn shutdown_is_bounded_with_requests_that_never_finish() {
     }
 }
 
+const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
 #[test]
 fn busy_connections_are_never_evicted() {
     let connections = Arc::new(Connections::new(2));
-    let a = connections.admit().expect("room");
-    let b = connections.admit().expect("room");
-    let _busy_a = Busy::new(&a.shared);
-    let _busy_b = Busy::new(&b.shared);
-    assert!(connections.admit().is_none(), "every connection is busy");
-    drop(_busy_b);
-    let c = connections.admit().expect("b is idle now");
+    let a = connections.admit(HERE).expect("room");
+    let b = connections.admit(HERE).expect("room");
+    let busy_a = Busy::new(&a.shared);
+    let busy_b = Busy::new(&b.shared);
+    assert!(
+        connections.admit(HERE).is_none(),
+        "every connection is busy"
+    );
+    drop(busy_b);
+    let c = connections.admit(HERE).expect("b is idle now");
     assert_eq!(connections.open.lock().expect("lock").len(), 2);
-    drop((a, b, c));
+    drop((a, b, c, busy_a));
     assert!(connections.open.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn the_address_with_the_most_connections_gives_up_its_oldest_first() {
+    let connections = Arc::new(Connections::new(4));
+    let scraper = connections.admit(HERE).expect("room");
+    let flood: Vec<Slot> = (0..3)
+        .map(|_| connections.admit(THERE).expect("room"))
+        .collect();
+    // Three newcomers from the flooding address: each evicts one of its own, oldest first.
+    let mut newer = Vec::new();
+    for _ in 0..3 {
+        newer.push(connections.admit(THERE).expect("room"));
+    }
+    let open = connections.open.lock().expect("lock");
+    assert!(
+        open.contains_key(&scraper.id),
+        "the scraper's idle connection was evicted"
+    );
+    for old in &flood {
+        assert!(!open.contains_key(&old.id));
+    }
+    assert_eq!(open.len(), 4);
 }
