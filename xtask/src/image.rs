@@ -1,10 +1,387 @@
-//! `cargo xtask image`: the OCI image (owned by the image work in progress; see issue 12).
+//! `cargo xtask image`: the OCI image, `deploy/Containerfile` built by buildah around a static
+//! linkmeter binary. The image is `FROM scratch`: no base image is pulled and nothing runs in a
+//! container while it is built (buildah only copies the binary and writes the configuration).
 
-use std::path::Path;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail, ensure};
 
-/// Builds the image `tag`, and saves it as an OCI archive at `save` if given.
-pub(crate) fn build(_root: &Path, _tag: &str, _save: Option<&Path>) -> anyhow::Result<()> {
-    bail!("the image build is being built (issue 12)")
+use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, run};
+
+/// The Rust target of the image's binary: glibc, linked statically (`+crt-static`), so the binary
+/// runs on an empty filesystem. linkmeter resolves no host names and looks up no users, so glibc's
+/// NSS (which a static glibc cannot load) is never needed.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The largest image allowed (issue 12): 15 MB, configuration and layer as stored.
+pub(crate) const MAX_IMAGE_BYTES: u64 = 15_000_000;
+
+/// The tag `cargo xtask test` builds, in a store of its own (see [`build_for_tests`]).
+const TEST_TAG: &str = "localhost/linkmeter:test";
+
+const BUILDAH: &[Tool] = &[Tool {
+    command: "buildah",
+    package: "buildah",
+    why: "building the OCI image from scratch (`buildah build`, `buildah push`)",
+}];
+
+/// Where buildah keeps images: the user's default containers storage (so that `buildah push`,
+/// `podman push` and `skopeo` see the image), or a private one under `target/`.
+enum Store {
+    Default,
+    /// `--root`/`--runroot` under this directory, with the `vfs` driver (works everywhere,
+    /// also where overlayfs cannot be mounted, e.g. inside a container).
+    Private(PathBuf),
+}
+
+impl Store {
+    /// `buildah` with this store's global options.
+    fn buildah(&self) -> Command {
+        let mut buildah = cmd("buildah");
+        if let Self::Private(dir) = self {
+            buildah
+                .arg("--root")
+                .arg(dir.join("root"))
+                .arg("--runroot")
+                .arg(dir.join("run"))
+                .args(["--storage-driver", "vfs"]);
+        }
+        buildah
+    }
+}
+
+/// Builds the image `tag` into the default containers storage, and saves it as an OCI archive
+/// at `save` if given.
+pub(crate) fn build(root: &Path, tag: &str, save: Option<&Path>) -> anyhow::Result<()> {
+    let store = Store::Default;
+    build_image(root, &store, tag)?;
+    if let Some(path) = save {
+        save_archive(&store, tag, path)?;
+    }
+    println!(
+        "xtask: push it with `buildah push {tag} docker://<registry>/linkmeter:<version>` \
+         (docs/kubernetes.md)"
+    );
+    Ok(())
+}
+
+/// For `cargo xtask test`: builds the image in a private store under `target/image/`, saves it
+/// as the OCI archive `target/image/linkmeter-test.oci.tar`, removes the store again and returns
+/// the archive's path, for the image test (`tests/tests/image.rs`, env `LINKMETER_IMAGE_ARCHIVE`).
+/// The user's containers storage is not touched.
+#[allow(
+    dead_code,
+    reason = "called by `cargo xtask test` (main.rs) once it runs the image test"
+)]
+pub(crate) fn build_for_tests(root: &Path) -> anyhow::Result<PathBuf> {
+    let dir = root.join("target/image");
+    let store = Store::Private(dir.join("test-store"));
+    remove_store(&store)?;
+    let archive = dir.join("linkmeter-test.oci.tar");
+    build_image(root, &store, TEST_TAG)?;
+    save_archive(&store, TEST_TAG, &archive)?;
+    remove_store(&store)?;
+    Ok(archive)
+}
+
+/// Deletes a private store (the `vfs` driver keeps plain directories, nothing is mounted).
+fn remove_store(store: &Store) -> anyhow::Result<()> {
+    if let Store::Private(dir) = store
+        && dir.exists()
+    {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds the static binary and the image `tag` in `store`; prints and checks the image size.
+fn build_image(root: &Path, store: &Store, tag: &str) -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(BUILDAH)?;
+    let binary = build_static_binary(root)?;
+
+    // The build context: the binary and nothing else.
+    let context = root.join("target/image/context");
+    if context.exists() {
+        fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))?;
+    }
+    fs::create_dir_all(&context).with_context(|| format!("creating {}", context.display()))?;
+    fs::copy(&binary, context.join("linkmeter"))
+        .with_context(|| format!("copying {} into the build context", binary.display()))?;
+
+    let previous = image_id(store, tag);
+    let (revision, timestamp) = git_revision(root);
+    let mut build = store.buildah();
+    build
+        .args(["build", "--quiet", "--format", "oci", "--layers=false"])
+        // Only linkmeter's labels, so the same sources give the same image whatever buildah.
+        .arg("--identity-label=false")
+        .arg("--file")
+        .arg(root.join("deploy/Containerfile"))
+        .args(["--tag", tag])
+        .args([
+            "--build-arg",
+            &format!("VERSION={}", env!("CARGO_PKG_VERSION")),
+        ])
+        .args(["--build-arg", &format!("REVISION={revision}")]);
+    if let Some(seconds) = timestamp {
+        // The commit's time as the creation time: rebuilding a commit gives the same image id.
+        build.args(["--timestamp", &seconds.to_string()]);
+    }
+    build.arg(&context);
+    run(&mut build)?;
+
+    let id = image_id(store, tag).context("the image just built is not in the store")?;
+    if let Some(old) = previous
+        && old != id
+    {
+        // The image this tag named before is now unnamed; remove it unless something uses it.
+        let _ = store.buildah().args(["rmi", &old]).output().map(|_| ());
+    }
+    let size = image_size(store, tag)?;
+    println!(
+        "xtask: image {tag} ({}): {} bytes ({:.1} MB; limit {:.0} MB), binary {} bytes",
+        &id[..12.min(id.len())],
+        size,
+        mb(size),
+        mb(MAX_IMAGE_BYTES),
+        fs::metadata(&binary)?.len()
+    );
+    ensure!(
+        size <= MAX_IMAGE_BYTES,
+        "the image is {size} bytes, more than the {MAX_IMAGE_BYTES} allowed"
+    );
+    Ok(())
+}
+
+/// Builds `linkmeter` (release) statically linked for [`TARGET`] in `target/image/` (never in
+/// `target/` itself, so it does not wait for or invalidate the developer builds there) and
+/// returns its path.
+///
+/// `+crt-static` goes in as `target.<triple>.rustflags` on the command line with `--target`:
+/// cargo then applies it to the binary only, not to build scripts and proc macros (which cannot
+/// be static), and since it is not in the environment it does not reach the nested nightly cargo
+/// that collector's build script (aya-build) runs for the eBPF object. The environment's own
+/// rustflags are removed so they cannot replace it.
+fn build_static_binary(root: &Path) -> anyhow::Result<PathBuf> {
+    let target_dir = root.join("target/image");
+    let mut build = cmd("cargo");
+    build
+        .current_dir(root)
+        .args(["build", "--release", "--locked"])
+        .args(["--package", "collector", "--bin", "linkmeter"])
+        .args(["--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args([
+            "--config",
+            &format!(r#"target.{TARGET}.rustflags = ["-C", "target-feature=+crt-static"]"#),
+        ])
+        // No symbol table: the image is for running, and backtraces keep the file and line
+        // numbers they never had (release builds carry no debug info).
+        .args(["--config", r#"profile.release.strip = "symbols""#]);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+        "CARGO_PROFILE_RELEASE_STRIP",
+    ] {
+        build.env_remove(var);
+    }
+    run(&mut build)?;
+    let binary = target_dir.join(TARGET).join("release/linkmeter");
+    let elf = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    if let Some(interpreter) = elf_interpreter(&elf)? {
+        bail!(
+            "{} is not static: it asks for the dynamic loader {interpreter}",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// The `PT_INTERP` of a little-endian ELF64 file (the dynamic loader a dynamically linked
+/// program needs), `None` for a static one.
+pub(crate) fn elf_interpreter(elf: &[u8]) -> anyhow::Result<Option<String>> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |at: usize| -> anyhow::Result<u16> {
+        let b = elf.get(at..at + 2).context("truncated ELF file")?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| -> anyhow::Result<u32> {
+        let b = elf.get(at..at + 4).context("truncated ELF file")?;
+        Ok(u32::from_le_bytes(b.try_into()?))
+    };
+    let u64_at = |at: usize| -> anyhow::Result<usize> {
+        let b = elf.get(at..at + 8).context("truncated ELF file")?;
+        Ok(usize::try_from(u64::from_le_bytes(b.try_into()?))?)
+    };
+    ensure!(
+        elf.starts_with(b"\x7fELF\x02\x01"),
+        "not a little-endian ELF64 file"
+    );
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    for i in 0..usize::from(phnum) {
+        let header = phoff + i * phentsize;
+        if u32_at(header)? == PT_INTERP {
+            let (offset, size) = (u64_at(header + 8)?, u64_at(header + 32)?);
+            let path = elf
+                .get(offset..offset + size)
+                .context("truncated PT_INTERP")?;
+            let path = path.strip_suffix(b"\0").unwrap_or(path);
+            return Ok(Some(String::from_utf8_lossy(path).into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// The full id of the image `tag` in `store`, if there is one.
+fn image_id(store: &Store, tag: &str) -> Option<String> {
+    let output = store
+        .buildah()
+        .args([
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.FromImageID}}",
+            tag,
+        ])
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !id.is_empty()).then_some(id)
+}
+
+/// The image's size as stored: its configuration plus its layers, from the manifest.
+fn image_size(store: &Store, tag: &str) -> anyhow::Result<u64> {
+    let output = store
+        .buildah()
+        .args([
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.Manifest}}",
+            tag,
+        ])
+        .output()
+        .context("running buildah inspect")?;
+    ensure!(
+        output.status.success(),
+        "buildah inspect {tag} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    manifest_size(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The sum of the `"size"` fields of an OCI image manifest (the configuration's and each
+/// layer's; the manifest has no others).
+fn manifest_size(manifest: &str) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut found = 0;
+    for part in manifest.split("\"size\":").skip(1) {
+        let digits: String = part
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        total += digits
+            .parse::<u64>()
+            .with_context(|| format!("no size in the manifest near {part:.40}"))?;
+        found += 1;
+    }
+    ensure!(
+        found >= 2,
+        "the manifest names no configuration and layer sizes: {manifest}"
+    );
+    Ok(total)
+}
+
+/// Writes the image `tag` as an OCI archive at `path` (named `tag` inside, so `skopeo copy
+/// oci-archive:<path> docker://...` and `podman load` know it).
+fn save_archive(store: &Store, tag: &str, path: &Path) -> anyhow::Result<()> {
+    let text = path.to_str().context("the archive path is not UTF-8")?;
+    ensure!(
+        !text.contains(':'),
+        "the archive path {text} contains ':', which buildah's oci-archive: reference cannot take"
+    );
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if path.exists() {
+        fs::remove_file(path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    run(store
+        .buildah()
+        .args(["push", "--quiet", tag, &format!("oci-archive:{text}:{tag}")]))?;
+    let size = fs::metadata(path)?.len();
+    println!(
+        "xtask: OCI archive {}: {size} bytes ({:.1} MB)",
+        path.display(),
+        mb(size)
+    );
+    Ok(())
+}
+
+/// The commit the image is built from (`-dirty` when the tree has changes) and its time.
+fn git_revision(root: &Path) -> (String, Option<u64>) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]) else {
+        return ("unknown".to_owned(), None);
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let time = git(&["log", "-1", "--format=%ct"]).and_then(|t| t.parse().ok());
+    (
+        if dirty {
+            format!("{commit}-dirty")
+        } else {
+            commit
+        },
+        time,
+    )
+}
+
+/// Bytes as decimal megabytes, for messages.
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_sizes_are_summed() {
+        let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":612},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:bb","size": 9000000}]}"#;
+        assert_eq!(manifest_size(manifest).unwrap(), 9_000_612);
+        assert!(manifest_size("{}").is_err());
+    }
+
+    #[test]
+    fn a_dynamic_executable_names_its_interpreter() {
+        let sh = fs::read("/bin/sh").unwrap();
+        let interpreter = elf_interpreter(&sh).unwrap();
+        assert!(
+            interpreter
+                .as_deref()
+                .is_some_and(|p| p.contains("ld-linux")),
+            "{interpreter:?}"
+        );
+        assert!(elf_interpreter(b"#!/bin/sh\n").is_err());
+    }
 }
