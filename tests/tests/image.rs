@@ -56,7 +56,7 @@ fn image_holds_only_a_static_linkmeter_that_counts_a_cilium_like_node_from_its_o
     };
     // A relative path is taken from the workspace root (`cargo test` runs tests in tests/).
     let archive = repo().join(archive);
-    assert!(archive.is_file(), "{} is not a file", archive.display());
+    wait_for_archive(&archive);
     let work = TempDir::new("image");
     let image = OciImage::unpack(&archive, &work.0);
 
@@ -247,6 +247,43 @@ fn a_dynamic_executable_shows_its_loader_and_libraries() {
         "/bin/sh names no loader"
     );
     assert!(!needed.is_empty(), "/bin/sh needs no library");
+}
+
+/// Waits while `cargo xtask test` is still building the archive in the background: it creates
+/// `<archive>.building` first, renames the finished archive into place, writes
+/// `<archive>.failed` (with the error) if the build fails, and removes `.building` last.
+fn wait_for_archive(archive: &Path) {
+    let marker = |suffix: &str| {
+        let mut name = archive.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (building, failed) = (marker(".building"), marker(".failed"));
+    let mut said = false;
+    eventually(
+        "the image build of cargo xtask test",
+        Duration::from_secs(45 * 60),
+        || {
+            let done = !building.exists();
+            if archive.is_file() {
+                return Ok(());
+            }
+            if let Ok(error) = fs::read_to_string(&failed) {
+                panic!("the image build failed: {error}");
+            }
+            assert!(
+                !done,
+                "no image archive at {} (and none being built)",
+                archive.display()
+            );
+            if !said {
+                println!("waiting for the image build ({})", building.display());
+                said = true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            Err("still building")
+        },
+    );
 }
 
 /// A JSON array of strings as a vector.

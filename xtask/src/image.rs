@@ -2,10 +2,15 @@
 //! linkmeter binary. The image is `FROM scratch`: no base image is pulled and nothing runs in a
 //! container while it is built (buildah only copies the binary and writes the configuration).
 
+// Until `cargo xtask test` (main.rs) calls `spawn_for_tests`; remove this line with that change.
+#![allow(dead_code, reason = "spawn_for_tests is not called by main.rs yet")]
+
 use std::{
     fs,
+    io::Write as _,
     path::{Path, PathBuf},
     process::Command,
+    thread::JoinHandle,
 };
 
 use anyhow::{Context as _, bail, ensure};
@@ -20,7 +25,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The largest image allowed (issue 12): 15 MB, configuration and layer as stored.
 pub(crate) const MAX_IMAGE_BYTES: u64 = 15_000_000;
 
-/// The tag `cargo xtask test` builds, in a store of its own (see [`build_for_tests`]).
+/// The tag `cargo xtask test` builds, in a store of its own (see [`spawn_for_tests`]).
 const TEST_TAG: &str = "localhost/linkmeter:test";
 
 const BUILDAH: &[Tool] = &[Tool {
@@ -57,35 +62,162 @@ impl Store {
 /// Builds the image `tag` into the default containers storage, and saves it as an OCI archive
 /// at `save` if given.
 pub(crate) fn build(root: &Path, tag: &str, save: Option<&Path>) -> anyhow::Result<()> {
-    let store = Store::Default;
-    build_image(root, &store, tag)?;
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(BUILDAH)?;
+    let (store, out) = (Store::Default, Out::terminal());
+    build_image(root, &store, tag, &root.join("target/image/context"), &out)?;
     if let Some(path) = save {
-        save_archive(&store, tag, path)?;
+        save_archive(&store, tag, path, &out)?;
     }
-    println!(
+    out.say(format_args!(
         "xtask: push it with `buildah push {tag} docker://<registry>/linkmeter:<version>` \
          (docs/kubernetes.md)"
-    );
+    ));
     Ok(())
 }
 
-/// For `cargo xtask test`: builds the image in a private store under `target/image/`, saves it
-/// as the OCI archive `target/image/linkmeter-test.oci.tar`, removes the store again and returns
-/// the archive's path, for the image test (`tests/tests/image.rs`, env `LINKMETER_IMAGE_ARCHIVE`).
-/// The user's containers storage is not touched.
-#[allow(
-    dead_code,
-    reason = "called by `cargo xtask test` (main.rs) once it runs the image test"
-)]
-pub(crate) fn build_for_tests(root: &Path) -> anyhow::Result<PathBuf> {
+/// The image build of `cargo xtask test`, running in the background while the tests are
+/// compiled and run: [`spawn_for_tests`].
+pub(crate) struct TestImage {
+    archive: PathBuf,
+    log: PathBuf,
+    build: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestImage {
+    /// Where the OCI archive will be, for the image test (env `LINKMETER_IMAGE_ARCHIVE`).
+    pub(crate) fn archive(&self) -> &Path {
+        &self.archive
+    }
+
+    /// Waits for the build; its error, with the log's path, if it failed.
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
+        match self.build.join() {
+            Ok(result) => result.with_context(|| {
+                format!(
+                    "building the image for the tests failed (log: {})",
+                    self.log.display()
+                )
+            }),
+            Err(_) => bail!("the image build for the tests panicked"),
+        }
+    }
+}
+
+/// For `cargo xtask test`: starts building the image in the background and returns at once.
+///
+/// The build (the static release binary, `nice`d, then buildah) writes its output to
+/// `target/image/test-build.log`, builds in a private `vfs` store under `target/image/` (the
+/// user's containers storage is not touched) and saves the OCI archive
+/// `target/image/linkmeter-test.oci.tar` for the image test (`tests/tests/image.rs`), which is
+/// given its path in `LINKMETER_IMAGE_ARCHIVE` and waits for it. The archive appears whole
+/// (renamed into place); `<archive>.building` exists while the build runs and
+/// `<archive>.failed` (with the error) if it fails, so the test waits only as long as there is
+/// something to wait for.
+pub(crate) fn spawn_for_tests(root: &Path) -> anyhow::Result<TestImage> {
+    ensure_ebpf_toolchain()?;
+    ensure_debian_tools(BUILDAH)?;
     let dir = root.join("target/image");
-    let store = Store::Private(dir.join("test-store"));
-    remove_store(&store)?;
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let archive = dir.join("linkmeter-test.oci.tar");
-    build_image(root, &store, TEST_TAG)?;
-    save_archive(&store, TEST_TAG, &archive)?;
+    let [building, failed] = [".building", ".failed"].map(|suffix| {
+        let mut name = archive.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    });
+    for stale in [&archive, &failed] {
+        if stale.exists() {
+            fs::remove_file(stale).with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    fs::write(&building, b"").with_context(|| format!("creating {}", building.display()))?;
+    let log = dir.join("test-build.log");
+    let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    eprintln!(
+        "xtask: building the image for the image test in the background (log: {})",
+        log.display()
+    );
+    let (root, target) = (root.to_path_buf(), archive.clone());
+    let build = std::thread::spawn(move || {
+        let out = Out {
+            log: Some(file),
+            nice: true,
+        };
+        let result = build_test_archive(&root, &target, &out);
+        if let Err(err) = &result {
+            out.say(format_args!("xtask: error: {err:#}"));
+            let _ = fs::write(&failed, format!("{err:#}\n"));
+        }
+        let _ = fs::remove_file(&building);
+        result
+    });
+    Ok(TestImage {
+        archive,
+        log,
+        build,
+    })
+}
+
+/// Builds the test image in a private store and saves it at `archive`, then drops the store.
+fn build_test_archive(root: &Path, archive: &Path, out: &Out) -> anyhow::Result<()> {
+    let dir = root.join("target/image/test-store");
+    let store = Store::Private(dir.clone());
     remove_store(&store)?;
-    Ok(archive)
+    build_image(root, &store, TEST_TAG, &dir.join("context"), out)?;
+    let mut partial = archive.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    save_archive(&store, TEST_TAG, &partial, out)?;
+    fs::rename(&partial, archive)
+        .with_context(|| format!("renaming {} into place", partial.display()))?;
+    remove_store(&store)
+}
+
+/// Where a build's messages and its commands' output go: the terminal, or a log file (for the
+/// background build of the tests, whose commands also run `nice`d).
+struct Out {
+    log: Option<fs::File>,
+    nice: bool,
+}
+
+impl Out {
+    const fn terminal() -> Self {
+        Self {
+            log: None,
+            nice: false,
+        }
+    }
+
+    fn say(&self, message: std::fmt::Arguments<'_>) {
+        match &self.log {
+            Some(file) => {
+                let mut file: &fs::File = file;
+                let _ = writeln!(file, "{message}");
+            }
+            None => println!("{message}"),
+        }
+    }
+
+    /// `cargo`, behind `nice` for a background build.
+    fn cargo(&self) -> Command {
+        if self.nice {
+            let mut nice = cmd("nice");
+            nice.args(["-n", "19", "cargo"]);
+            nice
+        } else {
+            cmd("cargo")
+        }
+    }
+
+    /// Runs `command` with its output here.
+    fn run(&self, command: &mut Command) -> anyhow::Result<()> {
+        if let Some(file) = &self.log {
+            command
+                .stdout(file.try_clone().context("duplicating the log file")?)
+                .stderr(file.try_clone().context("duplicating the log file")?);
+        }
+        run(command)
+    }
 }
 
 /// Deletes a private store (the `vfs` driver keeps plain directories, nothing is mounted).
@@ -98,18 +230,20 @@ fn remove_store(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the static binary and the image `tag` in `store`; prints and checks the image size.
-fn build_image(root: &Path, store: &Store, tag: &str) -> anyhow::Result<()> {
-    ensure_ebpf_toolchain()?;
-    ensure_debian_tools(BUILDAH)?;
-    let binary = build_static_binary(root)?;
-
-    // The build context: the binary and nothing else.
-    let context = root.join("target/image/context");
+/// Builds the static binary and the image `tag` in `store` from the build context `context`
+/// (the binary alone); prints and checks the image size.
+fn build_image(
+    root: &Path,
+    store: &Store,
+    tag: &str,
+    context: &Path,
+    out: &Out,
+) -> anyhow::Result<()> {
+    let binary = build_static_binary(root, out)?;
     if context.exists() {
-        fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))?;
+        fs::remove_dir_all(context).with_context(|| format!("removing {}", context.display()))?;
     }
-    fs::create_dir_all(&context).with_context(|| format!("creating {}", context.display()))?;
+    fs::create_dir_all(context).with_context(|| format!("creating {}", context.display()))?;
     fs::copy(&binary, context.join("linkmeter"))
         .with_context(|| format!("copying {} into the build context", binary.display()))?;
 
@@ -132,8 +266,8 @@ fn build_image(root: &Path, store: &Store, tag: &str) -> anyhow::Result<()> {
         // The commit's time as the creation time: rebuilding a commit gives the same image id.
         build.args(["--timestamp", &seconds.to_string()]);
     }
-    build.arg(&context);
-    run(&mut build)?;
+    build.arg(context);
+    out.run(&mut build)?;
 
     let id = image_id(store, tag).context("the image just built is not in the store")?;
     if let Some(old) = previous
@@ -143,14 +277,14 @@ fn build_image(root: &Path, store: &Store, tag: &str) -> anyhow::Result<()> {
         let _ = store.buildah().args(["rmi", &old]).output().map(|_| ());
     }
     let size = image_size(store, tag)?;
-    println!(
+    out.say(format_args!(
         "xtask: image {tag} ({}): {} bytes ({:.1} MB; limit {:.0} MB), binary {} bytes",
         &id[..12.min(id.len())],
         size,
         mb(size),
         mb(MAX_IMAGE_BYTES),
         fs::metadata(&binary)?.len()
-    );
+    ));
     ensure!(
         size <= MAX_IMAGE_BYTES,
         "the image is {size} bytes, more than the {MAX_IMAGE_BYTES} allowed"
@@ -167,9 +301,9 @@ fn build_image(root: &Path, store: &Store, tag: &str) -> anyhow::Result<()> {
 /// be static), and since it is not in the environment it does not reach the nested nightly cargo
 /// that collector's build script (aya-build) runs for the eBPF object. The environment's own
 /// rustflags are removed so they cannot replace it.
-fn build_static_binary(root: &Path) -> anyhow::Result<PathBuf> {
+fn build_static_binary(root: &Path, out: &Out) -> anyhow::Result<PathBuf> {
     let target_dir = root.join("target/image");
-    let mut build = cmd("cargo");
+    let mut build = out.cargo();
     build
         .current_dir(root)
         .args(["build", "--release", "--locked"])
@@ -181,8 +315,8 @@ fn build_static_binary(root: &Path) -> anyhow::Result<PathBuf> {
             "--config",
             &format!(r#"target.{TARGET}.rustflags = ["-C", "target-feature=+crt-static"]"#),
         ])
-        // No symbol table: the image is for running, and backtraces keep the file and line
-        // numbers they never had (release builds carry no debug info).
+        // Without the symbol table (0.7 MB): release builds carry no debug information, so a
+        // backtrace from the image shows no function names; panics still say where.
         .args(["--config", r#"profile.release.strip = "symbols""#]);
     for var in [
         "RUSTFLAGS",
@@ -193,7 +327,7 @@ fn build_static_binary(root: &Path) -> anyhow::Result<PathBuf> {
     ] {
         build.env_remove(var);
     }
-    run(&mut build)?;
+    out.run(&mut build)?;
     let binary = target_dir.join(TARGET).join("release/linkmeter");
     let elf = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     if let Some(interpreter) = elf_interpreter(&elf)? {
@@ -305,7 +439,7 @@ fn manifest_size(manifest: &str) -> anyhow::Result<u64> {
 
 /// Writes the image `tag` as an OCI archive at `path` (named `tag` inside, so `skopeo copy
 /// oci-archive:<path> docker://...` and `podman load` know it).
-fn save_archive(store: &Store, tag: &str, path: &Path) -> anyhow::Result<()> {
+fn save_archive(store: &Store, tag: &str, path: &Path, out: &Out) -> anyhow::Result<()> {
     let text = path.to_str().context("the archive path is not UTF-8")?;
     ensure!(
         !text.contains(':'),
@@ -317,15 +451,17 @@ fn save_archive(store: &Store, tag: &str, path: &Path) -> anyhow::Result<()> {
     if path.exists() {
         fs::remove_file(path).with_context(|| format!("replacing {}", path.display()))?;
     }
-    run(store
-        .buildah()
-        .args(["push", "--quiet", tag, &format!("oci-archive:{text}:{tag}")]))?;
+    out.run(
+        store
+            .buildah()
+            .args(["push", "--quiet", tag, &format!("oci-archive:{text}:{tag}")]),
+    )?;
     let size = fs::metadata(path)?.len();
-    println!(
+    out.say(format_args!(
         "xtask: OCI archive {}: {size} bytes ({:.1} MB)",
         path.display(),
         mb(size)
-    );
+    ));
     Ok(())
 }
 
