@@ -2,9 +2,6 @@
 //! linkmeter binary. The image is `FROM scratch`: no base image is pulled and nothing runs in a
 //! container while it is built (buildah only copies the binary and writes the configuration).
 
-// Until `cargo xtask test` (main.rs) calls `spawn_for_tests`; remove this line with that change.
-#![allow(dead_code, reason = "spawn_for_tests is not called by main.rs yet")]
-
 use std::{
     fs,
     io::Write as _,

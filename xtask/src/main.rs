@@ -394,12 +394,18 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
             ])
             .args(["--", "-D", "warnings"]))?;
     }
+    // The image test's OCI archive, built in the background (nice'd) while the tests compile
+    // and run; after the lints, so that a lint failure leaves no build behind.
+    let image = image::spawn_for_tests(&root)?;
     // Kernel tests may skip only where a kernel feature is missing; under `cargo xtask test`
     // a skip is a failure, so a green run always means the eBPF tests ran for real.
-    run(cmd("cargo")
+    let tests = run(cmd("cargo")
         .current_dir(&root)
         .args(["test", "--workspace", "--exclude", "collector-ebpf"])
         .args(extra)
         .env("LINKMETER_REQUIRE_KERNEL_TESTS", "1")
-        .env("LINKMETER_PYTHON", python))
+        .env("LINKMETER_PYTHON", python)
+        .env("LINKMETER_IMAGE_ARCHIVE", image.archive()));
+    let built = image.finish();
+    tests.and(built)
 }
