@@ -68,7 +68,7 @@ pub(crate) fn build(root: &Path, tag: &str, save: Option<&Path>) -> anyhow::Resu
     }
     out.say(format_args!(
         "xtask: push it with `buildah push {tag} docker://<registry>/linkmeter:<version>` \
-         (docs/kubernetes.md)"
+         (see the Kubernetes section of README.md)"
     ));
     Ok(())
 }
