@@ -1,5 +1,7 @@
 //! `cargo xtask fuzz`: the cargo-fuzz targets under `fuzz/` (libFuzzer, nightly, AddressSanitizer,
-//! debug assertions on so that an integer overflow is a finding too).
+//! debug assertions on so that an integer overflow is a finding too). The smoke run of
+//! `cargo xtask test` builds them unoptimized and without a sanitizer instead (debug assertions
+//! stay on): that build takes less than half the time, and a few seconds need no speed.
 //!
 //! The targets are whatever `cargo fuzz list` names (the `[[bin]]` entries of
 //! `fuzz/Cargo.toml`), so adding one needs no change here. Each runs on its committed seed
@@ -31,7 +33,7 @@ const TIMEOUT_SECONDS: u64 = 25;
 
 /// Runs each target (all when `targets` is empty) for `seconds`.
 pub(crate) fn run(root: &Path, seconds: u64, targets: &[String]) -> anyhow::Result<()> {
-    let fuzz = Fuzz::prepare(root)?;
+    let fuzz = Fuzz::prepare(root, FULL)?;
     let targets = fuzz.select(targets)?;
     fuzz.build()?;
     fuzz.run_all(&targets, seconds)
@@ -44,16 +46,31 @@ pub(crate) fn run(root: &Path, seconds: u64, targets: &[String]) -> anyhow::Resu
     reason = "`cargo xtask test` calls it once wired in main.rs"
 )]
 pub(crate) fn smoke(root: &Path) -> anyhow::Result<()> {
-    let fuzz = Fuzz::prepare(root)?;
+    let started = Instant::now();
+    let fuzz = Fuzz::prepare(root, SMOKE)?;
     let targets = fuzz.select(&[])?;
     fuzz.build()?;
-    fuzz.run_all(&targets, SMOKE_SECONDS)
+    fuzz.run_all(&targets, SMOKE_SECONDS)?;
+    println!(
+        "fuzz smoke run: {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
+
+/// The `cargo fuzz build`/`run` options of the long runs: optimized, AddressSanitizer, debug
+/// assertions.
+const FULL: &[&str] = &["--release", "--debug-assertions"];
+
+/// The options of the smoke run: the dev profile (debug assertions on), no sanitizer.
+const SMOKE: &[&str] = &["--dev", "--sanitizer", "none"];
 
 /// The fuzz crate of a workspace, with its tools installed.
 struct Fuzz {
     /// `<root>/fuzz`.
     dir: PathBuf,
+    /// [`FULL`] or [`SMOKE`]: the same for the build and the runs, or each run would rebuild.
+    options: &'static [&'static str],
 }
 
 /// What one run of a target did, from libFuzzer's final statistics.
@@ -75,7 +92,7 @@ struct Outcome {
 impl Fuzz {
     /// Installs nightly (with what the collector's eBPF build script needs) and cargo-fuzz when
     /// missing.
-    fn prepare(root: &Path) -> anyhow::Result<Self> {
+    fn prepare(root: &Path, options: &'static [&'static str]) -> anyhow::Result<Self> {
         // The collector's build script builds the eBPF object: nightly, rust-src, bpf-linker.
         ensure_ebpf_toolchain()?;
         if !quietly_succeeds(nightly_cargo().args(["fuzz", "--version"])) {
@@ -86,6 +103,7 @@ impl Fuzz {
         }
         Ok(Self {
             dir: root.join("fuzz"),
+            options,
         })
     }
 
@@ -129,10 +147,10 @@ impl Fuzz {
         Ok(wanted.to_vec())
     }
 
-    /// Builds every target (release, debug assertions, AddressSanitizer).
+    /// Builds every target.
     fn build(&self) -> anyhow::Result<()> {
         let started = Instant::now();
-        run_command(self.cargo_fuzz("build").arg("--debug-assertions"))?;
+        run_command(self.cargo_fuzz("build").args(self.options))?;
         println!(
             "fuzz targets built in {:.0} s",
             started.elapsed().as_secs_f64()
@@ -197,7 +215,8 @@ impl Fuzz {
         let mut command = self.cargo_fuzz("run");
         // New inputs go to the first corpus directory: the work corpus, not the seeds.
         command
-            .args([target, "--debug-assertions"])
+            .args(self.options)
+            .arg(target)
             .arg(&work)
             .arg(&seeds)
             .args(["--", "-print_final_stats=1"])
@@ -286,6 +305,16 @@ fn parse_stats(log: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::parse_stats;
+
+    /// The smoke run as `cargo xtask test` makes it: `cargo test -p xtask -- --ignored smoke`.
+    #[test]
+    #[ignore = "builds the fuzz targets with nightly: minutes"]
+    fn smoke() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask/ has a parent");
+        super::smoke(root).expect("every target runs without a crash");
+    }
 
     #[test]
     fn libfuzzer_final_statistics_are_read() {
