@@ -29,6 +29,41 @@ use crate::{
     policy::{Backend, Reason},
 };
 
+/// The web configuration file (exporter-toolkit YAML), as `--web-config-file` reads it: errors,
+/// never panics; an accepted configuration has its paths under the file's directory (or as
+/// written when absolute), users without `:`, bcrypt hashes that parse, and only the toolkit's
+/// five headers.
+pub fn web_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let dir = Path::new("/etc/linkmeter/web");
+    let Ok(config) = crate::web::WebConfig::parse(&text, dir) else {
+        return;
+    };
+    if let Some(tls) = &config.tls {
+        for file in tls.files() {
+            assert!(file.is_absolute(), "{file:?} not resolved against {dir:?}");
+        }
+        assert!(tls.min_version <= tls.max_version);
+    }
+    for (user, hash) in &config.users {
+        assert!(!user.is_empty() && !user.contains(':'), "{user:?}");
+        assert!(hash.parse::<bcrypt::HashParts>().is_ok(), "{hash:?}");
+    }
+    for (name, _) in &config.headers {
+        assert!(
+            [
+                "strict-transport-security",
+                "x-content-type-options",
+                "x-frame-options",
+                "x-xss-protection",
+                "content-security-policy",
+            ]
+            .contains(&name.as_str()),
+            "{name}"
+        );
+    }
+}
+
 /// `ETH_GSTRING_LEN`: the size of one name of an ethtool string table.
 const ETH_GSTRING_LEN: usize = 32;
 
@@ -413,7 +448,7 @@ mod tests {
 
     #[test]
     fn the_seeds_pass() {
-        for dir in ["ethtool", "netlink", "config", "labels"] {
+        for dir in ["ethtool", "netlink", "config", "labels", "web_config"] {
             let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../fuzz/corpus")
                 .join(dir);
@@ -423,6 +458,7 @@ mod tests {
                     "ethtool" => ethtool(&data),
                     "netlink" => netlink(&data),
                     "config" => config(&data),
+                    "web_config" => web_config(&data),
                     _ => labels(&data),
                 }
             }

@@ -41,10 +41,6 @@ pub(crate) fn run(root: &Path, seconds: u64, targets: &[String]) -> anyhow::Resu
 
 /// A short run of every target (the smoke test of `cargo xtask test`): builds them and runs
 /// each for a few seconds on its seeds; fails on a crash.
-#[allow(
-    dead_code,
-    reason = "`cargo xtask test` calls it once wired in main.rs"
-)]
 pub(crate) fn smoke(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let fuzz = Fuzz::prepare(root, SMOKE)?;

@@ -407,5 +407,7 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
         .env("LINKMETER_PYTHON", python)
         .env("LINKMETER_IMAGE_ARCHIVE", image.archive()));
     let built = image.finish();
-    tests.and(built)
+    tests.and(built)?;
+    // A few seconds of every fuzz target on its seeds (nightly, libFuzzer).
+    fuzz::smoke(&root)
 }
