@@ -477,3 +477,52 @@ impl CiliumNode {
         }
     }
 }
+
+impl CiliumNode {
+    /// Asserts what the eBPF counter on `cilium_vxlan` reports in `m`: `tx`/`rx` packets, equal
+    /// to the kernel's link counters, bytes equal to the kernel's plus the Ethernet header the
+    /// kernel leaves out, and `per_peer` packets out to each remote node and in from the second
+    /// (none from the first): the traffic of the daemon and image tests.
+    pub fn assert_vxlan_counted(
+        &self,
+        m: &crate::daemon::Metrics,
+        tx: u64,
+        rx: u64,
+        per_peer: f64,
+    ) {
+        let kernel = crate::kernel::link_stats(&self.node, "cilium_vxlan");
+        let ebpf = |name: &str, direction: &str| {
+            let labels = [
+                ("interface", "cilium_vxlan"),
+                ("direction", direction),
+                ("backend", "ebpf"),
+            ];
+            m.value(name, &labels)
+                .unwrap_or_else(|| panic!("no eBPF {name} {direction} for cilium_vxlan"))
+                as u64
+        };
+        let packets = "linkmeter_interface_packets_total";
+        let bytes = "linkmeter_interface_bytes_total";
+        let counted = (ebpf(packets, "tx"), ebpf(packets, "rx"));
+        assert_eq!(counted, (tx, rx));
+        assert_eq!(counted, (kernel.tx_packets, kernel.rx_packets));
+        let eth = collector_common::ETH_HLEN;
+        assert_eq!(ebpf(bytes, "tx"), kernel.tx_bytes + eth * kernel.tx_packets);
+        assert_eq!(ebpf(bytes, "rx"), kernel.rx_bytes + eth * kernel.rx_packets);
+        let overlay = |direction: &str, peer: &str| {
+            m.value(
+                "linkmeter_overlay_packets_total",
+                &[
+                    ("interface", "cilium_vxlan"),
+                    ("direction", direction),
+                    ("peer", peer),
+                ],
+            )
+        };
+        let [underlay1, underlay2] = Self::REMOTE_UNDERLAYS;
+        assert_eq!(overlay("tx", underlay1), Some(per_peer));
+        assert_eq!(overlay("tx", underlay2), Some(per_peer));
+        assert_eq!(overlay("rx", underlay2), Some(per_peer));
+        assert_eq!(overlay("rx", underlay1), None);
+    }
+}

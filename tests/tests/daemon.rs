@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeMap, net::UdpSocket, time::Duration};
 
-use collector_common::ETH_HLEN;
 use integration_tests::{
     daemon::{Daemon, LISTEN, Metrics, WITHOUT_BPF_CAPS, scrape},
     eventually,
@@ -16,7 +15,6 @@ use integration_tests::{
 };
 
 const PACKETS: &str = "linkmeter_interface_packets_total";
-const BYTES: &str = "linkmeter_interface_bytes_total";
 const INFO: &str = "linkmeter_interface_info";
 
 fn counter(m: &Metrics, name: &str, interface: &str, direction: &str) -> u64 {
@@ -67,7 +65,6 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
         assert!(m.value(INFO, &[("interface", "cilium_vxlan")]).is_some());
     }
     let m = scrape(&topo.node);
-    let kernel = link_stats(&topo.node, "cilium_vxlan");
 
     let route = m.routing();
     let expect = |iface: &str, backend: &str, reason: &str| {
@@ -104,36 +101,8 @@ fn cilium_like_node_is_routed_per_policy_and_cilium_vxlan_counted_exactly() {
         backend.is_some(),
         "cilium_vxlan packets come from the ebpf backend"
     );
-    let (tx, rx) = (
-        counter(&m, PACKETS, "cilium_vxlan", "tx"),
-        counter(&m, PACKETS, "cilium_vxlan", "rx"),
-    );
-    assert_eq!((tx, rx), (200, 100));
-    assert_eq!((tx, rx), (kernel.tx_packets, kernel.rx_packets));
-    assert_eq!(
-        counter(&m, BYTES, "cilium_vxlan", "tx"),
-        kernel.tx_bytes + ETH_HLEN * kernel.tx_packets
-    );
-    assert_eq!(
-        counter(&m, BYTES, "cilium_vxlan", "rx"),
-        kernel.rx_bytes + ETH_HLEN * kernel.rx_packets
-    );
     // Per remote node: 20 x 5 out to each, 20 x 5 in from the second.
-    let overlay = |direction: &str, peer: &str| {
-        m.value(
-            "linkmeter_overlay_packets_total",
-            &[
-                ("interface", "cilium_vxlan"),
-                ("direction", direction),
-                ("peer", peer),
-            ],
-        )
-    };
-    let [underlay1, underlay2] = CiliumNode::REMOTE_UNDERLAYS;
-    assert_eq!(overlay("tx", underlay1), Some(100.0));
-    assert_eq!(overlay("tx", underlay2), Some(100.0));
-    assert_eq!(overlay("rx", underlay2), Some(100.0));
-    assert_eq!(overlay("rx", underlay1), None);
+    topo.assert_vxlan_counted(&m, 200, 100, 100.0);
     // ethtool-routed interfaces report the kernel's link stats.
     let lxc = link_stats(&topo.node, "lxc1111");
     assert_eq!(counter(&m, PACKETS, "lxc1111", "rx"), lxc.rx_packets);

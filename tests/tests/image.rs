@@ -18,13 +18,10 @@ use std::{
     time::Duration,
 };
 
-use collector_common::ETH_HLEN;
 use integration_tests::{
     bpffs::BpfFs,
-    daemon::{LISTEN, Metrics, scrape},
-    eventually, http,
-    kernel::link_stats,
-    kernel_tests_enabled,
+    daemon::{LISTEN, scrape},
+    eventually, http, kernel_tests_enabled,
     netns::{NetNs, run},
     skip,
     topology::CiliumNode,
@@ -34,8 +31,6 @@ use serde_json::Value;
 
 /// The size limit of the image (issue 12).
 const MAX_IMAGE_BYTES: u64 = 15_000_000;
-const PACKETS: &str = "linkmeter_interface_packets_total";
-const BYTES: &str = "linkmeter_interface_bytes_total";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -154,7 +149,6 @@ fn image_holds_only_a_static_linkmeter_that_counts_a_cilium_like_node_from_its_o
         udp_exchange(pod1, pod1_ip, pod2, CiliumNode::POD_IPS[1], 10);
     }
     let m = scrape(&topo.node);
-    let kernel = link_stats(&topo.node, "cilium_vxlan");
 
     let route = m.routing();
     for (interface, backend, reason) in [
@@ -171,46 +165,9 @@ fn image_holds_only_a_static_linkmeter_that_counts_a_cilium_like_node_from_its_o
             "{interface}: {route:?}"
         );
     }
-    let counter = |m: &Metrics, name: &str, interface: &str, direction: &str| {
-        m.value(
-            name,
-            &[
-                ("interface", interface),
-                ("direction", direction),
-                ("backend", "ebpf"),
-            ],
-        )
-        .unwrap_or_else(|| panic!("no eBPF {name} for {interface} {direction}")) as u64
-    };
-    // cilium_vxlan, counted by eBPF: 10 x 20 packets out, 10 x 10 in, as the kernel counts them.
-    let (tx, rx) = (
-        counter(&m, PACKETS, "cilium_vxlan", "tx"),
-        counter(&m, PACKETS, "cilium_vxlan", "rx"),
-    );
-    assert_eq!((tx, rx), (200, 100));
-    assert_eq!((tx, rx), (kernel.tx_packets, kernel.rx_packets));
-    assert_eq!(
-        counter(&m, BYTES, "cilium_vxlan", "tx"),
-        kernel.tx_bytes + ETH_HLEN * kernel.tx_packets
-    );
-    assert_eq!(
-        counter(&m, BYTES, "cilium_vxlan", "rx"),
-        kernel.rx_bytes + ETH_HLEN * kernel.rx_packets
-    );
-    let [underlay1, underlay2] = CiliumNode::REMOTE_UNDERLAYS;
-    let overlay = |direction: &str, peer: &str| {
-        m.value(
-            "linkmeter_overlay_packets_total",
-            &[
-                ("interface", "cilium_vxlan"),
-                ("direction", direction),
-                ("peer", peer),
-            ],
-        )
-    };
-    assert_eq!(overlay("tx", underlay1), Some(100.0));
-    assert_eq!(overlay("tx", underlay2), Some(100.0));
-    assert_eq!(overlay("rx", underlay2), Some(100.0));
+    // cilium_vxlan, counted by eBPF: 10 x 20 packets out, 10 x 10 in, as the kernel counts
+    // them; 10 x 10 out to each remote node and in from the second.
+    topo.assert_vxlan_counted(&m, 200, 100, 100.0);
     assert_eq!(
         m.value(
             "linkmeter_build_info",
