@@ -360,6 +360,9 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
     }
     let root = workspace_root();
     let python = ensure_python_env(&root)?;
+    // The image test's OCI archive, built in the background (nice'd) from here on, while the
+    // lints and the tests run: its static release build is the longest single step of the suite.
+    let image = image::spawn_for_tests(&root)?;
     if !no_lint {
         run(cmd("cargo")
             .current_dir(&root)
@@ -394,9 +397,6 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
             ])
             .args(["--", "-D", "warnings"]))?;
     }
-    // The image test's OCI archive, built in the background (nice'd) while the tests compile
-    // and run; after the lints, so that a lint failure leaves no build behind.
-    let image = image::spawn_for_tests(&root)?;
     // Kernel tests may skip only where a kernel feature is missing; under `cargo xtask test`
     // a skip is a failure, so a green run always means the eBPF tests ran for real.
     let tests = run(cmd("cargo")
