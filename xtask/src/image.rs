@@ -371,36 +371,11 @@ pub(crate) fn elf_interpreter(elf: &[u8]) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-/// The full id of the image `tag` in `store`, if there is one.
-fn image_id(store: &Store, tag: &str) -> Option<String> {
+/// `buildah inspect --type image --format <format> <tag>` in `store`: its output, or its error.
+fn inspect(store: &Store, tag: &str, format: &str) -> anyhow::Result<String> {
     let output = store
         .buildah()
-        .args([
-            "inspect",
-            "--type",
-            "image",
-            "--format",
-            "{{.FromImageID}}",
-            tag,
-        ])
-        .output()
-        .ok()?;
-    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (output.status.success() && !id.is_empty()).then_some(id)
-}
-
-/// The image's size as stored: its configuration plus its layers, from the manifest.
-fn image_size(store: &Store, tag: &str) -> anyhow::Result<u64> {
-    let output = store
-        .buildah()
-        .args([
-            "inspect",
-            "--type",
-            "image",
-            "--format",
-            "{{.Manifest}}",
-            tag,
-        ])
+        .args(["inspect", "--type", "image", "--format", format, tag])
         .output()
         .context("running buildah inspect")?;
     ensure!(
@@ -408,7 +383,19 @@ fn image_size(store: &Store, tag: &str) -> anyhow::Result<u64> {
         "buildah inspect {tag} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    manifest_size(&String::from_utf8_lossy(&output.stdout))
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The full id of the image `tag` in `store`, if there is one.
+fn image_id(store: &Store, tag: &str) -> Option<String> {
+    inspect(store, tag, "{{.FromImageID}}")
+        .ok()
+        .filter(|id| !id.is_empty())
+}
+
+/// The image's size as stored: its configuration plus its layers, from the manifest.
+fn image_size(store: &Store, tag: &str) -> anyhow::Result<u64> {
+    manifest_size(&inspect(store, tag, "{{.Manifest}}")?)
 }
 
 /// The sum of the `"size"` fields of an OCI image manifest (the configuration's and each
