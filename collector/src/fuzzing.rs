@@ -17,13 +17,12 @@ use crate::{
     backend::{
         ebpf::{AttachedMode, InterfaceStats},
         ethtool::{parse_names, parse_values},
-        netdev::LinkStats,
     },
     config::{
         Config, EVENT_BUFFER_BYTES, FileConfig, MAX_INTERFACES, MAX_PEERS, PEER_IDLE_SECONDS,
         RESYNC_SECONDS, RunArgs,
     },
-    discovery::wire,
+    discovery::{LinkStats, wire},
     filter::Pattern,
     metrics::{Format, InterfaceSnapshot, PeerSnapshot, Snapshot},
     policy::{Backend, Reason},
@@ -219,8 +218,8 @@ pub fn config(data: &[u8]) {
         ethtool_stats_allowlist: Some(String::new()),
         ..FileConfig::default()
     }) {
-        assert_eq!(config.policy.overrides.len(), flags.len());
-        for (pattern, _) in &config.policy.overrides {
+        assert_eq!(config.node.policy.overrides.len(), flags.len());
+        for (pattern, _) in &config.node.policy.overrides {
             check_pattern(pattern);
         }
     }
@@ -235,13 +234,13 @@ struct RunFlags {
 }
 
 fn check_config(config: &Config) {
-    assert!(MAX_INTERFACES.contains(&config.max_interfaces));
-    assert!(MAX_PEERS.contains(&config.max_peers));
-    assert!(PEER_IDLE_SECONDS.contains(&config.peer_idle.as_secs()));
+    assert!(MAX_INTERFACES.contains(&config.ebpf.capacity.interfaces()));
+    assert!(MAX_PEERS.contains(&config.ebpf.capacity.peers()));
+    assert!(PEER_IDLE_SECONDS.contains(&config.node.peer_idle.as_secs()));
     assert!(RESYNC_SECONDS.contains(&config.resync_interval.as_secs()));
     let event_buffer = u32::try_from(config.event_buffer).expect("a u32 setting");
     assert!(EVENT_BUFFER_BYTES.contains(&event_buffer));
-    let policy = &config.policy;
+    let policy = &config.node.policy;
     for pattern in policy
         .include
         .iter()

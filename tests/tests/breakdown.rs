@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use collector::backend::ebpf::{EbpfCounters, Framing, InterfaceStats, LoadOptions};
+use collector::backend::ebpf::{
+    Capacity, DEFAULT_MAX_INTERFACES, EbpfCounters, Framing, InterfaceStats, LoadOptions,
+};
 use collector_common::{Counter, Direction, Protocol, Stats, TcpFlag};
 use integration_tests::{
     daemon::{Daemon, scrape},
@@ -482,7 +484,7 @@ fn a_full_peer_map_counts_the_overflow_exactly() {
     }
     let topo = OverlayNode::new("pov");
     let options = LoadOptions {
-        max_peers: 1,
+        capacity: Capacity::new(DEFAULT_MAX_INTERFACES, 1).expect("capacity"),
         ..LoadOptions::default()
     };
     let mut counters = load(&options);

@@ -4,7 +4,8 @@
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use collector::backend::ebpf::{
-    AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceCounters, LoadOptions,
+    AttachError, AttachMode, AttachedMode, Capacity, DEFAULT_MAX_PEERS, EbpfCounters,
+    InterfaceCounters, LoadOptions,
 };
 use collector_common::{Counter, ETH_HLEN, Protocol};
 use integration_tests::{
@@ -396,7 +397,7 @@ fn a_full_slot_table_refuses_to_attach_and_slotless_packets_count_as_overflow() 
     }
     let topo = VethPair::new("ovf");
     let options = LoadOptions {
-        max_interfaces: 1,
+        capacity: Capacity::new(1, DEFAULT_MAX_PEERS).expect("capacity"),
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");

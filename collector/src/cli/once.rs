@@ -24,7 +24,7 @@ pub(crate) async fn route<E: TcCounter>(
     config: &Config,
     ebpf: Option<E>,
 ) -> Result<Node<Ioctl, E, Netlink>, Failure> {
-    let mut node = Node::open(config, ebpf).map_err(|e| {
+    let mut node = Node::open(&config.node, ebpf).map_err(|e| {
         Failure::runtime(format!(
             "{}; `linkmeter check` shows what this node lacks",
             Report(&e)

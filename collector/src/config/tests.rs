@@ -12,16 +12,20 @@ fn build(toml_text: &str) -> Result<Config, ConfigError> {
 fn defaults_come_from_the_constants() {
     let c = Config::default();
     assert_eq!(c.listen, DEFAULT_LISTEN.parse().expect("addr"));
-    assert_eq!(c.attach_mode, AttachMode::Auto);
-    assert_eq!(c.max_interfaces, DEFAULT_MAX_INTERFACES);
+    assert_eq!(c.node.attach_mode, AttachMode::Auto);
+    assert_eq!(c.ebpf.capacity.interfaces(), DEFAULT_MAX_INTERFACES);
     assert_eq!(
         c.resync_interval,
         Duration::from_secs(DEFAULT_RESYNC_SECONDS)
     );
-    assert!(c.policy.exclude[0].matches("lo", None));
-    assert_eq!(c.policy.exclude.len(), DEFAULT_EXCLUDE.len());
-    assert!(c.policy.include.is_empty() && c.policy.overrides.is_empty());
-    assert!(c.ethtool_stats_allowlist.is_match("rx_queue_0_packets"));
+    assert!(c.node.policy.exclude[0].matches("lo", None));
+    assert_eq!(c.node.policy.exclude.len(), DEFAULT_EXCLUDE.len());
+    assert!(c.node.policy.include.is_empty() && c.node.policy.overrides.is_empty());
+    assert!(
+        c.node
+            .ethtool_stats_allowlist
+            .is_match("rx_queue_0_packets")
+    );
     assert_eq!(c.log_format, LogFormat::Human);
 }
 
@@ -29,12 +33,13 @@ fn defaults_come_from_the_constants() {
 /// this keeps them equal to the constants.
 #[test]
 fn help_shows_the_defaults_of_the_constants() {
-    let mut run = crate::cli::command();
-    let help = run
-        .find_subcommand_mut("run")
-        .expect("run")
-        .render_long_help()
-        .to_string();
+    use clap::CommandFactory as _;
+    #[derive(clap::Parser)]
+    struct Run {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let help = Run::command().render_long_help().to_string();
     for expected in [
         format!("[default: {DEFAULT_LISTEN}]"),
         format!("[default: {}]", DEFAULT_EXCLUDE.join(",")),
@@ -68,10 +73,10 @@ fn full_file_is_accepted() {
         "#,
     )
     .expect("valid");
-    assert_eq!(c.policy.overrides.len(), 2);
-    assert_eq!(c.policy.overrides[0].1, Backend::Ebpf);
-    assert_eq!(c.attach_mode, AttachMode::Tc);
-    assert_eq!(c.max_interfaces, 64);
+    assert_eq!(c.node.policy.overrides.len(), 2);
+    assert_eq!(c.node.policy.overrides[0].1, crate::policy::Backend::Ebpf);
+    assert_eq!(c.node.attach_mode, AttachMode::Tc);
+    assert_eq!(c.ebpf.capacity.interfaces(), 64);
     assert_eq!(c.log_format, LogFormat::Json);
 }
 
@@ -110,7 +115,9 @@ fn limits_are_inclusive() {
         assert_eq!(
             build(&format!("max_interfaces = {ok}"))
                 .expect("valid")
-                .max_interfaces,
+                .ebpf
+                .capacity
+                .interfaces(),
             ok
         );
     }
@@ -129,7 +136,7 @@ fn flags_override_the_file() {
     };
     let c = Config::build(args.over(file)).expect("valid");
     assert_eq!(c.listen().port(), 2);
-    assert_eq!(c.max_interfaces, 8);
+    assert_eq!(c.ebpf.capacity.interfaces(), 8);
 }
 
 #[test]
@@ -144,7 +151,7 @@ fn pinning_is_off_by_default_and_the_flag_turns_it_on_or_off() {
         let cli = Cli::try_parse_from(std::iter::once("linkmeter").chain(args.iter().copied()))
             .expect("parses");
         let file = FileConfig::parse(toml, Path::new("t")).expect("toml");
-        Config::build(cli.run.over(file)).expect("valid").pin
+        Config::build(cli.run.over(file)).expect("valid").ebpf.pin
     };
     let default = Some(PathBuf::from(crate::backend::ebpf::DEFAULT_PIN_PATH));
     assert_eq!(pin(&[], ""), None);

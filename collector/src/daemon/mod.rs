@@ -227,7 +227,7 @@ pub(crate) async fn run(
     let buffer = config.event_buffer;
     let subscribe = move || discovery::link_events(buffer);
     let events = subscribe().map_err(DaemonError::Events)?;
-    let node = Node::open(&config, ebpf)?;
+    let node = Node::open(&config.node, ebpf)?;
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));

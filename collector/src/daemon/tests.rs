@@ -90,7 +90,7 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
     let (stop, stopped) = oneshot::channel();
     let owner = Owner {
         node: Node::new(
-            &Config::default(),
+            &Config::default().node,
             ethtool.clone(),
             Some(ebpf.clone()),
             links.clone(),

@@ -7,11 +7,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use super::{DiscoveryError, Link, LinkFacts, Links};
-use crate::backend::{
-    ethtool::{LinkMode, LinkModeError},
-    netdev::LinkStats,
-};
+use super::{DiscoveryError, Framing, Link, LinkFacts, LinkMode, LinkModeError, LinkStats, Links};
 
 /// A link as a fixture.
 pub(crate) fn link(ifindex: u32, name: &str, kind: Option<&str>) -> Link {
@@ -19,14 +15,14 @@ pub(crate) fn link(ifindex: u32, name: &str, kind: Option<&str>) -> Link {
         ifindex,
         name: name.to_owned(),
         kind: kind.map(str::to_owned),
-        framing: crate::backend::ebpf::Framing::default(),
+        framing: Framing::default(),
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
     links: BTreeMap<u32, LinkFacts>,
-    modes: HashMap<String, LinkMode>,
+    modes: HashMap<u32, LinkMode>,
     dumps: usize,
     failing: bool,
     /// Links left out of dumps, though they exist.
@@ -80,9 +76,9 @@ impl FakeLinks {
         }
     }
 
-    /// Sets the link mode reported for `name`.
-    pub(crate) fn set_mode(&self, name: &str, mode: LinkMode) {
-        self.state().modes.insert(name.to_owned(), mode);
+    /// Sets the link mode reported for the link with index `ifindex`.
+    pub(crate) fn set_mode(&self, ifindex: u32, mode: LinkMode) {
+        self.state().modes.insert(ifindex, mode);
     }
 
     /// Makes every dump fail (`true`) or succeed again.
@@ -140,7 +136,7 @@ impl Links for FakeLinks {
         Ok(state.links.get(&ifindex).cloned())
     }
 
-    async fn link_modes(&self) -> Result<HashMap<String, LinkMode>, LinkModeError> {
+    async fn link_modes(&self) -> Result<HashMap<u32, LinkMode>, LinkModeError> {
         Ok(self.state().modes.clone())
     }
 }

@@ -5,6 +5,8 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod link_mode;
+mod link_stats;
 mod rtnl;
 #[cfg(test)]
 mod tests;
@@ -15,16 +17,23 @@ use std::{collections::HashMap, future::Future, sync::Arc};
 use futures_util::{StreamExt as _, stream::BoxStream};
 use tracing::{debug, warn};
 
-use crate::{
-    Report,
-    backend::{
-        ebpf::Framing,
-        ethtool::{LinkMode, LinkModeError, link_modes},
-        netdev::LinkStats,
-    },
+use crate::Report;
+
+pub(crate) use self::{
+    link_mode::{LinkMode, LinkModeError, link_modes},
+    link_stats::{LinkStats, RxTx},
+    rtnl::RequestError,
 };
 
-pub(crate) use self::rtnl::RequestError;
+/// How a link's packets look to a TC program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Framing {
+    /// Count traffic per remote tunnel endpoint: an external-mode (collect_md) vxlan or geneve
+    /// device, whose packets carry a tunnel key.
+    pub tunnel_peers: bool,
+    /// Packets start with the IP header: the device has no link-layer header.
+    pub raw_ip: bool,
+}
 
 /// One network interface during its lifetime: an ifindex with a name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +103,7 @@ pub(crate) trait Links {
     /// from a dump is confirmed gone.
     fn get(&self, ifindex: u32) -> impl Future<Output = Result<Option<LinkFacts>, DiscoveryError>>;
     /// Speed and duplex of every interface that reports a speed, by name.
-    fn link_modes(&self) -> impl Future<Output = Result<HashMap<String, LinkMode>, LinkModeError>>;
+    fn link_modes(&self) -> impl Future<Output = Result<HashMap<u32, LinkMode>, LinkModeError>>;
 }
 
 /// Requests over rtnetlink, one at a time, in the network namespace of the thread that opened
@@ -145,7 +154,7 @@ impl Links for Netlink {
             .map_err(|source| DiscoveryError::Get { ifindex, source })
     }
 
-    async fn link_modes(&self) -> Result<HashMap<String, LinkMode>, LinkModeError> {
+    async fn link_modes(&self) -> Result<HashMap<u32, LinkMode>, LinkModeError> {
         link_modes().await
     }
 }

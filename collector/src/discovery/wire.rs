@@ -8,9 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::backend::{ebpf::Framing, netdev::LinkStats};
-
-use super::{Link, LinkFacts};
+use super::{Framing, Link, LinkFacts, LinkStats};
 
 /// `NLMSG_ERROR`.
 pub(crate) const NLMSG_ERROR: u16 = 2;

@@ -9,7 +9,8 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 
-use super::{InterfaceSnapshot, RxTx, Snapshot, names};
+use super::{InterfaceSnapshot, Snapshot, names};
+use crate::discovery::RxTx;
 use crate::policy::Backend;
 
 /// The collector over one snapshot.

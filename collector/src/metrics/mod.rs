@@ -21,20 +21,11 @@ use crate::{
     backend::{
         CollectStats,
         ebpf::{AttachedMode, InterfaceStats},
-        netdev::LinkStats,
     },
+    discovery::{LinkStats, RxTx},
     policy::{Backend, Reason},
 };
 use collector_common::{Direction, Stats};
-
-/// A (rx, tx) pair.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RxTx {
-    /// Received.
-    pub(crate) rx: u64,
-    /// Transmitted.
-    pub(crate) tx: u64,
-}
 
 /// One interface as exported: its routing and what each backend read for it.
 #[derive(Clone, Debug, PartialEq)]

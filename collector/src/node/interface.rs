@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    backend::ethtool::{DriverStats, LinkMode, Probe},
-    discovery::Link,
+    backend::ethtool::{DriverStats, Probe},
+    discovery::{Link, LinkMode},
     policy::{Backend, Reason},
 };
 

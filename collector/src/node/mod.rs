@@ -28,11 +28,10 @@ use crate::{
     backend::{
         CollectStats,
         ebpf::{AttachMode, TcCounter},
-        ethtool::{EthtoolBackend, EthtoolIo, Ioctl, LinkMode, Probe},
+        ethtool::{EthtoolBackend, EthtoolIo, Ioctl, Probe},
         netdev::Netdev,
     },
-    config::Config,
-    discovery::{DiscoveryError, Link, LinkEvent, Links, Netlink},
+    discovery::{DiscoveryError, Link, LinkEvent, LinkMode, Links, Netlink},
     metrics::MapOverflow,
     policy::{self, Backend, Policy, Reason, Route},
 };
@@ -69,6 +68,19 @@ impl ResyncReason {
             Self::Resubscribed => "resubscribed",
         }
     }
+}
+
+/// How the node routes and measures its interfaces, as configured.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Include, exclude, overrides, breakdown and raw driver statistics patterns.
+    pub(crate) policy: Policy,
+    /// How to attach the eBPF counter.
+    pub(crate) attach_mode: AttachMode,
+    /// Idle time after which an overlay peer is forgotten.
+    pub(crate) peer_idle: Duration,
+    /// Driver statistic names exported as `linkmeter_ethtool_stat`.
+    pub(crate) ethtool_stats_allowlist: regex::Regex,
 }
 
 /// The interfaces of this node and the backends measuring them.
@@ -115,21 +127,21 @@ impl<E: TcCounter> Node<Ioctl, E, Netlink> {
     /// # Errors
     ///
     /// [`OpenError`] when netlink or the ethtool socket cannot be opened.
-    pub(crate) fn open(config: &Config, ebpf: Option<E>) -> Result<Self, OpenError> {
+    pub(crate) fn open(settings: &Settings, ebpf: Option<E>) -> Result<Self, OpenError> {
         let links = Netlink::open().map_err(OpenError::Netlink)?;
         let io = Ioctl::new().map_err(OpenError::Ethtool)?;
-        Ok(Self::new(config, io, ebpf, links))
+        Ok(Self::new(settings, io, ebpf, links))
     }
 }
 
 impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
     /// A node with no interfaces yet; [`Node::resync`] discovers them.
-    pub(crate) fn new(config: &Config, io: I, ebpf: Option<E>, links: L) -> Self {
+    pub(crate) fn new(settings: &Settings, io: I, ebpf: Option<E>, links: L) -> Self {
         Self {
-            policy: config.policy.clone(),
-            attach_mode: config.attach_mode,
-            peer_idle: config.peer_idle,
-            ethtool: EthtoolBackend::new(io, config.ethtool_stats_allowlist.clone()),
+            policy: settings.policy.clone(),
+            attach_mode: settings.attach_mode,
+            peer_idle: settings.peer_idle,
+            ethtool: EthtoolBackend::new(io, settings.ethtool_stats_allowlist.clone()),
             ebpf,
             netdev: Netdev::new(links),
             interfaces: Interfaces::new(),
@@ -349,10 +361,10 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         (measure, route.reason)
     }
 
-    /// Sets link speeds from a link-mode dump (keyed by name).
-    fn set_link_modes(&mut self, modes: &HashMap<String, LinkMode>) {
-        for interface in self.interfaces.values_mut() {
-            interface.link_mode = modes.get(&interface.link.name).copied();
+    /// Sets link speeds from a link-mode dump (keyed by ifindex).
+    fn set_link_modes(&mut self, modes: &HashMap<u32, LinkMode>) {
+        for (ifindex, interface) in &mut self.interfaces {
+            interface.link_mode = modes.get(ifindex).copied();
         }
     }
 

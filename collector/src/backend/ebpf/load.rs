@@ -1,4 +1,6 @@
-//! Loading the embedded object: capacities checked, maps sized, programs verified.
+//! Loading the embedded object: capacities, maps sized, programs verified.
+
+use std::ops::RangeInclusive;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -19,18 +21,98 @@ use super::{
     peers::PeerAges,
     pin::{MAP_FILES, PinDir, PinError},
 };
-use crate::config::{DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, MAX_INTERFACES, MAX_PEERS};
+/// Default of `max_interfaces`: how many interfaces the eBPF counter can be attached to at
+/// once. Each takes 512 bytes of kernel memory per possible CPU plus 128 bytes (64 KiB on a
+/// 128-CPU node).
+pub const DEFAULT_MAX_INTERFACES: u32 = 256;
+/// Accepted values of `max_interfaces`.
+pub const MAX_INTERFACES: RangeInclusive<u32> = 1..=65_536;
+/// Default of `max_peers`: (tunnel device, direction, remote endpoint) counters, enough for one
+/// tunnel device in a 5,000-node cluster (both directions) with room to spare. Each takes 16
+/// bytes of kernel memory per possible CPU plus about 106 bytes (about 2.1 KiB on a 128-CPU
+/// node).
+pub const DEFAULT_MAX_PEERS: u32 = 10_240;
+/// Accepted values of `max_peers`.
+pub const MAX_PEERS: RangeInclusive<u32> = 1..=1 << 20;
+
+/// The sizes of the maps, checked once, when made ([`Capacity::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    interfaces: u32,
+    peers: u32,
+}
+
+/// A capacity outside its accepted values; `option` names it as the configuration does.
+#[derive(Debug, thiserror::Error)]
+#[error("{got}: must be {min} to {max}")]
+pub struct CapacityError {
+    /// The option: `max_interfaces` or `max_peers`.
+    pub option: &'static str,
+    /// The rejected value.
+    pub got: u32,
+    /// The smallest accepted value.
+    pub min: u32,
+    /// The largest accepted value.
+    pub max: u32,
+}
+
+impl Capacity {
+    /// Room for `interfaces` attached interfaces (each gets a slot of per-CPU statistics),
+    /// within [`MAX_INTERFACES`], and `peers` (tunnel device, direction, remote endpoint)
+    /// counters, within [`MAX_PEERS`] (packets of more peers are counted as overflow).
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityError`] naming the option out of its bounds.
+    pub fn new(interfaces: u32, peers: u32) -> Result<Self, CapacityError> {
+        Ok(Self {
+            interfaces: within("max_interfaces", interfaces, &MAX_INTERFACES)?,
+            peers: within("max_peers", peers, &MAX_PEERS)?,
+        })
+    }
+
+    /// How many interfaces can be attached at once.
+    pub const fn interfaces(self) -> u32 {
+        self.interfaces
+    }
+
+    /// How many peer counters the peer map holds.
+    pub const fn peers(self) -> u32 {
+        self.peers
+    }
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self {
+            interfaces: DEFAULT_MAX_INTERFACES,
+            peers: DEFAULT_MAX_PEERS,
+        }
+    }
+}
+
+fn within(
+    option: &'static str,
+    got: u32,
+    range: &RangeInclusive<u32>,
+) -> Result<u32, CapacityError> {
+    if range.contains(&got) {
+        Ok(got)
+    } else {
+        Err(CapacityError {
+            option,
+            got,
+            min: *range.start(),
+            max: *range.end(),
+        })
+    }
+}
 
 /// Options for [`EbpfCounters::load`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// How many interfaces can be attached at once (each gets a slot of per-CPU statistics),
-    /// within [`MAX_INTERFACES`]. Default [`DEFAULT_MAX_INTERFACES`].
-    pub max_interfaces: u32,
-    /// How many (tunnel device, direction, remote endpoint) counters the peer map holds,
-    /// within [`MAX_PEERS`]; packets of more peers are counted as overflow. Default
-    /// [`DEFAULT_MAX_PEERS`].
-    pub max_peers: u32,
+    /// The sizes of the maps.
+    pub capacity: Capacity,
     /// The daemon, or a one-shot command beside it: they attach at different legacy tc
     /// handles. Default [`Role::Daemon`].
     pub role: Role,
@@ -39,32 +121,9 @@ pub struct LoadOptions {
     pub pin: Option<std::path::PathBuf>,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            max_interfaces: DEFAULT_MAX_INTERFACES,
-            max_peers: DEFAULT_MAX_PEERS,
-            role: Role::Daemon,
-            pin: None,
-        }
-    }
-}
-
 /// Errors from loading the eBPF object.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A capacity is zero or too large.
-    #[error("{option} must be between {min} and {max}, got {got}")]
-    Capacity {
-        /// The option.
-        option: &'static str,
-        /// The rejected value.
-        got: u32,
-        /// The smallest accepted value.
-        min: u32,
-        /// The largest accepted value.
-        max: u32,
-    },
     /// The kernel refused to create the maps or load the object (no privilege, no BPF, ...).
     #[error("loading the eBPF object failed")]
     Object(#[source] EbpfError),
@@ -113,23 +172,6 @@ fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
     })
 }
 
-fn check_capacity(
-    option: &'static str,
-    got: u32,
-    range: &std::ops::RangeInclusive<u32>,
-) -> Result<u32, LoadError> {
-    if range.contains(&got) {
-        Ok(got)
-    } else {
-        Err(LoadError::Capacity {
-            option,
-            got,
-            min: *range.start(),
-            max: *range.end(),
-        })
-    }
-}
-
 impl EbpfCounters {
     /// Loads and verifies the embedded object with its maps sized by `options`.
     ///
@@ -138,8 +180,7 @@ impl EbpfCounters {
     /// [`LoadError`] when the kernel refuses (missing privileges or BPF support) or the object
     /// is not what this build expects.
     pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
-        let interfaces = check_capacity("max_interfaces", options.max_interfaces, &MAX_INTERFACES)?;
-        let peers = check_capacity("max_peers", options.max_peers, &MAX_PEERS)?;
+        let (interfaces, peers) = (options.capacity.interfaces(), options.capacity.peers());
         let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
         let mask = directory - 1;
         log_memory(interfaces, peers, directory);

@@ -48,22 +48,10 @@ fn access(map: &'static str) -> impl FnOnce(MapError) -> MapReadError {
     move |source| MapReadError::Access { map, source }
 }
 
-/// How the programs read an interface's packets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Framing {
-    /// Count traffic per remote tunnel endpoint: an external-mode (collect_md) vxlan or geneve
-    /// device, whose packets carry a tunnel key.
-    pub tunnel_peers: bool,
-    /// Packets start with the IP header: the device has no link-layer header.
-    pub raw_ip: bool,
-}
-
-impl Framing {
-    /// The directory flags of an interface read this way.
-    pub(crate) const fn slot_flags(self) -> u32 {
-        (if self.tunnel_peers { SLOT_TUNNEL } else { 0 })
-            | (if self.raw_ip { SLOT_RAW_IP } else { 0 })
-    }
+/// The directory flags of an interface whose packets look like `framing`.
+pub(crate) const fn slot_flags(framing: crate::discovery::Framing) -> u32 {
+    (if framing.tunnel_peers { SLOT_TUNNEL } else { 0 })
+        | (if framing.raw_ip { SLOT_RAW_IP } else { 0 })
 }
 
 /// The kernel's memory accounting of a map (`memlock:` in `/proc/self/fdinfo/<fd>`).

@@ -44,8 +44,11 @@ pub use self::{
     attach::{AttachError, InterfaceAttachment},
     hooks::{AttachMode, AttachedMode, Hook, kernel_has_tcx},
     legacy::Role,
-    load::{LoadError, LoadOptions},
-    maps::{Framing, InterfaceCounters, InterfaceStats, MapReadError, Overflow},
+    load::{
+        Capacity, CapacityError, DEFAULT_MAX_INTERFACES, DEFAULT_MAX_PEERS, LoadError, LoadOptions,
+        MAX_INTERFACES, MAX_PEERS,
+    },
+    maps::{InterfaceCounters, InterfaceStats, MapReadError, Overflow},
     peers::Peer,
     pin::{DEFAULT_PIN_PATH, PinError},
 };
@@ -54,8 +57,10 @@ use self::{
     legacy::AttachNetns,
     load::classifier,
     maps::CounterMaps,
+    maps::slot_flags,
     peers::{PeerAges, peer_key},
 };
+pub use crate::discovery::Framing;
 pub(crate) use counter::{
     Attachment, TcCounter, Unattached, load_or_explain, unattached_if_loadable,
 };
@@ -166,7 +171,7 @@ impl EbpfCounters {
         })?;
         let had_slot = self.maps.has_slot(ifindex);
         self.maps
-            .assign(ifindex, framing.slot_flags())
+            .assign(ifindex, slot_flags(framing))
             .map_err(|source| AttachError::Slot {
                 interface: interface.to_owned(),
                 source,
@@ -326,41 +331,27 @@ mod tests {
     use collector_common::SLOT_RAW_IP;
 
     use super::*;
-    use crate::config::MAX_INTERFACES;
 
     #[test]
-    fn capacity_outside_bounds_is_rejected_before_touching_the_kernel() {
+    fn capacity_outside_bounds_is_rejected_naming_the_option() {
         for max_interfaces in [0, MAX_INTERFACES.end() + 1] {
-            let options = LoadOptions {
-                max_interfaces,
-                ..LoadOptions::default()
-            };
-            let err = EbpfCounters::load(&options).expect_err("rejected");
-            assert!(
-                matches!(err, LoadError::Capacity { option: "max_interfaces", got, .. } if got == max_interfaces)
-            );
+            let err = Capacity::new(max_interfaces, DEFAULT_MAX_PEERS).expect_err("rejected");
+            assert_eq!((err.option, err.got), ("max_interfaces", max_interfaces));
         }
-        let options = LoadOptions {
-            max_peers: 0,
-            ..LoadOptions::default()
-        };
-        assert!(matches!(
-            EbpfCounters::load(&options),
-            Err(LoadError::Capacity {
-                option: "max_peers",
-                ..
-            })
-        ));
+        let err = Capacity::new(DEFAULT_MAX_INTERFACES, 0).expect_err("rejected");
+        assert_eq!((err.option, err.got), ("max_peers", 0));
+        let edges = Capacity::new(*MAX_INTERFACES.end(), *MAX_PEERS.end()).expect("accepted");
+        assert_eq!(edges.interfaces(), 65_536);
     }
 
     #[test]
     fn framing_sets_the_slot_flags() {
-        assert_eq!(Framing::default().slot_flags(), 0);
+        assert_eq!(slot_flags(Framing::default()), 0);
         let both = Framing {
             tunnel_peers: true,
             raw_ip: true,
         };
-        assert_eq!(both.slot_flags(), SLOT_TUNNEL | SLOT_RAW_IP);
+        assert_eq!(slot_flags(both), SLOT_TUNNEL | SLOT_RAW_IP);
     }
 
     #[test]

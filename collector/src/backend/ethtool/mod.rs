@@ -15,7 +15,6 @@ mod driver_stats;
 #[cfg(test)]
 pub(crate) mod fake;
 mod ioctl;
-mod link_mode;
 mod user_buffer;
 
 use std::{
@@ -28,7 +27,6 @@ pub(crate) use ioctl::ETH_GSTRING_LEN;
 pub use ioctl::{DriverInfo, EthtoolIo, Ioctl};
 #[cfg(test)]
 pub(crate) use ioctl::{GSTATS_HEADER, GSTRINGS_HEADER};
-pub(crate) use link_mode::{LinkMode, LinkModeError, link_modes};
 pub use user_buffer::UserBuffer;
 
 /// Result of probing an interface once.

@@ -73,7 +73,7 @@ fn line(status: Status, what: &'static str, detail: impl Into<String>) -> Line {
 /// Netlink and ethtool, and one line per interface with its ethtool answer and route: the
 /// daemon's routing pass, without attaching.
 async fn interface_lines(config: &Config, ebpf_ok: bool) -> Vec<Line> {
-    let mut node = match Node::open(config, ebpf_ok.then_some(Unattached)) {
+    let mut node = match Node::open(&config.node, ebpf_ok.then_some(Unattached)) {
         Ok(node) => node,
         Err(OpenError::Netlink(err)) => {
             return vec![netlink_failed(&err)];

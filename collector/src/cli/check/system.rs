@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 use super::{Line, Status, line};
 use crate::{
     Report,
-    backend::ebpf::{EbpfCounters, LoadOptions, kernel_has_tcx},
+    backend::ebpf::{Capacity, EbpfCounters, LoadOptions, kernel_has_tcx},
 };
 
 /// Capability numbers (linux/capability.h).
@@ -210,8 +210,7 @@ fn bpffs() -> Line {
 
 fn ebpf_object() -> Line {
     match EbpfCounters::load(&LoadOptions {
-        max_interfaces: 1,
-        max_peers: 1,
+        capacity: Capacity::new(1, 1).expect("within the bounds"),
         ..LoadOptions::default()
     }) {
         Ok(_) => line(

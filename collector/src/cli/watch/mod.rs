@@ -64,7 +64,7 @@ impl WatchArgs {
             ..FileConfig::default()
         })
         .map_err(|e| Failure::config(&e))?;
-        config.attach_mode = self.attach_mode;
+        config.node.attach_mode = self.attach_mode;
         Ok(config)
     }
 }
@@ -142,12 +142,12 @@ mod tests {
             max_interfaces: 8,
         };
         let config = args.config().expect("valid");
-        let p = &config.policy;
+        let p = &config.node.policy;
         assert!(p.include.iter().any(|i| i.matches("eth*", None)));
         assert!(!p.include.iter().any(|i| i.matches("eth0", None)));
         assert!(p.include.iter().any(|i| i.matches("lo", None)) && p.exclude.is_empty());
         assert!(p.overrides[0].0.matches("anything", Some("vxlan")));
-        assert_eq!(config.attach_mode, AttachMode::Tc);
-        assert_eq!(config.max_interfaces, 8);
+        assert_eq!(config.node.attach_mode, AttachMode::Tc);
+        assert_eq!(config.ebpf.capacity.interfaces(), 8);
     }
 }

@@ -210,7 +210,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        backend::{ebpf::AttachedMode, netdev::LinkStats},
+        backend::ebpf::AttachedMode,
+        discovery::LinkStats,
         metrics::PeerSnapshot,
         policy::{Backend, Reason},
     };

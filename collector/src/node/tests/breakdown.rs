@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_breakdown_pattern_adds_the_counter_beside_the_routed_backend() {
-    let mut f = fixture_with(&config("breakdown = [\"eth*\"]"), true);
+    let mut f = fixture_with(&breakdown("eth*"), true);
     f.appear(2, "eth0", None, veth());
     f.appear(3, "lxc1", Some("veth"), veth());
     f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan"));
@@ -21,7 +21,7 @@ async fn a_breakdown_pattern_adds_the_counter_beside_the_routed_backend() {
     );
     f.links.set_stats(
         2,
-        crate::backend::netdev::LinkStats {
+        crate::discovery::LinkStats {
             rx_packets: 50,
             ..Default::default()
         },
@@ -48,7 +48,7 @@ async fn a_breakdown_pattern_adds_the_counter_beside_the_routed_backend() {
 
 #[tokio::test]
 async fn breakdown_attachments_are_released_and_repaired_like_routed_ones() {
-    let mut f = fixture_with(&config("breakdown = [\"eth*\"]"), true);
+    let mut f = fixture_with(&breakdown("eth*"), true);
     f.appear(2, "eth0", None, veth());
     f.ebpf.remove_attachment(2);
     f.node.resync().await.expect("dump");
@@ -61,7 +61,7 @@ async fn breakdown_attachments_are_released_and_repaired_like_routed_ones() {
 
 #[test]
 fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
-    let mut f = fixture_with(&config("breakdown = [\"eth*\"]"), true);
+    let mut f = fixture_with(&breakdown("eth*"), true);
     f.ebpf.refuse("eth0");
     f.appear(2, "eth0", None, veth());
     assert_eq!(
@@ -73,7 +73,7 @@ fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
 
 #[tokio::test]
 async fn a_failed_routed_attachment_is_not_tried_again_for_the_breakdown() {
-    let mut f = fixture_with(&config("breakdown = [\"vx*\"]"), true);
+    let mut f = fixture_with(&breakdown("vx*"), true);
     f.ebpf.refuse("vx9");
     f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan"));
     assert_eq!(

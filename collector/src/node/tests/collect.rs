@@ -1,7 +1,7 @@
 //! Collection: read-only, every backend through one path, failures counted and isolated.
 
 use super::*;
-use crate::backend::netdev::LinkStats;
+use crate::discovery::LinkStats;
 
 fn stats(packets: u64) -> LinkStats {
     LinkStats {
@@ -76,7 +76,13 @@ async fn counts_come_from_the_routed_backend() {
 
 #[tokio::test]
 async fn the_stat_allowlist_limits_driver_statistics() {
-    let mut f = fixture_with(&config("ethtool_stats_allowlist = \"_[02]$\""), true);
+    let mut f = fixture_with(
+        &Settings {
+            ethtool_stats_allowlist: regex::Regex::new("_[02]$").expect("regex"),
+            ..settings()
+        },
+        true,
+    );
     f.appear(2, "eth0", None, veth());
     let snapshot = f.node.collect().await;
     let names: Vec<&str> = snapshot.interfaces[0]

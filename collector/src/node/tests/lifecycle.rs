@@ -2,7 +2,7 @@
 //! removed by someone else.
 
 use super::*;
-use crate::backend::ethtool::LinkMode;
+use crate::discovery::LinkMode;
 
 #[test]
 fn a_rename_is_a_new_lifetime() {
@@ -126,7 +126,7 @@ async fn link_speeds_are_refreshed_at_the_resync() {
     let mut f = fixture();
     f.appear(2, "eth0", None, veth());
     f.links.set_mode(
-        "eth0",
+        2,
         LinkMode {
             speed_mbps: 10_000,
             full_duplex: Some(true),

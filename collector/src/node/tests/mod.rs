@@ -13,8 +13,8 @@ use crate::{
         ebpf::fake::FakeEbpf,
         ethtool::fake::{FakeDriver, FakeEthtool},
     },
-    config::FileConfig,
     discovery::fake::FakeLinks,
+    filter::Pattern,
 };
 
 /// A node over fixtures, and handles on the fixtures it owns.
@@ -25,13 +25,42 @@ struct Fixture {
     links: FakeLinks,
 }
 
-/// A node with the default configuration and eBPF available.
+/// A node with the daemon's default settings and eBPF available.
 fn fixture() -> Fixture {
-    fixture_with(&Config::default(), true)
+    fixture_with(&settings(), true)
 }
 
-/// A node with `config`, eBPF available or not.
-fn fixture_with(config: &Config, ebpf_available: bool) -> Fixture {
+/// The daemon's default settings: `lo` excluded, raw driver statistics of devices (interfaces
+/// without a link kind), every statistic name.
+fn settings() -> Settings {
+    Settings {
+        policy: Policy {
+            include: Vec::new(),
+            exclude: patterns(&["lo"]),
+            overrides: Vec::new(),
+            breakdown: Vec::new(),
+            ethtool_stats: patterns(&["kind:"]),
+        },
+        attach_mode: AttachMode::Auto,
+        peer_idle: Duration::from_secs(900),
+        ethtool_stats_allowlist: regex::Regex::new(".*").expect("regex"),
+    }
+}
+
+/// Interface patterns.
+fn patterns(list: &[&str]) -> Vec<Pattern> {
+    list.iter().map(|p| p.parse().expect("pattern")).collect()
+}
+
+/// The default settings with the breakdown for `pattern`.
+fn breakdown(pattern: &str) -> Settings {
+    let mut settings = settings();
+    settings.policy.breakdown = patterns(&[pattern]);
+    settings
+}
+
+/// A node with `settings`, eBPF available or not.
+fn fixture_with(config: &Settings, ebpf_available: bool) -> Fixture {
     let (ethtool, ebpf, links) = (
         FakeEthtool::default(),
         FakeEbpf::default(),
@@ -49,12 +78,6 @@ fn fixture_with(config: &Config, ebpf_available: bool) -> Fixture {
         ebpf,
         links,
     }
-}
-
-/// A configuration from TOML text.
-fn config(toml: &str) -> Config {
-    Config::build(FileConfig::parse(toml, std::path::Path::new("test.toml")).expect("toml"))
-        .expect("valid")
 }
 
 /// A veth: driver `veth` with three statistics.

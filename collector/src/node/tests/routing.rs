@@ -83,7 +83,7 @@ fn probe_errors_route_to_kernel_link_stats() {
 
 #[test]
 fn without_ebpf_interfaces_fall_back_with_reason_ebpf_unavailable() {
-    let mut f = fixture_with(&Config::default(), false);
+    let mut f = fixture_with(&settings(), false);
     f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported());
     f.appear(4, "eth0", None, veth());
     assert_eq!(
@@ -115,14 +115,18 @@ async fn an_attach_failure_falls_back_to_kernel_stats_and_is_counted() {
 
 #[test]
 fn overrides_and_excludes_route_without_probing() {
-    let config = config(
-        r#"
-        exclude = ["lo", "kind:dummy"]
-        include = ["eth*", "cilium_*", "br*", "dummy*"]
-        overrides = ["cilium_*=ebpf", "kind:bridge=netdev", "eth9=none"]
-        "#,
-    );
-    let mut f = fixture_with(&config, true);
+    let mut settings = settings();
+    settings.policy.exclude = patterns(&["lo", "kind:dummy"]);
+    settings.policy.include = patterns(&["eth*", "cilium_*", "br*", "dummy*"]);
+    settings.policy.overrides = [
+        ("cilium_*", Backend::Ebpf),
+        ("kind:bridge", Backend::Netdev),
+        ("eth9", Backend::None),
+    ]
+    .into_iter()
+    .map(|(p, b)| (p.parse().expect("pattern"), b))
+    .collect();
+    let mut f = fixture_with(&settings, true);
     f.appear(2, "cilium_geneve", Some("geneve"), veth());
     f.appear(3, "br0", Some("bridge"), no_stats("bridge"));
     f.appear(4, "eth9", None, veth());

@@ -28,12 +28,13 @@ pub(crate) enum LinkModeError {
     Dump(#[source] ethtool::EthtoolError),
 }
 
-/// Dumps the link modes of every interface in the caller's namespace that reports a speed.
+/// Dumps the link modes of every interface in the caller's namespace that reports a speed, by
+/// ifindex (a name may meanwhile belong to another device, or not be UTF-8).
 ///
 /// # Errors
 ///
 /// [`LinkModeError`] when the connection cannot be opened or the dump fails.
-pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeError> {
+pub(crate) async fn link_modes() -> Result<HashMap<u32, LinkMode>, LinkModeError> {
     let (connection, mut handle, _) = ethtool::new_connection().map_err(LinkModeError::Socket)?;
     let task = tokio::spawn(connection);
     let mut out = HashMap::new();
@@ -46,7 +47,7 @@ pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeEr
     };
     while let Some(msg) = stream.next().await {
         let Ok(msg) = msg else { continue };
-        let mut name = None;
+        let mut ifindex = None;
         let mut speed = None;
         let mut duplex = None;
         for attr in &msg.payload.nlas {
@@ -56,8 +57,8 @@ pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeEr
             match attr {
                 EthtoolLinkModeAttr::Header(headers) => {
                     for h in headers {
-                        if let ethtool::EthtoolHeader::DevName(n) = h {
-                            name = Some(n.clone());
+                        if let ethtool::EthtoolHeader::DevIndex(index) = h {
+                            ifindex = Some(*index);
                         }
                     }
                 }
@@ -72,10 +73,9 @@ pub(crate) async fn link_modes() -> Result<HashMap<String, LinkMode>, LinkModeEr
                 _ => {}
             }
         }
-        if let (Some(name), Some(speed_mbps)) = (name, speed) {
+        if let (Some(ifindex), Some(speed_mbps)) = (ifindex, speed) {
             out.insert(
-                // Keyed as interfaces are named: escaped (a backslash doubled).
-                crate::discovery::wire::escape_name(name.as_bytes()),
+                ifindex,
                 LinkMode {
                     speed_mbps,
                     full_duplex: duplex,
