@@ -2,7 +2,8 @@
 //! `/healthz` (the process serves and follows link events: 503 while the link-event
 //! subscription is lost and cannot be opened again) and `/readyz` (the first routing pass is
 //! done). A scrape asks
-//! the owner task for a collection ([`Scrapes`]) and never touches the node itself.
+//! the owner task for a collection through [`Scrapes`] (the owner holds the receiving end) and
+//! never touches the node itself.
 
 use std::{
     future::Future,
@@ -21,14 +22,42 @@ use axum::{
 };
 use tokio::net::TcpListener;
 
+use tokio::sync::{mpsc, oneshot};
+
 use crate::{
-    daemon::Scrapes,
-    metrics::{Encoding, Format},
+    metrics::{Encoding, Exposition, Format},
     web::{
         Web,
         server::{self, Limits},
     },
 };
+
+/// A scrape's request: where to send the collection that answers it.
+pub(crate) type Request = oneshot::Sender<Arc<Exposition>>;
+
+/// How scrapes reach the owner task.
+#[derive(Clone, Debug)]
+pub(crate) struct Scrapes(mpsc::Sender<Request>);
+
+impl Scrapes {
+    /// The collection that answers this request: the next one the owner finishes after the
+    /// request is queued (it may have started before, when scrapes coalesce). `None` once the
+    /// owner has stopped.
+    pub(crate) async fn collect(&self) -> Option<Arc<Exposition>> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Scrapes that may wait for the owner at once; more wait to be queued.
+const QUEUED_SCRAPES: usize = 256;
+
+/// A channel for scrapes: the handle for the HTTP side, the receiver for the owner.
+pub(crate) fn scrapes() -> (Scrapes, mpsc::Receiver<Request>) {
+    let (sender, receiver) = mpsc::channel(QUEUED_SCRAPES);
+    (Scrapes(sender), receiver)
+}
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -146,7 +175,6 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::{daemon, metrics::Exposition};
 
     /// Endpoints whose owner answers every scrape with an empty snapshot (`owner`), or that
     /// have no owner at all.
@@ -157,7 +185,7 @@ mod tests {
 
     /// As [`endpoints`], with the health flag too.
     fn endpoints_with_health(owner: bool) -> (Endpoints, Arc<AtomicBool>, Arc<AtomicBool>) {
-        let (scrapes, mut requests) = daemon::scrapes();
+        let (scrapes, mut requests) = scrapes();
         if owner {
             tokio::spawn(async move {
                 while let Some(reply) = requests.recv().await {

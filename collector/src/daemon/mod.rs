@@ -19,7 +19,7 @@ use std::{
 use futures_util::{Stream, StreamExt as _};
 use tokio::{
     net::TcpListener,
-    sync::{Notify, mpsc, oneshot},
+    sync::{Notify, mpsc},
     time::MissedTickBehavior,
 };
 use tracing::{debug, info, warn};
@@ -32,7 +32,7 @@ use crate::{
     },
     config::Config,
     discovery::{self, DiscoveryError, LinkEvent, Links},
-    http,
+    http::{self, Request, scrapes},
     metrics::Exposition,
     node::{Node, OpenError, ResyncReason},
 };
@@ -49,33 +49,6 @@ pub(crate) enum DaemonError {
     /// The HTTP server failed.
     #[error("serving HTTP")]
     Http(#[source] std::io::Error),
-}
-
-/// A scrape's request: where to send the collection that answers it.
-type Request = oneshot::Sender<Arc<Exposition>>;
-
-/// How scrapes reach the owner task.
-#[derive(Clone, Debug)]
-pub(crate) struct Scrapes(mpsc::Sender<Request>);
-
-impl Scrapes {
-    /// The collection that answers this request: the next one the owner finishes after the
-    /// request is queued (it may have started before, when scrapes coalesce). `None` once the
-    /// owner has stopped.
-    pub(crate) async fn collect(&self) -> Option<Arc<Exposition>> {
-        let (reply, answer) = oneshot::channel();
-        self.0.send(reply).await.ok()?;
-        answer.await.ok()
-    }
-}
-
-/// Scrapes that may wait for the owner at once; more wait to be queued.
-const QUEUED_SCRAPES: usize = 256;
-
-/// A channel for scrapes: the handle for the HTTP side, the receiver for the owner.
-pub(crate) fn scrapes() -> (Scrapes, mpsc::Receiver<Request>) {
-    let (sender, receiver) = mpsc::channel(QUEUED_SCRAPES);
-    (Scrapes(sender), receiver)
 }
 
 /// Seconds between attempts to subscribe to link events again after the subscription was lost.

@@ -3,7 +3,7 @@
 
 use std::{future::Future, pin::Pin, task::Poll};
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::*;
 use crate::{
@@ -12,6 +12,7 @@ use crate::{
         ethtool::fake::{FakeDriver, FakeEthtool},
     },
     discovery::fake::FakeLinks,
+    http::Scrapes,
     policy::Backend,
 };
 

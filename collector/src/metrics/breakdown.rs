@@ -9,7 +9,7 @@ use prometheus_client::{
 
 use super::{
     InterfaceSnapshot, Snapshot,
-    families::{Result, counter},
+    family::{Result, counter},
     names,
 };
 use collector_common::{Protocol, SIZE_BOUNDS, SIZE_BUCKETS, Stats, TcpFlag};

@@ -3,58 +3,18 @@
 
 use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
-use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
-};
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, metrics::MetricType};
 
-use super::{InterfaceSnapshot, Snapshot, names};
-use crate::discovery::RxTx;
-use crate::policy::Backend;
+use super::{
+    InterfaceSnapshot, Snapshot,
+    family::{Result, counter, gauge},
+    names,
+};
+use crate::{discovery::RxTx, policy::Backend};
 
 /// The collector over one snapshot.
 #[derive(Debug)]
 pub(super) struct Families(pub(super) Arc<Snapshot>);
-
-pub(super) type Result = std::result::Result<(), std::fmt::Error>;
-
-/// Encodes a counter family; nothing when it has no samples.
-pub(super) fn counter<L: EncodeLabelSet>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (L, u64)>,
-) -> Result {
-    let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// Encodes a gauge (or untyped) family; nothing when it has no samples.
-pub(super) fn gauge<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + Clone>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    metric_type: MetricType,
-    samples: impl IntoIterator<Item = (L, N)>,
-) -> Result {
-    let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-    for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
 
 /// The rx and tx samples of `value`, labelled with the interface, the direction and (when
 /// `with_backend`) the backend.

@@ -6,6 +6,7 @@
 mod breakdown;
 mod compression;
 mod families;
+mod family;
 pub(crate) mod names;
 #[cfg(test)]
 mod tests;
