@@ -14,11 +14,13 @@ use std::{
     time::Duration,
 };
 
+use axum::{
+    body::Body,
+    http::{Response, StatusCode, header},
+};
 use base64::Engine as _;
 use ring::{hmac, rand::SystemRandom};
 use tokio::sync::Semaphore;
-
-use super::server::Verdict;
 
 /// bcrypt verifications that may run at once.
 pub(crate) const CONCURRENT_BCRYPT: usize = 1;
@@ -26,6 +28,43 @@ pub(crate) const CONCURRENT_BCRYPT: usize = 1;
 pub(crate) const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 /// Verified credentials remembered; the set is cleared when it is full.
 const REMEMBERED: usize = 1024;
+
+/// What the password check decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Go on.
+    Allowed,
+    /// Wrong or missing credentials: 401.
+    Unauthorized,
+    /// Too many password checks waiting: 503, and the connection closes.
+    Busy,
+}
+
+impl Verdict {
+    /// The answer to a denied request.
+    pub(super) fn denied(self) -> Option<Response<Body>> {
+        let (status, text) = match self {
+            Self::Allowed => return None,
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized\n"),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks at once; try again\n",
+            ),
+        };
+        let mut response = Response::new(Body::from(text));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic"),
+        );
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        Some(response)
+    }
+}
 
 /// The users and what has been verified.
 pub(crate) struct Users {

@@ -43,7 +43,7 @@ use tokio::{
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
-use super::Web;
+use super::{Web, auth::Verdict};
 
 /// The limits of the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,43 +271,6 @@ async fn handle(
             frame
         }))
     }))
-}
-
-/// What the password check decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Go on.
-    Allowed,
-    /// Wrong or missing credentials: 401.
-    Unauthorized,
-    /// Too many password checks waiting: 503, and the connection closes.
-    Busy,
-}
-
-impl Verdict {
-    /// The answer to a denied request.
-    fn denied(self) -> Option<Response<Body>> {
-        let (status, text) = match self {
-            Self::Allowed => return None,
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized\n"),
-            Self::Busy => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many password checks at once; try again\n",
-            ),
-        };
-        let mut response = Response::new(Body::from(text));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic"),
-        );
-        headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        Some(response)
-    }
 }
 
 /// The connections kept, oldest first, for eviction.
