@@ -2,12 +2,16 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::TcpStream,
+    net::{IpAddr, TcpStream},
 };
 
 use axum::routing::get;
+use tokio::sync::Notify;
 
-use super::*;
+use super::{
+    cap::{Busy, Slot},
+    *,
+};
 
 fn limits() -> Limits {
     Limits {
