@@ -1,5 +1,9 @@
 //! The kernel's own interface counters (`IFLA_STATS64`, read through `ip -j -s link`).
 
+use collector::backend::ebpf::{
+    AttachError, AttachMode, EbpfCounters, Framing, InterfaceAttachment,
+};
+
 use crate::netns::NetNs;
 
 /// Kernel link counters of one interface.
@@ -53,4 +57,21 @@ pub fn ifindex(ns: &NetNs, interface: &str) -> u32 {
         .as_u64()
         .and_then(|i| u32::try_from(i).ok())
         .expect("ifindex")
+}
+
+/// Attaches linkmeter's counter with `counters` to `interface` of `ns`, by the ifindex it has
+/// there (the library attaches by index, in the calling thread's network namespace).
+///
+/// # Errors
+///
+/// What attaching answered.
+pub fn attach_counter(
+    ns: &NetNs,
+    counters: &mut EbpfCounters,
+    interface: &str,
+    mode: AttachMode,
+    framing: Framing,
+) -> Result<InterfaceAttachment, AttachError> {
+    let index = ifindex(ns, interface);
+    ns.within(|| counters.attach(index, mode, framing))
 }

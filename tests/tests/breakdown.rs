@@ -16,7 +16,7 @@ use integration_tests::{
     daemon::{Daemon, scrape},
     eventually,
     frames::{self, Expected, ethernet, flags, ipv4, ipv6, tcp, udp, vlan},
-    kernel::{ifindex, link_stats},
+    kernel::{attach_counter, ifindex, link_stats},
     kernel_tests_enabled,
     netns::NetNs,
     overlay::{self, OverlayNode},
@@ -162,14 +162,22 @@ fn veth_breakdown_equals_the_crafted_frames_both_ways() {
     topo.b.ip(&["link", "set", "vb", "mtu", "9100"]);
     let options = LoadOptions::default();
     let (mut a, mut b) = (load(&options), load(&options));
-    let _va = topo
-        .a
-        .within(|| a.attach("va", collector::backend::ebpf::AttachMode::Auto))
-        .expect("va");
-    let _vb = topo
-        .b
-        .within(|| b.attach("vb", collector::backend::ebpf::AttachMode::Auto))
-        .expect("vb");
+    let _va = attach_counter(
+        &topo.a,
+        &mut a,
+        "va",
+        collector::backend::ebpf::AttachMode::Auto,
+        Framing::default(),
+    )
+    .expect("va");
+    let _vb = attach_counter(
+        &topo.b,
+        &mut b,
+        "vb",
+        collector::backend::ebpf::AttachMode::Auto,
+        Framing::default(),
+    )
+    .expect("vb");
     let kernel_before = link_stats(&topo.a, "va");
     let vb_before = link_stats(&topo.b, "vb");
     let crafted = crafted();
@@ -322,13 +330,13 @@ fn external_vxlan_counts_each_peer_over_ipv4_and_ipv6_underlays_and_the_keyless_
         .iter_mut()
         .zip(nodes)
         .map(|(c, ns)| {
-            ns.within(|| {
-                c.attach_framed(
-                    overlay::DEVICE,
-                    collector::backend::ebpf::AttachMode::Auto,
-                    TUNNEL,
-                )
-            })
+            attach_counter(
+                &ns,
+                c,
+                overlay::DEVICE,
+                collector::backend::ebpf::AttachMode::Auto,
+                TUNNEL,
+            )
             .expect("attach")
         })
         .collect();
@@ -488,16 +496,14 @@ fn a_full_peer_map_counts_the_overflow_exactly() {
         ..LoadOptions::default()
     };
     let mut counters = load(&options);
-    let _attached = topo
-        .node
-        .within(|| {
-            counters.attach_framed(
-                overlay::DEVICE,
-                collector::backend::ebpf::AttachMode::Auto,
-                TUNNEL,
-            )
-        })
-        .expect("attach");
+    let _attached = attach_counter(
+        &topo.node,
+        &mut counters,
+        overlay::DEVICE,
+        collector::backend::ebpf::AttachMode::Auto,
+        TUNNEL,
+    )
+    .expect("attach");
     let to_v4 = routed(overlay::V4_PEER_OVERLAY, overlay::V4_PEER.into());
     let to_v6 = routed(overlay::V6_PEER_OVERLAY, overlay::V6_PEER.into());
     let packets =
@@ -598,11 +604,14 @@ fn a_layer3_device_is_parsed_from_the_ip_header() {
         tunnel_peers: false,
         raw_ip: true,
     };
-    let _attached = ns
-        .within(|| {
-            counters.attach_framed("tun0", collector::backend::ebpf::AttachMode::Auto, raw_ip)
-        })
-        .expect("attach");
+    let _attached = attach_counter(
+        &ns,
+        &mut counters,
+        "tun0",
+        collector::backend::ebpf::AttachMode::Auto,
+        raw_ip,
+    )
+    .expect("attach");
     // Ingress: IP packets written to the queue arrive on the device, without a link header.
     let (remote, local) = (Ipv4Addr::new(10, 240, 0, 2), Ipv4Addr::new(10, 240, 0, 1));
     let packets = [

@@ -4,12 +4,12 @@
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use collector::backend::ebpf::{
-    AttachError, AttachMode, AttachedMode, Capacity, DEFAULT_MAX_PEERS, EbpfCounters,
+    AttachError, AttachMode, AttachedMode, Capacity, DEFAULT_MAX_PEERS, EbpfCounters, Framing,
     InterfaceCounters, LoadOptions,
 };
 use collector_common::{Counter, ETH_HLEN, Protocol};
 use integration_tests::{
-    kernel::{LinkStats, ifindex, link_stats},
+    kernel::{LinkStats, attach_counter, ifindex, link_stats},
     kernel_tests_enabled,
     netns::NetNs,
     tcx_available,
@@ -104,9 +104,7 @@ fn assert_exact(
 fn veth_counts_equal_kernel(mode: AttachMode) {
     let topo = VethPair::new("veq");
     let mut counters = load();
-    let attachment = topo
-        .a
-        .within(|| counters.attach("va", mode))
+    let attachment = attach_counter(&topo.a, &mut counters, "va", mode, Framing::default())
         .expect("attach to va");
 
     let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
@@ -135,8 +133,7 @@ fn vxlan_counts_equal_kernel(mode: VxlanMode, attach: AttachMode) {
     let topo = VxlanPair::new("vxq", mode);
     let (a, b) = (&topo.underlay.a, &topo.underlay.b);
     let mut counters = load();
-    let attachment = a
-        .within(|| counters.attach(topo.device, attach))
+    let attachment = attach_counter(&a, &mut counters, topo.device, attach, Framing::default())
         .expect("attach to vxlan");
 
     let (ebpf, kernel, out, back) = measure(
@@ -240,9 +237,7 @@ fn coexists_with(kind: Kind, mode: AttachMode, attached: AttachedMode) {
     let other_before = other.packets(kind);
 
     let mut counters = load();
-    let attachment = topo
-        .a
-        .within(|| counters.attach("va", mode))
+    let attachment = attach_counter(&topo.a, &mut counters, "va", mode, Framing::default())
         .expect("attach to va");
     assert_eq!(attachment.mode(), attached);
     let (ebpf, kernel, out, back) = measure(&counters, (&topo.a, A_IP), (&topo.b, B_IP), "va");
@@ -335,10 +330,8 @@ fn dropping_the_attachment_detaches_and_keeps_the_clsact_qdisc() {
         &[AttachMode::Tc]
     };
     for &mode in modes {
-        let attachment = topo
-            .a
-            .within(|| counters.attach("va", mode))
-            .expect("attach");
+        let attachment =
+            attach_counter(&topo.a, &mut counters, "va", mode, Framing::default()).expect("attach");
         let attached = attachment.mode();
         assert_eq!(our_attachments(&topo.a, "va", attached).len(), 2);
         drop(attachment);
@@ -362,19 +355,27 @@ fn legacy_attach_removes_our_own_stale_filter_only() {
         .within(|| other.attach(Kind::Observer, "va", AttachedMode::Tc));
     // A previous linkmeter that died without detaching leaves its filters behind.
     let mut crashed = load();
-    let stale = topo
-        .a
-        .within(|| crashed.attach("va", AttachMode::Tc))
-        .expect("attach");
+    let stale = attach_counter(
+        &topo.a,
+        &mut crashed,
+        "va",
+        AttachMode::Tc,
+        Framing::default(),
+    )
+    .expect("attach");
     std::mem::forget(stale);
     drop(crashed);
     assert_eq!(our_attachments(&topo.a, "va", AttachedMode::Tc).len(), 2);
 
     let mut counters = load();
-    let fresh = topo
-        .a
-        .within(|| counters.attach("va", AttachMode::Tc))
-        .expect("re-attach");
+    let fresh = attach_counter(
+        &topo.a,
+        &mut counters,
+        "va",
+        AttachMode::Tc,
+        Framing::default(),
+    )
+    .expect("re-attach");
     let names = attached_names(&topo.a, "va", AttachedMode::Tc);
     assert_eq!(
         our_attachments(&topo.a, "va", AttachedMode::Tc).len(),
@@ -401,10 +402,14 @@ fn a_full_slot_table_refuses_to_attach_and_slotless_packets_count_as_overflow() 
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");
-    let _va = topo
-        .a
-        .within(|| counters.attach("va", AttachMode::Auto))
-        .expect("attach va");
+    let _va = attach_counter(
+        &topo.a,
+        &mut counters,
+        "va",
+        AttachMode::Auto,
+        Framing::default(),
+    )
+    .expect("attach va");
     udp_exchange(&topo.a, A_IP, &topo.b, B_IP, 5);
     udp_exchange(&topo.b, B_IP, &topo.a, A_IP, 5);
     let va_index = ifindex(&topo.a, "va");
@@ -412,7 +417,13 @@ fn a_full_slot_table_refuses_to_attach_and_slotless_packets_count_as_overflow() 
     assert_eq!((va.tx.packets, va.rx.packets), (5, 5));
 
     // No slot left for a second interface: a clear error, and nothing stays attached to it.
-    match topo.a.within(|| counters.attach("lo", AttachMode::Auto)) {
+    match attach_counter(
+        &topo.a,
+        &mut counters,
+        "lo",
+        AttachMode::Auto,
+        Framing::default(),
+    ) {
         Err(AttachError::Slot { interface, .. }) => assert_eq!(interface, "lo"),
         other => panic!("{other:?}"),
     }
@@ -442,11 +453,18 @@ fn attaching_to_a_missing_interface_is_a_clear_error() {
     }
     let ns = NetNs::new("mis");
     let mut counters = load();
-    for name in ["nope0", "", "a/b", "name-longer-than-ifnamsiz"] {
-        let err = ns
-            .within(|| counters.attach(name, AttachMode::Auto))
-            .expect_err("must fail");
-        assert!(err.to_string().contains("not found"), "{name:?}: {err}");
+    // An ifindex no device of the namespace has (the library attaches by index).
+    let missing = 9_999;
+    for mode in [AttachMode::Auto, AttachMode::Tc] {
+        match ns.within(|| counters.attach(missing, mode, Framing::default())) {
+            Err(AttachError::NoSuchInterface { .. }) => {}
+            other => panic!("{mode:?}: {other:?}"),
+        }
+        assert_eq!(
+            counters.read_stats(missing).expect("read"),
+            None,
+            "{mode:?}: no slot stays taken"
+        );
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tracing::warn;
+
 use crate::{
     Report,
     backend::{
@@ -19,6 +21,9 @@ use crate::{
     node::Node,
 };
 
+/// How long a command waits for the kernel to answer its detaches before it exits anyway.
+const DETACH_WAIT: Duration = Duration::from_secs(10);
+
 /// This machine's node with every interface routed, eBPF-routed ones through `ebpf`.
 pub(crate) async fn route<E: TcCounter>(
     config: &Config,
@@ -30,9 +35,10 @@ pub(crate) async fn route<E: TcCounter>(
             Report(&e)
         ))
     })?;
-    node.resync()
-        .await
-        .map_err(|e| Failure::runtime(Report(&e)))?;
+    if let Err(err) = node.resync_now().await {
+        shut(&mut node).await;
+        return Err(Failure::runtime(Report(&err)));
+    }
     Ok(node)
 }
 
@@ -53,12 +59,24 @@ pub(crate) async fn collect<E: TcCounter>(
         () = tokio::time::sleep(sample) => false,
     };
     if stopped {
-        node.detach_all();
+        shut(&mut node).await;
         return Err(Failure::interrupted());
     }
     let snapshot = node.collect().await;
-    node.detach_all();
+    shut(&mut node).await;
     Ok(snapshot)
+}
+
+/// Detaches everything the command attached, waiting at most [`DETACH_WAIT`] for the kernel.
+pub(crate) async fn shut<E: TcCounter>(node: &mut Node<Ioctl, E, Netlink>) {
+    if tokio::time::timeout(DETACH_WAIT, node.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            "the kernel did not answer every detach in time; `linkmeter cleanup` removes what is left"
+        );
+    }
 }
 
 /// SIGINT or SIGTERM. Poll it once before attaching anything: that installs the handlers, so a

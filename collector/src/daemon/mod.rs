@@ -34,7 +34,7 @@ use crate::{
     discovery::{self, DiscoveryError, LinkEvent, Links},
     http::{self, Request, scrapes},
     metrics::Exposition,
-    node::{Node, OpenError, ResyncReason},
+    node::{Done, Node, OpenError, ResyncReason},
 };
 
 /// Errors that stop the daemon.
@@ -54,8 +54,12 @@ pub(crate) enum DaemonError {
 /// Seconds between attempts to subscribe to link events again after the subscription was lost.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long shutting down waits for the kernel to answer the last detaches: within the
+/// DaemonSet's termination grace period of 10 s, after the server's own shutdown timeout.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+
 /// The owner of the node's state.
-pub(crate) struct Owner<I, E: TcCounter, L, S, F> {
+pub(crate) struct Owner<I, E, L, S, F> {
     /// The node.
     pub(crate) node: Node<I, E, L>,
     /// Link events; `None` while the subscription is lost.
@@ -79,19 +83,16 @@ impl<I, E, L, S, F> Owner<I, E, L, S, F>
 where
     I: EthtoolIo,
     E: TcCounter,
-    L: Links,
+    L: Links + Clone + 'static,
     S: Stream<Item = LinkEvent> + Unpin,
     F: FnMut() -> Result<S, DiscoveryError>,
 {
-    /// Routes every interface, then serves events, resyncs and scrapes until `shutdown`
-    /// completes; detaches everything before returning.
+    /// Routes every interface, then serves events, resyncs, the kernel's answers and scrapes
+    /// until `shutdown` completes; detaches everything (or leaves it pinned) before returning.
+    /// Scrapes are answered from the start with what is routed so far; `/readyz` says when the
+    /// first routing pass is done.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        self.resync().await;
-        self.ready.store(true, Ordering::Release);
-        info!(
-            interfaces = self.node.interfaces().count(),
-            "first routing pass done; ready"
-        );
+        self.node.start_resync();
         let mut resync = tokio::time::interval(self.resync_interval);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         resync.tick().await;
@@ -104,42 +105,49 @@ where
             tokio::select! {
                 // In this order when several are ready: shutdown, then events, so that a scrape
                 // answered in the same turn sees them (a storm of link events delays scrapes
-                // until it is routed), then the resync, then scrapes.
+                // until it is routed), then the resync, then the kernel's answers, then scrapes.
                 biased;
                 () = &mut shutdown => break,
                 event = next_event(&mut self.events), if self.events.is_some() => match event {
                     Some(LinkEvent::Lost) => {
                         warn!("link events were lost (the kernel overran the event socket); resynchronising");
                         self.node.count_resync(ResyncReason::EventsLost);
-                        self.resync().await;
+                        self.node.start_resync();
                     }
                     Some(event) => self.node.apply(event),
                     None => {
                         warn!("the link event subscription ended; subscribing again");
                         self.events = None;
                         self.healthy.store(false, Ordering::Release);
-                        self.resubscribe().await;
+                        self.resubscribe();
                     }
                 },
-                _ = resubscribe.tick(), if self.events.is_none() => self.resubscribe().await,
-                _ = resync.tick() => self.resync().await,
+                _ = resubscribe.tick(), if self.events.is_none() => self.resubscribe(),
+                _ = resync.tick() => self.node.start_resync(),
+                Some(done) = self.node.next_done(), if self.node.is_busy() => self.finish(done),
                 Some(first) = self.requests.recv() => self.answer(first).await,
             }
         }
         info!("shutting down");
-        self.node.shutdown();
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.node.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(waited = ?SHUTDOWN_WAIT,
+                "the kernel did not answer every detach in time; the next daemon removes what is left");
+        }
     }
 
     /// Subscribes to link events again; on success the node is resynchronised (events were
     /// missed meanwhile) and `/healthz` is ok again.
-    async fn resubscribe(&mut self) {
+    fn resubscribe(&mut self) {
         match (self.subscribe)() {
             Ok(events) => {
                 info!("subscribed to link events again");
                 self.events = Some(events);
                 self.healthy.store(true, Ordering::Release);
                 self.node.count_resync(ResyncReason::Resubscribed);
-                self.resync().await;
+                self.node.start_resync();
             }
             Err(err) => {
                 debug!(error = %Report(&err), "subscribing to link events failed; trying again");
@@ -147,17 +155,25 @@ where
         }
     }
 
-    /// A full resync; after the first that succeeds, settles what earlier daemons left.
-    async fn resync(&mut self) {
-        match self.node.resync().await {
-            Ok(_) if !self.settled => {
-                self.node.settle_after_start().await;
+    /// Puts what the kernel answered into effect. After the first resync whose dump succeeds,
+    /// settles what earlier daemons left; once the first routing pass is done, ready.
+    fn finish(&mut self, done: Done) {
+        match self.node.finish(done) {
+            Some(Ok(_)) if !self.settled => {
+                self.node.settle_after_start();
                 self.settled = true;
             }
-            Ok(_) => {}
-            Err(err) => {
+            Some(Err(err)) => {
                 warn!(error = %Report(&err), "link resync failed; keeping the interfaces known so far");
             }
+            _ => {}
+        }
+        if !self.ready.load(Ordering::Acquire) && self.node.is_routed() {
+            self.ready.store(true, Ordering::Release);
+            info!(
+                interfaces = self.node.interfaces().count(),
+                "first routing pass done; ready"
+            );
         }
     }
 

@@ -67,6 +67,8 @@ struct Clients {
     ethtool: FakeEthtool,
     ebpf: FakeEbpf,
     links: FakeLinks,
+    /// Holds the resync's link reads while `true`: a kernel slow to answer them.
+    upkeep_gate: tokio::sync::watch::Sender<bool>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -89,12 +91,14 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));
     let (stop, stopped) = oneshot::channel();
+    let (upkeep, upkeep_gate) = links.gated();
     let owner = Owner {
         node: Node::new(
             &Config::default().node,
             ethtool.clone(),
             Some(ebpf.clone()),
             links.clone(),
+            upkeep,
         ),
         events: Some(events),
         subscribe: Box::new(move || resubscribe.subscribe()) as Subscribe,
@@ -112,6 +116,7 @@ fn owner() -> (TestOwner, Clients, impl Future<Output = ()>) {
         ethtool,
         ebpf,
         links,
+        upkeep_gate,
         stop: Some(stop),
     };
     (owner, clients, async move {
@@ -291,15 +296,28 @@ async fn lost_events_trigger_an_immediate_resync_that_routes_what_they_said() {
         // vx8 appeared, but its event was among those the kernel dropped.
         c.create_vxlan(8, "vx8");
         c.send(LinkEvent::Lost);
-        let exposition = c.scrapes.collect().await.expect("owner answers");
-        let snapshot = exposition.snapshot();
-        assert!(snapshot.interfaces.iter().any(|i| i.name == "vx8"));
+        // The resync's listing answers while scrapes are served: vx8 shows up as soon as it
+        // has been routed.
+        let mut scrapes = 0;
+        let snapshot = loop {
+            let exposition = c.scrapes.collect().await.expect("owner answers");
+            scrapes += 1;
+            if exposition
+                .snapshot()
+                .interfaces
+                .iter()
+                .any(|i| i.name == "vx8")
+            {
+                break exposition.snapshot().clone();
+            }
+            assert!(scrapes < 100, "vx8 never routed");
+        };
         assert_eq!(
             snapshot.netlink_resyncs,
             vec![("events_lost", 1), ("resubscribed", 0)]
         );
-        // One dump for the resync, one for the scrape's kernel counters.
-        assert_eq!(c.links.dumps(), dumps + 2);
+        // One dump for the resync, one for each scrape's kernel counters.
+        assert_eq!(c.links.dumps(), dumps + 1 + scrapes);
         c.stop();
     };
     tokio::join!(owner.run(shutdown), clients);
@@ -375,6 +393,11 @@ async fn what_earlier_daemons_left_is_settled_only_after_a_successful_dump() {
             vec![vec![5]],
             "once, with what is attached"
         );
+        assert_eq!(
+            c.ebpf.stale_checks(),
+            vec![vec![1, 2, 5]],
+            "stale tc filters are looked for on every link"
+        );
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(c.ebpf.settles().len(), 1);
         c.stop();
@@ -400,4 +423,36 @@ async fn resubscribing_is_not_held_off_by_steady_scraping() {
         c.stop();
     };
     tokio::join!(owner.run(shutdown), clients);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kernel_that_stops_answering_holds_up_neither_scrapes_nor_health_nor_shutdown() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        // From now on the kernel answers neither the resync's link reads nor any attach,
+        // detach or check: a netlink reply that never comes.
+        let _ = c.upkeep_gate.send(true);
+        c.ebpf.stall(true);
+        c.send(LinkEvent::Lost);
+        let link = c.create_vxlan(9, "vx9");
+        c.send(LinkEvent::New(link));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        for _ in 0..5 {
+            let shown = c.scrape().await;
+            assert_eq!(
+                shown,
+                [
+                    ("lo".to_owned(), Backend::None),
+                    ("eth0".to_owned(), Backend::Ethtool)
+                ],
+                "answered with what is routed; vx9 waits for its attach"
+            );
+        }
+        assert!(c.healthy.load(Ordering::Acquire));
+        c.stop();
+    };
+    // Shutting down waits for the kernel's detaches only so long.
+    tokio::join!(owner.run(shutdown), clients);
+    assert!(c.scrapes.collect().await.is_none());
 }

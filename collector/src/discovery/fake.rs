@@ -33,11 +33,34 @@ struct State {
 
 /// The links of a fixture node.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct FakeLinks(Arc<Mutex<State>>);
+pub(crate) struct FakeLinks {
+    state: Arc<Mutex<State>>,
+    /// This handle's requests wait while it holds `true` (see [`FakeLinks::gated`]).
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
+}
 
 impl FakeLinks {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Another handle on the same links whose requests (dumps, lookups, link modes) wait while
+    /// the returned sender holds `true` — a socket whose kernel stops answering — and go on
+    /// when it holds `false` again. It starts open.
+    pub(crate) fn gated(&self) -> (Self, tokio::sync::watch::Sender<bool>) {
+        let (gate, closed) = tokio::sync::watch::channel(false);
+        let handle = Self {
+            state: Arc::clone(&self.state),
+            gate: Some(closed),
+        };
+        (handle, gate)
+    }
+
+    /// Waits while this handle's gate is closed.
+    async fn pass_gate(&self) {
+        if let Some(mut gate) = self.gate.clone() {
+            let _open = gate.wait_for(|closed| !closed).await;
+        }
     }
 
     /// Adds (or replaces) a link with zero statistics and returns it.
@@ -101,32 +124,37 @@ impl FakeLinks {
 }
 
 impl Links for FakeLinks {
+    /// The links as they are now, delivered once this handle's gate and the dump hold let
+    /// them through (an answer the kernel made, slow to arrive).
     async fn dump(&self) -> Result<Vec<LinkFacts>, DiscoveryError> {
-        let held = {
-            let mut state = self.state();
-            state.dumps += 1;
-            state.held.clone()
-        };
         // A real dump waits for the kernel's answer: let other tasks run meanwhile.
         tokio::task::yield_now().await;
+        let (answer, held) = {
+            let mut state = self.state();
+            state.dumps += 1;
+            let answer = if state.failing {
+                Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
+                    libc::ENOBUFS,
+                )))
+            } else {
+                Ok(state
+                    .links
+                    .values()
+                    .filter(|facts| !state.hidden.contains(&facts.link.ifindex))
+                    .cloned()
+                    .collect())
+            };
+            (answer, state.held.clone())
+        };
+        self.pass_gate().await;
         if let Some(mut held) = held {
             let _released = held.wait_for(|held| !held).await;
         }
-        let state = self.state();
-        if state.failing {
-            return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
-                libc::ENOBUFS,
-            )));
-        }
-        Ok(state
-            .links
-            .values()
-            .filter(|facts| !state.hidden.contains(&facts.link.ifindex))
-            .cloned()
-            .collect())
+        answer
     }
 
     async fn get(&self, ifindex: u32) -> Result<Option<LinkFacts>, DiscoveryError> {
+        self.pass_gate().await;
         let state = self.state();
         if state.failing {
             return Err(DiscoveryError::Socket(std::io::Error::from_raw_os_error(
@@ -137,6 +165,7 @@ impl Links for FakeLinks {
     }
 
     async fn link_modes(&self) -> Result<HashMap<u32, LinkMode>, LinkModeError> {
+        self.pass_gate().await;
         Ok(self.state().modes.clone())
     }
 }

@@ -26,6 +26,9 @@ pub(crate) enum LinkModeError {
     /// The dump failed (e.g. no ethtool netlink family in the kernel).
     #[error("dumping link modes over ethtool netlink")]
     Dump(#[source] ethtool::EthtoolError),
+    /// The kernel did not answer in time.
+    #[error("no answer to the link mode dump within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// Dumps the link modes of every interface in the caller's namespace that reports a speed, by
@@ -36,15 +39,15 @@ pub(crate) enum LinkModeError {
 /// [`LinkModeError`] when the connection cannot be opened or the dump fails.
 pub(crate) async fn link_modes() -> Result<HashMap<u32, LinkMode>, LinkModeError> {
     let (connection, mut handle, _) = ethtool::new_connection().map_err(LinkModeError::Socket)?;
-    let task = tokio::spawn(connection);
+    // The connection's task ends with this dump, however it ends (given up on included).
+    let _connection = AbortOnDrop(tokio::spawn(connection));
     let mut out = HashMap::new();
-    let mut stream = match handle.link_mode().get(None).execute().await {
-        Ok(stream) => stream,
-        Err(e) => {
-            task.abort();
-            return Err(LinkModeError::Dump(e));
-        }
-    };
+    let mut stream = handle
+        .link_mode()
+        .get(None)
+        .execute()
+        .await
+        .map_err(LinkModeError::Dump)?;
     while let Some(msg) = stream.next().await {
         let Ok(msg) = msg else { continue };
         let mut ifindex = None;
@@ -83,6 +86,14 @@ pub(crate) async fn link_modes() -> Result<HashMap<u32, LinkMode>, LinkModeError
             );
         }
     }
-    task.abort();
     Ok(out)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

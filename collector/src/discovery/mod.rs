@@ -12,7 +12,7 @@ mod rtnl;
 mod tests;
 pub(crate) mod wire;
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use futures_util::{StreamExt as _, stream::BoxStream};
 use tracing::{debug, warn};
@@ -127,13 +127,29 @@ impl Netlink {
     }
 }
 
+/// How long a request over rtnetlink may wait for the kernel's answer: a dump of thousands of
+/// links takes milliseconds. A request that is not answered in time fails (its socket is opened
+/// anew), so that neither a scrape nor a resync waits for ever.
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// `request` on `requests`, given up after [`REQUEST_DEADLINE`].
+async fn bounded<T>(
+    requests: &mut rtnl::Requests,
+    request: impl AsyncFnOnce(&mut rtnl::Requests) -> Result<T, RequestError>,
+) -> Result<T, RequestError> {
+    match tokio::time::timeout(REQUEST_DEADLINE, request(&mut *requests)).await {
+        Ok(answer) => answer,
+        Err(_elapsed) => {
+            requests.reopen();
+            Err(RequestError::TimedOut(REQUEST_DEADLINE))
+        }
+    }
+}
+
 impl Links for Netlink {
     async fn dump(&self) -> Result<Vec<LinkFacts>, DiscoveryError> {
-        let dump = self
-            .requests
-            .lock()
-            .await
-            .dump()
+        let mut requests = self.requests.lock().await;
+        let dump = bounded(&mut requests, async |r| r.dump().await)
             .await
             .map_err(DiscoveryError::Dump)?;
         if dump.interrupted > 0 {
@@ -146,16 +162,16 @@ impl Links for Netlink {
     }
 
     async fn get(&self, ifindex: u32) -> Result<Option<LinkFacts>, DiscoveryError> {
-        self.requests
-            .lock()
-            .await
-            .get(ifindex)
+        let mut requests = self.requests.lock().await;
+        bounded(&mut requests, async |r| r.get(ifindex).await)
             .await
             .map_err(|source| DiscoveryError::Get { ifindex, source })
     }
 
     async fn link_modes(&self) -> Result<HashMap<u32, LinkMode>, LinkModeError> {
-        link_modes().await
+        tokio::time::timeout(REQUEST_DEADLINE, link_modes())
+            .await
+            .unwrap_or(Err(LinkModeError::TimedOut(REQUEST_DEADLINE)))
     }
 }
 

@@ -106,6 +106,9 @@ pub(crate) enum RequestError {
     /// Every attempt at the dump was interrupted by link changes (`NLM_F_DUMP_INTR`).
     #[error("the link dump was interrupted by changes {0} times in a row")]
     Interrupted(u32),
+    /// The kernel did not answer in time; the socket was opened anew.
+    #[error("no answer from the kernel within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// Attempts at a dump that the kernel reports as interrupted before giving up.
@@ -134,6 +137,15 @@ impl Requests {
             rtnl: Rtnl::open()?,
             seq: 0,
         })
+    }
+
+    /// Replaces the socket by a new one: after a request abandoned part-way, the kernel may
+    /// still hold a dump for the old one (and refuse the next with `EBUSY`). When no socket can
+    /// be opened the old one stays.
+    pub(crate) fn reopen(&mut self) {
+        if let Ok(fresh) = Self::open() {
+            *self = fresh;
+        }
     }
 
     /// Sends `RTM_GETLINK` (a dump, or one index) and hands every reply message of this

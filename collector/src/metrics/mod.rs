@@ -19,10 +19,7 @@ use bytes::Bytes;
 use prometheus_client::registry::Registry;
 
 use crate::{
-    backend::{
-        CollectStats,
-        ebpf::{AttachedMode, InterfaceStats},
-    },
+    backend::ebpf::{AttachedMode, InterfaceStats},
     discovery::{LinkStats, RxTx},
     policy::{Backend, Reason},
 };
@@ -109,6 +106,15 @@ pub(crate) struct MapOverflow {
     pub(crate) interfaces: u64,
     /// Of peers that did not fit into the peer map.
     pub(crate) peers: u64,
+}
+
+/// Duration of the last collection and failures so far, per backend.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct CollectStats {
+    /// Seconds the last collection of each backend took.
+    pub(crate) duration: std::collections::BTreeMap<Backend, f64>,
+    /// Failures of each backend since start.
+    pub(crate) errors: std::collections::BTreeMap<Backend, u64>,
 }
 
 /// Everything `/metrics` shows, prepared by one collection.

@@ -1,149 +1,213 @@
-//! The node's eBPF attachments: attaching, with the one fallback (in `Node::measure`) and the
-//! breakdown that some interfaces get besides their routed backend; re-attaching what someone
-//! else removed; releasing on removal and shutdown.
+//! The node's eBPF attachments: attaching (with the one fallback when that fails) and the
+//! breakdown some interfaces get besides their routed backend; checking that they are still in
+//! place and re-attaching what someone else removed; releasing them. Each attach, detach and
+//! check is kernel work the node starts and finishes when it answers (see `Done`).
 
-use tracing::{debug, warn};
+use futures_util::FutureExt as _;
+use tracing::{info, warn};
 
-use super::{Interface, Measure, Node};
+use super::{Attachment, Done, Interface, Measure, Node};
 use crate::{
     Report,
     backend::{
-        ebpf::{AttachError, Attachment as _, TcCounter},
+        ebpf::{AttachError, AttachedMode, AttachmentId, TcCounter},
         ethtool::EthtoolIo,
     },
     discovery::{Link, Links},
-    policy::{self, Backend, Reason, Route},
+    policy::{self, Reason},
 };
 
-impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
-    /// Attaches the eBPF counter to `link`; a failure is counted
-    /// (`linkmeter_ebpf_attach_failures_total`) and returned for the caller to log.
-    pub(super) fn try_attach(&mut self, link: &Link) -> Result<E::Attachment, AttachError> {
-        // The policy routes to eBPF, and asks for a breakdown, only where the backend exists.
-        let Some(ebpf) = self.ebpf.as_mut() else {
-            return Err(AttachError::NoSuchInterface {
-                interface: link.name.clone(),
-            });
-        };
-        ebpf.attach(link, self.attach_mode).inspect_err(|_| {
-            self.stats.attach_failures += 1;
-        })
+impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
+    /// Starts attaching the eBPF counter to `link`; `None` when the backend is unavailable.
+    pub(super) fn start_attach(&mut self, link: &Link) -> Option<Attachment> {
+        let ebpf = self.ebpf.as_mut()?;
+        let id = AttachmentId(self.next_id);
+        self.next_id += 1;
+        let answer = ebpf.attach(id, link, self.settings.attach_mode);
+        self.start(answer.map(move |result| Done::Attached { id, result }));
+        Some(Attachment::pending(id))
     }
 
-    /// The breakdown attachment of an interface measured by `backend` for `reason`, when the
-    /// policy asks for one. A failure leaves the interface with its backend alone; an interface
-    /// that fell back because attaching just failed is not tried (and counted) twice.
-    pub(super) fn breakdown_for(
-        &mut self,
-        link: &Link,
-        backend: Backend,
-        reason: Reason,
-    ) -> Option<E::Attachment> {
+    /// The breakdown attachment of `interface`, started when the policy asks for one (another
+    /// backend than eBPF measures it and it matches a `breakdown` pattern).
+    pub(super) fn breakdown_for(&mut self, interface: &Interface) -> Option<Attachment> {
+        let link = &interface.link;
         if self.ebpf.is_none()
-            || matches!(reason, Reason::EbpfAttachFailed | Reason::EbpfMapFull)
-            || !policy::wants_breakdown(&self.policy, &link.name, link.kind.as_deref(), backend)
+            || !policy::wants_breakdown(
+                &self.settings.policy,
+                &link.name,
+                link.kind.as_deref(),
+                interface.measure.backend(),
+            )
         {
             return None;
         }
-        self.try_attach(link)
-            .inspect_err(|err| {
-                warn!(interface = %link.name, error = %Report(err),
-                    "attaching the eBPF counter for the traffic breakdown failed");
-            })
-            .ok()
+        self.start_attach(link)
     }
 
-    /// Detaches what `interface` holds: its eBPF measure and its breakdown.
-    pub(super) fn release(&mut self, interface: Interface<E::Attachment>, doing: &str) {
+    /// Puts an attach's answer into effect: a new interface joins the table, measured with
+    /// eBPF or — when attaching failed — with kernel link stats and reason `ebpf_map_full` (no
+    /// counter slot left) or `ebpf_attach_failed`; a breakdown that failed is left out; a
+    /// re-attach that failed falls back the same way. The answer of an attachment whose
+    /// interface left meanwhile is dropped: its detach was asked for when it left.
+    pub(super) fn attached(
+        &mut self,
+        id: AttachmentId,
+        result: Result<Option<AttachedMode>, AttachError>,
+    ) {
+        let holds = |i: &Interface| i.attachments().any(|a| a.id == id);
+        if let Some(ifindex) = self
+            .attaching
+            .iter()
+            .find_map(|(&ifindex, i)| holds(i).then_some(ifindex))
+        {
+            let Some(mut interface) = self.attaching.remove(&ifindex) else {
+                return;
+            };
+            let attached = self.put_into_effect(&mut interface, id, result, false);
+            // A new interface whose attach failed: free the slot it was given.
+            if !attached
+                && let Some(ebpf) = self.ebpf.as_mut()
+                && let Err(err) = ebpf.forget(ifindex)
+            {
+                warn!(interface = %interface.link.name, error = %Report(&err),
+                    "freeing eBPF map entries");
+            }
+            self.enter(interface);
+        } else if let Some(ifindex) = self
+            .interfaces
+            .iter()
+            .find_map(|(&ifindex, i)| holds(i).then_some(ifindex))
+            && let Some(mut interface) = self.interfaces.remove(&ifindex)
+        {
+            if self.put_into_effect(&mut interface, id, result, true) {
+                self.stats.reattach += 1;
+                info!(interface = %interface.link.name, "re-attached the eBPF counter");
+            }
+            self.interfaces.insert(ifindex, interface);
+        }
+    }
+
+    /// Records on `interface` what the attach of `id` answered (`again`: a re-attach); on
+    /// failure, the fallback. Whether it is attached.
+    fn put_into_effect(
+        &mut self,
+        interface: &mut Interface,
+        id: AttachmentId,
+        result: Result<Option<AttachedMode>, AttachError>,
+        again: bool,
+    ) -> bool {
+        let measured = matches!(&interface.measure, Measure::Ebpf(a) if a.id == id);
+        match result {
+            Ok(mode) => {
+                if let Some(attachment) = interface.attachment_mut(id) {
+                    attachment.pending = false;
+                    attachment.mode = mode;
+                }
+                true
+            }
+            Err(err) => {
+                self.stats.attach_failures += 1;
+                let name = &interface.link.name;
+                if measured {
+                    warn!(interface = %name, again, error = %Report(&err),
+                        "attaching the eBPF counter failed; using kernel link stats");
+                    interface.reason = if err.is_map_full() {
+                        Reason::EbpfMapFull
+                    } else {
+                        Reason::EbpfAttachFailed
+                    };
+                    interface.measure = Measure::Netdev;
+                } else {
+                    warn!(interface = %name, again, error = %Report(&err),
+                        "attaching the eBPF counter for the traffic breakdown failed");
+                    interface.breakdown = None;
+                }
+                false
+            }
+        }
+    }
+
+    /// Starts detaching what `interface` holds: its eBPF measure and its breakdown.
+    pub(super) fn release(&mut self, interface: &Interface, doing: &'static str) {
+        let ids: Vec<AttachmentId> = interface.attachments().map(|a| a.id).collect();
         let Some(ebpf) = self.ebpf.as_mut() else {
             return;
         };
-        let attachments = [
-            match interface.measure {
-                Measure::Ebpf(attachment) => Some(attachment),
-                _ => None,
-            },
-            interface.breakdown,
-        ];
-        for attachment in attachments.into_iter().flatten() {
-            if let Err(err) = ebpf.detach(attachment) {
-                warn!(interface = %interface.link.name, error = %Report(&err), "{doing}");
-            }
+        let answers: Vec<_> = ids.into_iter().map(|id| ebpf.detach(id)).collect();
+        for answer in answers {
+            let name = interface.link.name.clone();
+            self.start(answer.map(move |result| Done::Detached {
+                interface: name,
+                doing,
+                result,
+            }));
         }
     }
 
-    /// Detaches every eBPF attachment and forgets every interface (on shutdown).
-    pub(crate) fn detach_all(&mut self) {
-        for interface in std::mem::take(&mut self.interfaces).into_values() {
-            self.release(interface, "detaching on shutdown");
+    /// Starts checking that the attachments in the table are still in place (one check at a
+    /// time); those someone removed are re-attached when it answers.
+    pub(super) fn start_check(&mut self) {
+        if self.checking {
+            return;
         }
-    }
-
-    /// Re-attaches the eBPF counter where someone removed it; returns how many were re-attached.
-    pub(super) fn repair(&mut self) -> u64 {
-        let Some(ebpf) = self.ebpf.as_ref() else {
-            return 0;
-        };
-        let broken: Vec<u32> = self
+        let ids: Vec<AttachmentId> = self
             .interfaces
-            .iter()
-            .filter(|(_, i)| {
-                let routed = matches!(&i.measure, Measure::Ebpf(a) if !ebpf.is_intact(a));
-                routed || i.breakdown.as_ref().is_some_and(|a| !ebpf.is_intact(a))
-            })
-            .map(|(&ifindex, _)| ifindex)
+            .values()
+            .flat_map(Interface::attachments)
+            .filter(|a| !a.pending && a.mode.is_some())
+            .map(|a| a.id)
             .collect();
-        let mut repaired = 0;
-        for ifindex in broken {
-            repaired += u64::from(self.reattach(ifindex));
-        }
-        self.stats.reattach += repaired;
-        repaired
+        let Some(ebpf) = self.ebpf.as_mut().filter(|_| !ids.is_empty()) else {
+            return;
+        };
+        self.checking = true;
+        let answer = ebpf.check(ids);
+        self.start(answer.map(Done::Checked));
     }
 
-    /// Re-attaches the eBPF counter of one interface; whether it is attached again.
-    fn reattach(&mut self, ifindex: u32) -> bool {
-        let Some(interface) = self.interfaces.get_mut(&ifindex) else {
-            return false;
-        };
-        let (link, reason) = (interface.link.clone(), interface.reason);
-        let routed = matches!(interface.measure, Measure::Ebpf(_));
-        let old = if routed {
-            match std::mem::replace(&mut interface.measure, Measure::Netdev) {
-                Measure::Ebpf(old) => Some(old),
-                _ => None,
-            }
-        } else {
-            interface.breakdown.take()
-        };
-        if let (Some(old), Some(ebpf)) = (old, self.ebpf.as_mut()) {
-            warn!(interface = %link.name, mode = ?old.mode(),
-                "eBPF counter was removed from the interface by someone else; re-attaching");
-            // Release what is left of ours before attaching again.
-            if let Err(err) = ebpf.detach(old) {
-                debug!(interface = %link.name, error = %Report(&err), "releasing the removed attachment");
-            }
-        }
-        if routed {
-            let (measure, reason) =
-                self.measure(&link, Route::new(Backend::Ebpf, reason), Vec::new());
-            let attached = matches!(measure, Measure::Ebpf(_));
-            if let Some(interface) = self.interfaces.get_mut(&ifindex) {
-                interface.measure = measure;
-                interface.reason = reason;
-            }
-            attached
-        } else {
-            let (backend, reason) = self
+    /// Re-attaches the eBPF counter where someone removed it (Cilium's TCX migration deletes
+    /// legacy filters; `tc filter del` or `bpftool link detach` remove ours).
+    pub(super) fn checked(&mut self, broken: &[AttachmentId]) {
+        self.checking = false;
+        for &id in broken {
+            let Some(ifindex) = self
                 .interfaces
-                .get(&ifindex)
-                .map_or((Backend::None, reason), |i| (i.measure.backend(), i.reason));
-            let breakdown = self.breakdown_for(&link, backend, reason);
-            let attached = breakdown.is_some();
-            if let Some(interface) = self.interfaces.get_mut(&ifindex) {
-                interface.breakdown = breakdown;
-            }
-            attached
+                .iter()
+                .find_map(|(&ifindex, i)| i.attachments().any(|a| a.id == id).then_some(ifindex))
+            else {
+                continue;
+            };
+            self.reattach(ifindex, id);
+        }
+    }
+
+    /// Replaces the attachment `id` of interface `ifindex`, which someone removed, by a new one.
+    fn reattach(&mut self, ifindex: u32, id: AttachmentId) {
+        let Some(link) = self.interfaces.get(&ifindex).map(|i| i.link.clone()) else {
+            return;
+        };
+        warn!(interface = %link.name,
+            "eBPF counter was removed from the interface by someone else; re-attaching");
+        // Release what is left of ours before attaching again (the worker keeps the order).
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            let answer = ebpf.detach(id);
+            let name = link.name.clone();
+            self.start(answer.map(move |result| Done::Detached {
+                interface: name,
+                doing: "releasing the removed attachment",
+                result,
+            }));
+        }
+        let Some(new) = self.start_attach(&link) else {
+            return;
+        };
+        if let Some(held) = self
+            .interfaces
+            .get_mut(&ifindex)
+            .and_then(|i| i.attachment_mut(id))
+        {
+            *held = new;
         }
     }
 }

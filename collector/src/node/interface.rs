@@ -3,29 +3,55 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    backend::ethtool::{DriverStats, Probe},
+    backend::{
+        ebpf::{AttachedMode, AttachmentId},
+        ethtool::{DriverStats, Probe},
+    },
     discovery::{Link, LinkMode},
     policy::{Backend, Reason},
 };
 
-/// The node's interfaces by ifindex; `A` is what an eBPF-measured interface holds.
-pub(crate) type Interfaces<A> = BTreeMap<u32, Interface<A>>;
+/// Interfaces by ifindex.
+pub(crate) type Interfaces = BTreeMap<u32, Interface>;
+
+/// The eBPF counter on an interface, as the node holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Attachment {
+    /// Which one (the worker holds the attachment itself).
+    pub(crate) id: AttachmentId,
+    /// Whether its attach is still being made (a re-attach; a new interface waits out of the
+    /// table until its attach has answered).
+    pub(crate) pending: bool,
+    /// The mechanism used, once attached; `None` while pending, and for a dry run.
+    pub(crate) mode: Option<AttachedMode>,
+}
+
+impl Attachment {
+    /// An attachment asked for as `id`, not answered yet.
+    pub(crate) const fn pending(id: AttachmentId) -> Self {
+        Self {
+            id,
+            pending: true,
+            mode: None,
+        }
+    }
+}
 
 /// How an interface is measured: one variant per backend, each holding what that backend needs
 /// for it, so that no other combination can be written down.
 #[derive(Debug)]
-pub(crate) enum Measure<A> {
+pub(crate) enum Measure {
     /// ethtool driver statistics (packets and bytes come from kernel link stats).
     Ethtool(DriverStats),
-    /// The eBPF TC counter, attached.
-    Ebpf(A),
+    /// The eBPF TC counter.
+    Ebpf(Attachment),
     /// Kernel link statistics only.
     Netdev,
     /// Not monitored.
     Unmonitored,
 }
 
-impl<A> Measure<A> {
+impl Measure {
     /// The backend measuring the interface.
     pub(crate) const fn backend(&self) -> Backend {
         match self {
@@ -76,7 +102,7 @@ impl Answer {
 
 /// One interface during its lifetime, routed.
 #[derive(Debug)]
-pub(crate) struct Interface<A> {
+pub(crate) struct Interface {
     /// Its index, name and kind.
     pub(crate) link: Link,
     /// Driver name from `GDRVINFO`, when ethtool answered.
@@ -86,14 +112,40 @@ pub(crate) struct Interface<A> {
     /// Why it is measured the way it is.
     pub(crate) reason: Reason,
     /// How it is measured.
-    pub(crate) measure: Measure<A>,
+    pub(crate) measure: Measure,
     /// The eBPF counter attached besides another backend, for the traffic breakdown (the
     /// `breakdown` patterns); eBPF-routed interfaces have it in `measure`.
-    pub(crate) breakdown: Option<A>,
+    pub(crate) breakdown: Option<Attachment>,
     /// Speed and duplex, refreshed at each resync.
     pub(crate) link_mode: Option<LinkMode>,
     /// When its routing is tried again: after a transient probe error or a full counter map.
     pub(crate) retry: Option<Retry>,
+    /// Which routing of its lifetime this is: 0 for the first, then the retries.
+    pub(crate) attempt: u32,
+}
+
+impl Interface {
+    /// Its eBPF attachments: the measure's, the breakdown's.
+    pub(crate) fn attachments(&self) -> impl Iterator<Item = &Attachment> {
+        let measured = match &self.measure {
+            Measure::Ebpf(attachment) => Some(attachment),
+            _ => None,
+        };
+        measured.into_iter().chain(self.breakdown.as_ref())
+    }
+
+    /// Whether the eBPF counter is (or is being) attached to it.
+    pub(crate) fn counted_by_ebpf(&self) -> bool {
+        self.attachments().next().is_some()
+    }
+
+    /// The attachment `id`, wherever it is held.
+    pub(crate) fn attachment_mut(&mut self, id: AttachmentId) -> Option<&mut Attachment> {
+        match &mut self.measure {
+            Measure::Ebpf(attachment) if attachment.id == id => Some(attachment),
+            _ => self.breakdown.as_mut().filter(|a| a.id == id),
+        }
+    }
 }
 
 /// Errnos of a probe that may well succeed a moment later (a driver resetting, a busy

@@ -1,7 +1,15 @@
 //! The node: its interfaces, each routed to a backend ([`Measure`]), and the backends
 //! themselves. Routing, probing and attaching happen only when a link event is applied
-//! ([`Node::apply`]) or the links are resynchronised ([`Node::resync`]); collecting
+//! ([`Node::apply`]) or the links are resynchronised ([`Node::start_resync`]); collecting
 //! ([`Node::collect`], in `collect`) only reads.
+//!
+//! The node never waits on the kernel for an answer that may be slow to come. Work that may —
+//! a link dump for the resync, attaching, detaching, checking attachments (netlink for legacy
+//! tc) — is started and becomes a [`Done`] when it answers; its owner picks those up with
+//! [`Node::next_done`] among its other work and hands them back to [`Node::finish`]. Meanwhile
+//! the node answers scrapes with what it has: an interface appears once its routing is done,
+//! attach included. The one-shot commands and the tests wait for everything with
+//! [`Node::until_idle`].
 //!
 //! The node is generic over what touches the kernel — the ethtool ioctls (`I`), the eBPF
 //! counter (`E`) and the link source (`L`) — so that the same code runs the daemon, the
@@ -10,31 +18,40 @@
 mod attach;
 mod collect;
 mod interface;
+mod resync;
+mod route;
 #[cfg(test)]
 mod tests;
 mod upkeep;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
-use tracing::{info, warn};
+use futures_util::{FutureExt as _, StreamExt as _, stream::FuturesUnordered};
 
-pub(crate) use self::interface::{Answer, Interface, Interfaces, Measure};
-use self::interface::{PROBE_RETRIES, Retry};
+pub(crate) use self::interface::{Answer, Attachment, Interface, Interfaces, Measure};
+use self::{interface::Retry, resync::Listing};
 use crate::{
-    Report,
     backend::{
-        CollectStats,
-        ebpf::{AttachMode, TcCounter},
-        ethtool::{EthtoolBackend, EthtoolIo, Ioctl, Probe},
-        netdev::Netdev,
+        ebpf::{AttachError, AttachMode, AttachedMode, AttachmentId, Pending, TcCounter},
+        ethtool::{Ethtool, EthtoolIo, Ioctl},
     },
-    discovery::{DiscoveryError, Link, LinkEvent, LinkMode, Links, Netlink},
-    metrics::MapOverflow,
-    policy::{self, Backend, Policy, Reason, Route},
+    discovery::{DiscoveryError, Links, Netlink},
+    metrics::{CollectStats, MapOverflow},
+    policy::Policy,
 };
+
+/// How the node routes and measures its interfaces, as configured.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Include, exclude, overrides, breakdown and raw driver statistics patterns.
+    pub(crate) policy: Policy,
+    /// How to attach the eBPF counter.
+    pub(crate) attach_mode: AttachMode,
+    /// Idle time after which an overlay peer is forgotten.
+    pub(crate) peer_idle: Duration,
+    /// Driver statistic names exported as `linkmeter_ethtool_stat`.
+    pub(crate) ethtool_stats_allowlist: regex::Regex,
+}
 
 /// Counters about linkmeter itself.
 #[derive(Clone, Debug, Default)]
@@ -70,29 +87,63 @@ impl ResyncReason {
     }
 }
 
-/// How the node routes and measures its interfaces, as configured.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    /// Include, exclude, overrides, breakdown and raw driver statistics patterns.
-    pub(crate) policy: Policy,
-    /// How to attach the eBPF counter.
-    pub(crate) attach_mode: AttachMode,
-    /// Idle time after which an overlay peer is forgotten.
-    pub(crate) peer_idle: Duration,
-    /// Driver statistic names exported as `linkmeter_ethtool_stat`.
-    pub(crate) ethtool_stats_allowlist: regex::Regex,
+/// Kernel work the node started, as it answered.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// An attach answered.
+    Attached {
+        /// Which.
+        id: AttachmentId,
+        /// The mechanism used, or why it failed.
+        result: Result<Option<AttachedMode>, AttachError>,
+    },
+    /// A detach answered.
+    Detached {
+        /// The interface, for the log.
+        interface: String,
+        /// What the detach was for, for the log.
+        doing: &'static str,
+        /// Whether it worked.
+        result: Result<(), AttachError>,
+    },
+    /// A resync's reading of the links answered.
+    Listed(Box<Listing>),
+    /// A check of the attachments answered: those someone removed.
+    Checked(Vec<AttachmentId>),
+    /// The removal of stale legacy filters answered: how many.
+    StaleRemoved(usize),
+    /// Every attachment was let go of (shutdown).
+    Released,
 }
 
 /// The interfaces of this node and the backends measuring them.
-pub(crate) struct Node<I, E: TcCounter, L> {
-    policy: Policy,
-    attach_mode: AttachMode,
-    peer_idle: Duration,
-    ethtool: EthtoolBackend<I>,
+pub(crate) struct Node<I, E, L> {
+    settings: Settings,
+    ethtool: Ethtool<I>,
     /// `None` when the eBPF backend is unavailable here.
     ebpf: Option<E>,
-    netdev: Netdev<L>,
-    interfaces: Interfaces<E::Attachment>,
+    /// The links as a scrape reads them.
+    links: L,
+    /// The links as a resync reads them: a socket of its own, so that a resync's dump that is
+    /// slow to answer never holds up a scrape's.
+    upkeep: L,
+    /// The routed interfaces: what `/metrics` shows.
+    interfaces: Interfaces,
+    /// New interfaces whose eBPF attach has not answered yet; not shown.
+    attaching: Interfaces,
+    /// Kernel work started and not answered yet.
+    work: FuturesUnordered<Pending<Done>>,
+    /// The number of the next attachment.
+    next_id: u64,
+    /// While a resync's listing runs: the ifindexes link events touched since it started
+    /// (for those, the events are newer than the listing).
+    listing: Option<HashSet<u32>>,
+    /// Whether a check of the attachments is running.
+    checking: bool,
+    /// Whether a listing has been applied since the start.
+    listed: bool,
+    /// Shutting down: answers are put into effect without routing anything new.
+    stopping: bool,
     /// Names already reported (once) as lacking ethtool statistics; only names still present
     /// are kept at each resync, so it is bounded by the node's interfaces.
     warned: HashSet<String>,
@@ -101,10 +152,12 @@ pub(crate) struct Node<I, E: TcCounter, L> {
     stats: NodeStats,
 }
 
-impl<I, E: TcCounter, L> std::fmt::Debug for Node<I, E, L> {
+impl<I, E, L> std::fmt::Debug for Node<I, E, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("interfaces", &self.interfaces.len())
+            .field("attaching", &self.attaching.len())
+            .field("work", &self.work.len())
             .finish_non_exhaustive()
     }
 }
@@ -129,31 +182,45 @@ impl<E: TcCounter> Node<Ioctl, E, Netlink> {
     /// [`OpenError`] when netlink or the ethtool socket cannot be opened.
     pub(crate) fn open(settings: &Settings, ebpf: Option<E>) -> Result<Self, OpenError> {
         let links = Netlink::open().map_err(OpenError::Netlink)?;
+        let upkeep = Netlink::open().map_err(OpenError::Netlink)?;
         let io = Ioctl::new().map_err(OpenError::Ethtool)?;
-        Ok(Self::new(settings, io, ebpf, links))
+        Ok(Self::new(settings, io, ebpf, links, upkeep))
     }
 }
 
-impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
-    /// A node with no interfaces yet; [`Node::resync`] discovers them.
-    pub(crate) fn new(settings: &Settings, io: I, ebpf: Option<E>, links: L) -> Self {
+impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
+    /// A node with no interfaces yet; [`Node::start_resync`] discovers them. Scrapes read links
+    /// through `links`, resyncs through `upkeep`.
+    pub(crate) fn new(settings: &Settings, io: I, ebpf: Option<E>, links: L, upkeep: L) -> Self {
         Self {
-            policy: settings.policy.clone(),
-            attach_mode: settings.attach_mode,
-            peer_idle: settings.peer_idle,
-            ethtool: EthtoolBackend::new(io, settings.ethtool_stats_allowlist.clone()),
+            settings: settings.clone(),
+            ethtool: Ethtool::new(io),
             ebpf,
-            netdev: Netdev::new(links),
+            links,
+            upkeep,
             interfaces: Interfaces::new(),
+            attaching: Interfaces::new(),
+            work: FuturesUnordered::new(),
+            next_id: 0,
+            listing: None,
+            checking: false,
+            listed: false,
+            stopping: false,
             warned: HashSet::new(),
             resyncs: 0,
             stats: NodeStats::default(),
         }
     }
 
-    /// The interfaces, by ifindex.
-    pub(crate) fn interfaces(&self) -> impl Iterator<Item = &Interface<E::Attachment>> {
+    /// The routed interfaces, by ifindex.
+    pub(crate) fn interfaces(&self) -> impl Iterator<Item = &Interface> {
         self.interfaces.values()
+    }
+
+    /// Whether the first routing pass is done: the links listed, and every attach it asked for
+    /// answered.
+    pub(crate) fn is_routed(&self) -> bool {
+        self.listed && self.attaching.is_empty()
     }
 
     /// Counts a resync the link-event subscription asked for (`linkmeter_netlink_resyncs_total`).
@@ -161,239 +228,57 @@ impl<I: EthtoolIo, E: TcCounter, L: Links> Node<I, E, L> {
         self.stats.netlink_resyncs[reason as usize] += 1;
     }
 
-    /// Applies a link event: routes (probes, attaches) a new interface, forgets a deleted one.
-    /// A known ifindex under a new name is a new interface lifetime.
-    pub(crate) fn apply(&mut self, event: LinkEvent) {
-        match event {
-            LinkEvent::New(link) => self.upsert(link),
-            LinkEvent::Deleted { ifindex } => self.remove(ifindex),
-            // The owner resynchronises.
-            LinkEvent::Lost => {}
-        }
+    /// Whether kernel work is waiting for its answer.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.work.is_empty()
     }
 
-    /// Full resynchronisation: dumps the links, routes the new ones and forgets the vanished
-    /// ones (repairing missed events), refreshes link speeds, and re-attaches the eBPF counter
-    /// where someone removed it. Returns how many links the kernel listed.
-    ///
-    /// # Errors
-    ///
-    /// The link dump failed; link speeds and attachments were still checked.
-    pub(crate) async fn resync(&mut self) -> Result<usize, DiscoveryError> {
-        let listed = match self.netdev.links().dump().await {
-            Ok(links) => {
-                let count = links.len();
-                let present: HashSet<u32> = links.iter().map(|l| l.link.ifindex).collect();
-                let missing: Vec<u32> = self
-                    .interfaces
-                    .keys()
-                    .filter(|i| !present.contains(i))
-                    .copied()
-                    .collect();
-                for ifindex in missing {
-                    self.confirm_gone(ifindex).await;
+    /// The next kernel work that answers; `None` when none is running.
+    pub(crate) async fn next_done(&mut self) -> Option<Done> {
+        self.work.next().await
+    }
+
+    /// Starts kernel work; `finish` receives its answer.
+    fn start(&mut self, work: impl std::future::Future<Output = Done> + 'static) {
+        self.work.push(work.boxed_local());
+    }
+
+    /// Puts what kernel work answered into effect. Returns, for a resync's listing, how many
+    /// links the kernel listed or why the listing failed.
+    pub(crate) fn finish(&mut self, done: Done) -> Option<Result<usize, DiscoveryError>> {
+        match done {
+            Done::Attached { id, result } => self.attached(id, result),
+            Done::Detached {
+                interface,
+                doing,
+                result,
+            } => {
+                if let Err(err) = result {
+                    tracing::warn!(interface, error = %crate::Report(&err), "{doing}");
                 }
-                for facts in links {
-                    self.upsert(facts.link);
-                }
-                let present: HashSet<&str> = self
-                    .interfaces
-                    .values()
-                    .map(|i| i.link.name.as_str())
-                    .collect();
-                self.warned.retain(|name| present.contains(name.as_str()));
-                Ok(count)
             }
-            Err(err) => Err(err),
-        };
-        match self.netdev.links().link_modes().await {
-            Ok(modes) => self.set_link_modes(&modes),
-            Err(err) => warn!(error = %Report(&err), "link speeds unavailable"),
+            Done::Listed(_) | Done::Checked(_) if self.stopping => {}
+            Done::Listed(listing) => return Some(self.listed(*listing)),
+            Done::Checked(broken) => self.checked(&broken),
+            Done::StaleRemoved(removed) => {
+                if removed > 0 {
+                    tracing::info!(removed, "removed tc filters left by an earlier linkmeter");
+                }
+            }
+            Done::Released => {}
         }
-        self.resyncs += 1;
-        self.retry_due();
-        let repaired = self.repair();
-        if repaired > 0 {
-            info!(repaired, "re-attached the eBPF counter");
-        }
-        if let Some(ebpf) = self.ebpf.as_mut() {
-            match ebpf.expire_peers(self.peer_idle) {
-                Ok(0) => {}
-                Ok(expired) => info!(expired, "forgot idle overlay peers"),
-                Err(err) => warn!(error = %Report(&err), "expiring idle overlay peers"),
+        None
+    }
+
+    /// Waits for every piece of kernel work started (and the work they start) and puts it into
+    /// effect. Returns the outcome of the last resync's listing among them, if any.
+    pub(crate) async fn until_idle(&mut self) -> Option<Result<usize, DiscoveryError>> {
+        let mut listed = None;
+        while let Some(done) = self.work.next().await {
+            if let Some(result) = self.finish(done) {
+                listed = Some(result);
             }
         }
         listed
-    }
-
-    /// An interface missing from a dump is forgotten only when a lookup by its index confirms
-    /// the kernel has no such link (its `RTM_DELLINK` may be on its way, or the dump may have
-    /// missed it); when the lookup fails it is kept until the next resync.
-    async fn confirm_gone(&mut self, ifindex: u32) {
-        match self.netdev.links().get(ifindex).await {
-            Ok(None) => self.remove(ifindex),
-            Ok(Some(facts)) => self.upsert(facts.link),
-            Err(err) => warn!(ifindex, error = %Report(&err),
-                "cannot confirm that a link missing from the dump is gone; keeping it"),
-        }
-    }
-
-    fn upsert(&mut self, link: Link) {
-        if let Some(known) = self.interfaces.get_mut(&link.ifindex) {
-            if known.link.name == link.name {
-                known.link = link;
-                return;
-            }
-            self.remove(link.ifindex);
-        }
-        let interface = self.route_new(link, 0);
-        self.interfaces.insert(interface.link.ifindex, interface);
-    }
-
-    /// Forgets an interface: detaches (a deleted device took our attachment with it; a renamed
-    /// one still has it) and frees its counters.
-    fn remove(&mut self, ifindex: u32) {
-        if let Some(link) = self.take_out(ifindex) {
-            info!(interface = %link.name, ifindex, "interface removed");
-        }
-    }
-
-    /// Takes an interface out of the table, detached and with its counters freed.
-    fn take_out(&mut self, ifindex: u32) -> Option<Link> {
-        let interface = self.interfaces.remove(&ifindex)?;
-        let link = interface.link.clone();
-        if matches!(interface.measure, Measure::Ebpf(_)) || interface.breakdown.is_some() {
-            // A slot frees: interfaces that found the map full try again at the next resync.
-            let now = self.resyncs;
-            for waiting in self.interfaces.values_mut() {
-                if let Some(retry) = waiting
-                    .retry
-                    .as_mut()
-                    .filter(|_| waiting.reason == Reason::EbpfMapFull)
-                {
-                    retry.due = retry.due.min(now);
-                }
-            }
-        }
-        self.release(interface, "detaching");
-        if let Some(ebpf) = self.ebpf.as_mut()
-            // Also for interfaces that fell back after an attach failure: a hook that was
-            // attached for a moment may have counted.
-            && let Err(err) = ebpf.forget(ifindex)
-        {
-            warn!(interface = %link.name, error = %Report(&err), "freeing eBPF map entries");
-        }
-        Some(link)
-    }
-
-    /// Routes a new interface: the policy, the ethtool probe when the policy needs it (once per
-    /// lifetime, unless it failed transiently), then the backend put into effect. `attempt` is
-    /// 0 for the first routing, then counts the retries.
-    fn route_new(&mut self, link: Link, attempt: u32) -> Interface<E::Attachment> {
-        let mut probe = None;
-        let ethtool = &self.ethtool;
-        let route = policy::route(
-            &self.policy,
-            &link.name,
-            link.kind.as_deref(),
-            self.ebpf.is_some(),
-            || &*probe.insert(ethtool.probe(&link.name)),
-        );
-        let answer = Answer::of(probe.as_ref());
-        let driver = probe.as_ref().and_then(Probe::driver).map(str::to_owned);
-        let names = match probe {
-            Some(Probe::Stats { names, .. }) => names,
-            _ => Vec::new(),
-        };
-        let (measure, reason) = self.measure(&link, route, names);
-        let breakdown = self.breakdown_for(&link, measure.backend(), reason);
-        let interface = Interface {
-            link,
-            driver,
-            answer,
-            reason,
-            measure,
-            breakdown,
-            link_mode: None,
-            retry: Retry::after(attempt, answer, reason, self.resyncs),
-        };
-        self.warn_once_without_ethtool(&interface);
-        info!(interface = %interface.link.name, ifindex = interface.link.ifindex,
-            kind = interface.link.kind.as_deref().unwrap_or(""),
-            backend = %interface.measure.backend(), reason = %interface.reason, "interface routed");
-        interface
-    }
-
-    /// Puts a routing decision into effect. The one place where an eBPF decision becomes an
-    /// attachment or, when attaching fails, kernel link stats with reason `ebpf_map_full` (no
-    /// counter slot left) or `ebpf_attach_failed`.
-    fn measure(
-        &mut self,
-        link: &Link,
-        route: Route,
-        names: Vec<String>,
-    ) -> (Measure<E::Attachment>, Reason) {
-        let measure = match route.backend {
-            // Raw driver statistics only where wanted: the others are not even read.
-            Backend::Ethtool => Measure::Ethtool(self.ethtool.driver_stats(
-                if policy::exports_ethtool_stats(&self.policy, &link.name, link.kind.as_deref()) {
-                    names
-                } else {
-                    Vec::new()
-                },
-            )),
-            Backend::Netdev => Measure::Netdev,
-            Backend::None => Measure::Unmonitored,
-            Backend::Ebpf => match self.try_attach(link) {
-                Ok(attachment) => Measure::Ebpf(attachment),
-                Err(err) => {
-                    warn!(interface = %link.name, error = %Report(&err),
-                        "attaching the eBPF counter failed; using kernel link stats");
-                    let reason = if err.is_map_full() {
-                        Reason::EbpfMapFull
-                    } else {
-                        Reason::EbpfAttachFailed
-                    };
-                    return (Measure::Netdev, reason);
-                }
-            },
-        };
-        (measure, route.reason)
-    }
-
-    /// Sets link speeds from a link-mode dump (keyed by ifindex).
-    fn set_link_modes(&mut self, modes: &HashMap<u32, LinkMode>) {
-        for (ifindex, interface) in &mut self.interfaces {
-            interface.link_mode = modes.get(ifindex).copied();
-        }
-    }
-
-    /// One WARN per interface name for the lifetime of the process when ethtool has no
-    /// statistics for it: never an ERROR, and nothing on later cycles.
-    fn warn_once_without_ethtool(&mut self, interface: &Interface<E::Attachment>) {
-        let detail = match interface.answer {
-            Answer::Unsupported { errno } => format!("errno {errno} ({})", errno_name(errno)),
-            Answer::NoStats => format!(
-                "driver {} exports no statistics",
-                interface.driver.as_deref().unwrap_or("?")
-            ),
-            _ => return,
-        };
-        if self.warned.insert(interface.link.name.clone()) {
-            let backend = interface.measure.backend();
-            warn!(interface = %interface.link.name, backend = %backend, reason = %interface.reason,
-                "interface has no ethtool statistics ({detail}); measuring it with the {backend} backend instead");
-        }
-    }
-}
-
-/// The symbolic name of the errnos ethtool answers with.
-fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENODEV => "ENODEV",
-        libc::EPERM => "EPERM",
-        libc::EINVAL => "EINVAL",
-        _ => "other",
     }
 }

@@ -21,10 +21,11 @@ use std::{
 
 use aya::{Ebpf, programs::tc::TcHandle};
 
-pub use super::error::AttachError;
 use super::{
-    hooks::{AttachMode, AttachedMode, Hook, ProgramIds, kernel_has_tcx},
-    legacy::{self, AttachNetns, LEGACY_PRIORITY, NetnsRestore, Role},
+    error::AttachError,
+    hooks::{AttachMode, AttachedMode, Hook, ProgramIds, classifier, kernel_has_tcx},
+    legacy::{self, LEGACY_PRIORITY, Role},
+    netns::{AttachNetns, NetnsRestore},
     pin::{self, PinDir},
     tcx,
 };
@@ -92,8 +93,12 @@ fn attach_hook(
             }
         }
     };
-    let program = super::classifier(ebpf, hook.program())
-        .map_err(|e| map_err(io::Error::other(e.to_string())))?;
+    let program = classifier(ebpf, hook.program()).ok_or_else(|| {
+        map_err(io::Error::other(format!(
+            "program {} missing from the object",
+            hook.program()
+        )))
+    })?;
     let program_id = program
         .info()
         .map_err(|e| map_err(io::Error::other(e)))?
@@ -183,7 +188,10 @@ impl HookAttachment {
                 Ok(())
             }
             HookLink::Filter { handle } => {
-                if !still_ours(ifindex, hook, handle, self.program_id) {
+                // When the filters cannot be listed it is not removed: it might be another
+                // tool's by now, and one of ours left behind is removed by the next daemon at
+                // start.
+                if !legacy::still_ours(ifindex, hook, handle, self.program_id).unwrap_or(false) {
                     return Ok(());
                 }
                 match legacy::delete_filter(ifindex, hook, LEGACY_PRIORITY, handle) {
@@ -200,17 +208,6 @@ impl HookAttachment {
             }
         }
     }
-}
-
-/// Whether the legacy filter at `handle` still runs program `id`. When the filters cannot be
-/// listed it is not removed: it might be another tool's by now, and one of ours left behind is
-/// removed by the next daemon at start.
-fn still_ours(ifindex: u32, hook: Hook, handle: TcHandle, id: u32) -> bool {
-    legacy::filters(ifindex, hook).is_ok_and(|filters| {
-        filters.iter().any(|f| {
-            f.priority == LEGACY_PRIORITY && f.handle == handle && f.program_id == Some(id)
-        })
-    })
 }
 
 impl HookAttachment {
@@ -338,9 +335,7 @@ impl InterfaceAttachment {
         let hook = attached.hook;
         Ok(match &attached.link {
             HookLink::Tcx { .. } => tcx::programs(self.ifindex, hook)?.contains(&id),
-            HookLink::Filter { handle } => legacy::filters(self.ifindex, hook)?.iter().any(|f| {
-                f.priority == LEGACY_PRIORITY && f.handle == *handle && f.program_id == Some(id)
-            }),
+            HookLink::Filter { handle } => legacy::still_ours(self.ifindex, hook, *handle, id)?,
         })
     }
 

@@ -1,51 +1,98 @@
-//! The eBPF backend as the node uses it: [`TcCounter`] attaches to an interface, checks the
-//! attachment is still in place, detaches, and collects. Implemented by [`EbpfCounters`] and
-//! by [`Unattached`], which routes without attaching (`linkmeter list`, `check`).
+//! The eBPF backend as the node uses it: [`TcCounter`]. Its reads and map updates are single
+//! `bpf(2)` calls, made on the caller's thread; attaching, detaching, checking attachments and
+//! removing stale filters may wait on netlink, and are [`Pending`]: they run on the hook worker's
+//! thread (`worker`), and the node awaits their answer among its other work. Implemented by
+//! [`Counting`] (the daemon's and the one-shot commands'), by [`Unattached`] (routes without
+//! attaching: `linkmeter list`, `check`) and by a fixture in the tests.
 
-use std::{fmt, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
+use futures_util::{FutureExt as _, future::LocalBoxFuture};
 use tracing::warn;
 
+pub(crate) use super::worker::AttachmentId;
 use super::{
-    AttachError, AttachMode, AttachedMode, EbpfCounters, InterfaceAttachment, LoadOptions,
-    MapReadError, Peer,
+    AttachError, AttachMode, AttachedMode, Counters, EbpfCounters, InterfaceStats, LoadError,
+    LoadOptions, MapReadError, Overflow, Peer, maps::slot_flags, worker::HookWorker,
 };
-use crate::{
-    Report,
-    backend::{Collect, CollectError},
-    discovery::Link,
-    metrics::{MapOverflow, PeerSnapshot, Snapshot},
-    node::Interfaces,
-    policy::Backend,
-};
+use crate::{Report, discovery::Link};
 
-/// What an eBPF-routed interface holds while it is measured.
-pub(crate) trait Attachment: fmt::Debug {
-    /// The mechanism used, or `None` when nothing is attached (a dry run).
-    fn mode(&self) -> Option<AttachedMode>;
+/// Kernel work that may wait: it runs elsewhere, and awaiting it only waits for its answer.
+pub(crate) type Pending<T> = LocalBoxFuture<'static, T>;
+
+/// The answer of work that has it at once.
+fn ready<T: 'static>(value: T) -> Pending<T> {
+    std::future::ready(value).boxed_local()
 }
 
 /// The eBPF TC counter, per interface.
-pub(crate) trait TcCounter: Collect {
-    /// What an attached interface holds; dropping it detaches.
-    type Attachment: Attachment;
+pub(crate) trait TcCounter {
+    /// Gives `link` a counter slot (an interface that has one keeps it and its counters), then
+    /// attaches the programs to both its hooks, as `id`, with `mode`. Answers the mechanism
+    /// used (`None`: nothing is attached, a dry run); on failure nothing stays attached, and the
+    /// slot stays for the caller to free ([`TcCounter::forget`]).
+    fn attach(
+        &mut self,
+        id: AttachmentId,
+        link: &Link,
+        mode: AttachMode,
+    ) -> Pending<Result<Option<AttachedMode>, AttachError>>;
 
-    /// Attaches to both hooks of `link` with `mode`.
+    /// Detaches `id` (after its attach, when that is still running); an interface that is gone
+    /// counts as detached.
+    fn detach(&mut self, id: AttachmentId) -> Pending<Result<(), AttachError>>;
+
+    /// Which of `ids` are no longer in place: someone else removed them. A check that cannot
+    /// be made counts as in place.
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>>;
+
+    /// Removes from `ifindexes` the legacy tc filters earlier processes of this role left
+    /// (after a SIGKILL, say); answers how many.
+    fn remove_stale_filters(&mut self, ifindexes: Vec<u32>) -> Pending<usize>;
+
+    /// Lets go of every attachment: detached, or left counting for the next daemon when they
+    /// persist ([`TcCounter::persists`]). Answers when done.
+    fn release(&mut self) -> Pending<()>;
+
+    /// Whether attachments stay in the kernel when let go of (pinning).
+    fn persists(&self) -> bool {
+        false
+    }
+
+    /// Statistics of every interface with a slot, by ifindex.
     ///
     /// # Errors
     ///
-    /// [`AttachError`] naming the interface and hook; nothing stays attached.
-    fn attach(&mut self, link: &Link, mode: AttachMode) -> Result<Self::Attachment, AttachError>;
+    /// [`MapReadError`] when the kernel refuses a lookup.
+    fn read_all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError>;
 
-    /// Whether `attachment` is still in place. A check that cannot be made counts as intact.
-    fn is_intact(&self, attachment: &Self::Attachment) -> bool;
-
-    /// Detaches `attachment`; an interface that is gone counts as detached.
+    /// Traffic per tunnel device, direction and remote endpoint (recording which moved, for
+    /// [`TcCounter::expire_peers`]).
     ///
     /// # Errors
     ///
-    /// [`AttachError::Detach`] when the kernel refuses.
-    fn detach(&mut self, attachment: Self::Attachment) -> Result<(), AttachError>;
+    /// [`MapReadError`] when the kernel refuses the iteration.
+    fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError>;
+
+    /// Packets counted as overflow.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses a lookup.
+    fn overflow(&self) -> Result<Overflow, MapReadError>;
+
+    /// Kernel memory of each map (`None` where it cannot be read).
+    fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
+        Vec::new()
+    }
+
+    /// Interface slots (used, free), when there are maps.
+    fn slot_usage(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// Forwards pending log records of the programs.
+    fn flush_logs(&mut self) {}
 
     /// Frees the counters of `ifindex` (its interface is gone, or a new lifetime begins).
     ///
@@ -61,23 +108,6 @@ pub(crate) trait TcCounter: Collect {
     /// [`MapReadError`] when the kernel refuses.
     fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError>;
 
-    /// Removes the legacy tc filters earlier processes of this role left on `ifindex` (after a
-    /// SIGKILL, say); returns how many. Nothing to do by default.
-    ///
-    /// # Errors
-    ///
-    /// Listing or removing a filter failed.
-    fn remove_stale_filters(&mut self, ifindex: u32) -> std::io::Result<usize> {
-        let _ = ifindex;
-        Ok(0)
-    }
-
-    /// Whether attachments stay in the kernel when dropped (pinning): shutting down then
-    /// leaves them counting for the next daemon.
-    fn persists(&self) -> bool {
-        false
-    }
-
     /// After the first routing pass: frees what an earlier daemon pinned for interfaces that
     /// are not `attached` now (their slots, their pinned links). Returns how many interfaces.
     fn settle(&mut self, attached: &[u32]) -> usize {
@@ -86,142 +116,116 @@ pub(crate) trait TcCounter: Collect {
     }
 }
 
-impl Attachment for InterfaceAttachment {
-    fn mode(&self) -> Option<AttachedMode> {
-        Some(Self::mode(self))
+/// The answer of the worker's `answer`, or `stopped` when the worker is gone (it panicked).
+fn answered<T: 'static>(
+    answer: impl Future<Output = Result<T, tokio::sync::oneshot::error::RecvError>> + 'static,
+    stopped: impl FnOnce() -> T + 'static,
+) -> Pending<T> {
+    async move { answer.await.unwrap_or_else(|_| stopped()) }.boxed_local()
+}
+
+/// The eBPF counter at work: the maps, read and updated on the caller's thread, and the
+/// programs on the hook worker's thread, which attaches, detaches and checks.
+#[derive(Debug)]
+pub(crate) struct Counting {
+    counters: Counters,
+    worker: HookWorker,
+}
+
+impl Counting {
+    /// Loads the counters sized by `options` and starts the hook worker (in the calling
+    /// thread's network namespace).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the object cannot be loaded, or the worker cannot be started.
+    pub(crate) fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        let (counters, programs) = EbpfCounters::load(options)?.into_parts();
+        let worker = HookWorker::spawn(programs).map_err(LoadError::Worker)?;
+        Ok(Self { counters, worker })
     }
 }
 
-impl TcCounter for EbpfCounters {
-    type Attachment = InterfaceAttachment;
-
-    fn persists(&self) -> bool {
-        self.pins.is_some()
-    }
-
-    fn settle(&mut self, attached: &[u32]) -> usize {
-        let Some(pins) = self.pins.clone() else {
-            return 0;
-        };
-        let mut gone: Vec<u32> = self.maps.slotted();
-        gone.extend(pins.linked());
-        gone.retain(|ifindex| !attached.contains(ifindex));
-        gone.sort_unstable();
-        gone.dedup();
-        for &ifindex in &gone {
-            for hook in super::Hook::ALL {
-                super::pin::unpin(&pins.link(ifindex, hook));
-            }
-            if let Err(err) = TcCounter::forget(self, ifindex) {
-                tracing::warn!(ifindex, error = %crate::Report(&err), "freeing pinned counters");
-            }
-        }
-        gone.len()
-    }
-
-    fn remove_stale_filters(&mut self, ifindex: u32) -> std::io::Result<usize> {
-        let ours = [self.ids.ingress, self.ids.egress];
-        super::legacy::remove_stale_filters(ifindex, Some(self.role), &ours)
-    }
-
-    /// Attaches by `link`'s ifindex, never by name: a device deleted and re-created under the
-    /// same name has another index (`ENODEV` here; its own link event routes it), and a name
-    /// that is not UTF-8 is no obstacle.
+impl TcCounter for Counting {
     fn attach(
         &mut self,
+        id: AttachmentId,
         link: &Link,
         mode: AttachMode,
-    ) -> Result<InterfaceAttachment, AttachError> {
-        self.attach_index(link.ifindex, &link.name, mode, link.framing)
+    ) -> Pending<Result<Option<AttachedMode>, AttachError>> {
+        if let Err(source) = self
+            .counters
+            .maps
+            .assign(link.ifindex, slot_flags(link.framing))
+        {
+            return ready(Err(AttachError::Slot {
+                interface: link.name.clone(),
+                source,
+            }));
+        }
+        let interface = link.name.clone();
+        answered(
+            self.worker
+                .attach(id, link.ifindex, &link.name, mode)
+                .map(|answer| answer.map(|attached| attached.map(Some))),
+            move || Err(AttachError::Stopped { interface }),
+        )
     }
 
-    fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {
-        Self::is_intact(self, attachment)
+    fn detach(&mut self, id: AttachmentId) -> Pending<Result<(), AttachError>> {
+        answered(self.worker.detach(id), || Ok(()))
     }
 
-    fn detach(&mut self, attachment: InterfaceAttachment) -> Result<(), AttachError> {
-        attachment.detach()
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
+        answered(self.worker.check(ids), Vec::new)
+    }
+
+    fn remove_stale_filters(&mut self, ifindexes: Vec<u32>) -> Pending<usize> {
+        answered(self.worker.remove_stale_filters(ifindexes), || 0)
+    }
+
+    fn release(&mut self) -> Pending<()> {
+        answered(self.worker.release(), || ())
+    }
+
+    fn persists(&self) -> bool {
+        self.counters.pins.is_some()
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
+        self.counters.maps.all()
+    }
+
+    fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
+        self.counters.maps.observe_peers()
+    }
+
+    fn overflow(&self) -> Result<Overflow, MapReadError> {
+        self.counters.maps.overflow()
+    }
+
+    fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
+        self.counters.maps.map_bytes()
+    }
+
+    fn slot_usage(&self) -> Option<(u64, u64)> {
+        Some(self.counters.maps.slot_usage())
+    }
+
+    fn flush_logs(&mut self) {
+        self.counters.flush_logs();
     }
 
     fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        Self::forget(self, ifindex)
+        self.counters.maps.forget(ifindex)
     }
 
     fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
-        Self::expire_peers(self, idle)
+        self.counters.maps.expire_peers(idle)
     }
-}
 
-/// The exported form of `peers` of the interfaces in `out` (peers of interfaces the snapshot
-/// does not show, being deleted, are left out).
-pub(crate) fn peer_snapshots(peers: &[Peer], out: &Snapshot) -> Vec<PeerSnapshot> {
-    let mut shown: Vec<PeerSnapshot> = peers
-        .iter()
-        .filter_map(|peer| {
-            let interface = out
-                .interfaces
-                .binary_search_by_key(&peer.ifindex, |i| i.ifindex)
-                .ok()
-                .and_then(|at| out.interfaces.get(at))?;
-            Some(PeerSnapshot {
-                interface: interface.name.clone(),
-                direction: peer.direction,
-                peer: peer
-                    .endpoint
-                    .map_or_else(|| "none".to_owned(), |ip| ip.to_string()),
-                packets: peer.counter.packets,
-                bytes: peer.counter.bytes,
-            })
-        })
-        .collect();
-    shown.sort_by(|a, b| {
-        (&a.interface, a.direction, &a.peer).cmp(&(&b.interface, b.direction, &b.peer))
-    });
-    shown
-}
-
-impl Collect for EbpfCounters {
-    const BACKEND: Backend = Backend::Ebpf;
-
-    /// The statistics of every attached interface, the peers, the overflow counters and the
-    /// maps' kernel memory.
-    async fn collect<A: super::Attachment>(
-        &mut self,
-        _interfaces: &mut Interfaces<A>,
-        out: &mut Snapshot,
-    ) -> Vec<CollectError> {
-        self.flush_logs();
-        let mut failures = Vec::new();
-        match self.read_all() {
-            Ok(all) => {
-                for interface in out.interfaces.iter_mut() {
-                    if interface.attach_mode.is_some() {
-                        interface.ebpf = all.get(&interface.ifindex).copied();
-                    }
-                }
-            }
-            Err(err) => failures.push(err.into()),
-        }
-        match self.observe_peers() {
-            Ok(peers) => out.peers = peer_snapshots(&peers, out),
-            Err(err) => failures.push(err.into()),
-        }
-        match self.overflow() {
-            Ok(overflow) => {
-                out.map_overflow = MapOverflow {
-                    interfaces: overflow.interfaces.packets,
-                    peers: overflow.peers.packets,
-                };
-            }
-            Err(err) => failures.push(err.into()),
-        }
-        out.map_bytes = self
-            .map_bytes()
-            .into_iter()
-            .filter_map(|(map, bytes)| Some((map, bytes?)))
-            .collect();
-        out.slots = Some(self.maps.slot_usage());
-        failures
+    fn settle(&mut self, attached: &[u32]) -> usize {
+        self.counters.settle(attached)
     }
 }
 
@@ -230,29 +234,42 @@ impl Collect for EbpfCounters {
 #[derive(Debug)]
 pub(crate) struct Unattached;
 
-/// What an interface routed to [`Unattached`] holds: nothing.
-#[derive(Debug)]
-pub(crate) struct Planned;
-
-impl Attachment for Planned {
-    fn mode(&self) -> Option<AttachedMode> {
-        None
-    }
-}
-
 impl TcCounter for Unattached {
-    type Attachment = Planned;
-
-    fn attach(&mut self, _: &Link, _: AttachMode) -> Result<Planned, AttachError> {
-        Ok(Planned)
+    fn attach(
+        &mut self,
+        _: AttachmentId,
+        _: &Link,
+        _: AttachMode,
+    ) -> Pending<Result<Option<AttachedMode>, AttachError>> {
+        ready(Ok(None))
     }
 
-    fn is_intact(&self, _: &Planned) -> bool {
-        true
+    fn detach(&mut self, _: AttachmentId) -> Pending<Result<(), AttachError>> {
+        ready(Ok(()))
     }
 
-    fn detach(&mut self, _: Planned) -> Result<(), AttachError> {
-        Ok(())
+    fn check(&mut self, _: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
+        ready(Vec::new())
+    }
+
+    fn remove_stale_filters(&mut self, _: Vec<u32>) -> Pending<usize> {
+        ready(0)
+    }
+
+    fn release(&mut self) -> Pending<()> {
+        ready(())
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
+        Ok(BTreeMap::new())
+    }
+
+    fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
+        Ok(Vec::new())
+    }
+
+    fn overflow(&self) -> Result<Overflow, MapReadError> {
+        Ok(Overflow::default())
     }
 
     fn forget(&mut self, _: u32) -> Result<(), MapReadError> {
@@ -264,25 +281,13 @@ impl TcCounter for Unattached {
     }
 }
 
-impl Collect for Unattached {
-    const BACKEND: Backend = Backend::Ebpf;
-
-    async fn collect<A: super::Attachment>(
-        &mut self,
-        _: &mut Interfaces<A>,
-        _: &mut Snapshot,
-    ) -> Vec<CollectError> {
-        Vec::new()
-    }
-}
-
 /// Loads the eBPF counters sized by `options`, or says once, at WARN, why the interfaces that
 /// need them fall back to kernel link stats.
-pub(crate) fn load_or_explain(options: &LoadOptions) -> Option<EbpfCounters> {
-    match EbpfCounters::load(options) {
-        Ok(counters) => Some(counters),
+pub(crate) fn load_or_explain(options: &LoadOptions) -> Option<Counting> {
+    match Counting::load(options) {
+        Ok(counting) => Some(counting),
         // Counting without pins beats not counting: say so, and go on.
-        Err(err @ super::LoadError::Pin(_)) => {
+        Err(err @ LoadError::Pin(_)) => {
             warn!(error = %Report(&err),
                 "pinning unavailable; counting without pins (counters restart with the daemon)");
             load_or_explain(&LoadOptions {

@@ -1,6 +1,8 @@
-//! Why attaching or detaching failed.
+//! Why attaching, detaching or using the maps failed.
 
 use std::io;
+
+use aya::maps::MapError;
 
 use super::hooks::{AttachedMode, Hook};
 
@@ -81,7 +83,13 @@ pub enum AttachError {
         interface: String,
         /// Why.
         #[source]
-        source: super::MapReadError,
+        source: MapReadError,
+    },
+    /// The hook worker thread stopped (it panicked) before it answered.
+    #[error("the hook worker stopped before attaching to {interface:?}")]
+    Stopped {
+        /// The interface name.
+        interface: String,
     },
     /// The network namespace of the calling thread cannot be recorded.
     #[error("recording the network namespace of {interface:?}")]
@@ -101,9 +109,38 @@ impl AttachError {
         matches!(
             self,
             Self::Slot {
-                source: super::MapReadError::Full { .. } | super::MapReadError::Crowded { .. },
+                source: MapReadError::Full { .. } | MapReadError::Crowded { .. },
                 ..
             }
         )
     }
+}
+
+/// Errors from reading or writing the maps.
+#[derive(Debug, thiserror::Error)]
+pub enum MapReadError {
+    /// A map lookup, update or iteration failed.
+    #[error("accessing map {map}")]
+    Access {
+        /// Name of the map.
+        map: &'static str,
+        /// The underlying error.
+        #[source]
+        source: MapError,
+    },
+    /// Every slot is taken: `max_interfaces` interfaces are attached already.
+    #[error("all {capacity} interface slots are taken (raise max_interfaces)")]
+    Full {
+        /// The number of slots.
+        capacity: u32,
+    },
+    /// The directory has no free position for this ifindex (it is too crowded).
+    #[error("no free directory position for ifindex {ifindex}")]
+    Crowded {
+        /// The interface.
+        ifindex: u32,
+    },
+    /// The number of possible CPUs cannot be read.
+    #[error("reading the number of possible CPUs")]
+    Cpus(#[source] std::io::Error),
 }

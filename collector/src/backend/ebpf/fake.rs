@@ -1,47 +1,51 @@
 //! A fixture eBPF backend for the node's tests: attaches unless told to refuse an interface,
-//! can have an attachment removed "by someone else", and reports the counts, overflow and read
-//! failures the test sets. Cloning shares the state, so a test keeps a handle on what the
-//! node owns.
+//! can have an attachment removed "by someone else", can leave its kernel work unanswered (a
+//! netlink answer that never comes), and reports the counts, overflow and read failures the
+//! test sets. Cloning shares the state, so a test keeps a handle on what the node owns.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
-
-use std::time::Duration;
 
 use aya::maps::MapError;
 use collector_common::{Counter, Direction, Protocol, Stats};
+use futures_util::FutureExt as _;
 
 use super::{
-    AttachError, AttachMode, AttachedMode, Attachment, InterfaceStats, MapReadError, Peer,
-    TcCounter, counter::peer_snapshots,
+    AttachError, AttachMode, AttachedMode, AttachmentId, InterfaceStats, MapReadError, Overflow,
+    Peer, Pending, TcCounter,
 };
-use crate::{
-    backend::{Collect, CollectError},
-    discovery::Link,
-    metrics::{MapOverflow, Snapshot},
-    node::Interfaces,
-    policy::Backend,
-};
+use crate::discovery::Link;
 
 #[derive(Debug, Default)]
 struct State {
-    /// Interfaces our program is attached to.
-    attached: BTreeSet<u32>,
+    /// Our attachments, by id: the interface they are on.
+    attached: HashMap<AttachmentId, u32>,
     attaches: usize,
     detaches: usize,
     forgotten: Vec<u32>,
     refused: BTreeSet<String>,
     /// Counter slots; `None`: unlimited.
     slots: Option<usize>,
+    /// Interfaces with a slot.
+    slotted: BTreeSet<u32>,
     counts: BTreeMap<u32, InterfaceStats>,
     peers: Vec<Peer>,
     idle_peers: usize,
     overflow: u64,
     failing_reads: bool,
+    /// Kernel work is left unanswered while set.
+    stalled: bool,
     /// What each `settle` was given.
     settles: Vec<Vec<u32>>,
+    /// What each `remove_stale_filters` was given.
+    stale_checks: Vec<Vec<u32>>,
+    /// Whether `release` was called.
+    released: bool,
+    /// Attachments stay in the kernel when let go of (pinning).
+    persisting: bool,
 }
 
 /// Statistics of `packets` IPv4 UDP packets of 100 bytes.
@@ -55,25 +59,22 @@ pub(crate) fn udp_stats(packets: u64) -> Stats {
     stats
 }
 
-/// The fixture backend.
+/// The fixture backend (its attachments are "TCX").
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FakeEbpf(Arc<Mutex<State>>);
-
-/// An attachment of [`FakeEbpf`] (always "TCX").
-#[derive(Debug)]
-pub(crate) struct FakeAttachment {
-    ifindex: u32,
-}
-
-impl Attachment for FakeAttachment {
-    fn mode(&self) -> Option<AttachedMode> {
-        Some(AttachedMode::Tcx)
-    }
-}
 
 impl FakeEbpf {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `answer`, or an answer that never comes while the kernel is stalled.
+    fn answer<T: 'static>(&self, answer: T) -> Pending<T> {
+        if self.state().stalled {
+            std::future::pending().boxed_local()
+        } else {
+            std::future::ready(answer).boxed_local()
+        }
     }
 
     /// Makes attaching to `name` fail.
@@ -86,14 +87,25 @@ impl FakeEbpf {
         self.state().slots = Some(slots);
     }
 
+    /// Leaves every later attach, detach, check and filter removal unanswered (`true`), as a
+    /// kernel whose netlink answer never comes, or answers them again.
+    pub(crate) fn stall(&self, stalled: bool) {
+        self.state().stalled = stalled;
+    }
+
+    /// Makes attachments stay in the kernel when let go of (`true`), as with pinning.
+    pub(crate) fn persist(&self, persisting: bool) {
+        self.state().persisting = persisting;
+    }
+
     /// Removes our attachment from `ifindex`, as another tool would.
     pub(crate) fn remove_attachment(&self, ifindex: u32) {
-        self.state().attached.remove(&ifindex);
+        self.state().attached.retain(|_, on| *on != ifindex);
     }
 
     /// Whether our program is attached to `ifindex`.
     pub(crate) fn is_attached(&self, ifindex: u32) -> bool {
-        self.state().attached.contains(&ifindex)
+        self.state().attached.values().any(|on| *on == ifindex)
     }
 
     /// Sets the counters of `ifindex`: `rx` and `tx` IPv4 UDP packets of 100 bytes.
@@ -145,6 +157,16 @@ impl FakeEbpf {
         self.state().settles.clone()
     }
 
+    /// What each call of `remove_stale_filters` was given.
+    pub(crate) fn stale_checks(&self) -> Vec<Vec<u32>> {
+        self.state().stale_checks.clone()
+    }
+
+    /// Whether every attachment was let go of (shutdown).
+    pub(crate) fn released(&self) -> bool {
+        self.state().released
+    }
+
     /// How many attachments were made.
     pub(crate) fn attaches(&self) -> usize {
         self.state().attaches
@@ -159,49 +181,118 @@ impl FakeEbpf {
     pub(crate) fn forgotten(&self) -> Vec<u32> {
         self.state().forgotten.clone()
     }
+
+    fn read_error() -> MapReadError {
+        MapReadError::Access {
+            map: "LINKMETER_STATS",
+            source: MapError::KeyNotFound,
+        }
+    }
 }
 
 impl TcCounter for FakeEbpf {
-    type Attachment = FakeAttachment;
-
-    fn attach(&mut self, link: &Link, _: AttachMode) -> Result<FakeAttachment, AttachError> {
-        let mut state = self.state();
-        if state.refused.contains(&link.name) {
-            return Err(AttachError::NoSuchInterface {
-                interface: link.name.clone(),
+    fn attach(
+        &mut self,
+        id: AttachmentId,
+        link: &Link,
+        _: AttachMode,
+    ) -> Pending<Result<Option<AttachedMode>, AttachError>> {
+        let result = {
+            let mut state = self.state();
+            let full = state.slots.is_some_and(|capacity| {
+                !state.slotted.contains(&link.ifindex) && state.slotted.len() >= capacity
             });
-        }
-        if let Some(capacity) = state.slots
-            && state.attached.len() >= capacity
+            if full {
+                Err(AttachError::Slot {
+                    interface: link.name.clone(),
+                    source: MapReadError::Full {
+                        capacity: u32::try_from(state.slots.unwrap_or(0)).unwrap_or(u32::MAX),
+                    },
+                })
+            } else if state.refused.contains(&link.name) {
+                state.slotted.insert(link.ifindex);
+                Err(AttachError::NoSuchInterface {
+                    interface: link.name.clone(),
+                })
+            } else {
+                state.slotted.insert(link.ifindex);
+                state.attaches += 1;
+                state.attached.insert(id, link.ifindex);
+                Ok(Some(AttachedMode::Tcx))
+            }
+        };
+        self.answer(result)
+    }
+
+    fn detach(&mut self, id: AttachmentId) -> Pending<Result<(), AttachError>> {
         {
-            return Err(AttachError::Slot {
-                interface: link.name.clone(),
-                source: MapReadError::Full {
-                    capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
-                },
-            });
+            let mut state = self.state();
+            state.detaches += 1;
+            state.attached.remove(&id);
         }
-        state.attaches += 1;
-        state.attached.insert(link.ifindex);
-        Ok(FakeAttachment {
-            ifindex: link.ifindex,
+        self.answer(Ok(()))
+    }
+
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
+        let broken = {
+            let state = self.state();
+            ids.into_iter()
+                .filter(|id| !state.attached.contains_key(id))
+                .collect()
+        };
+        self.answer(broken)
+    }
+
+    fn remove_stale_filters(&mut self, ifindexes: Vec<u32>) -> Pending<usize> {
+        self.state().stale_checks.push(ifindexes);
+        self.answer(0)
+    }
+
+    fn release(&mut self) -> Pending<()> {
+        {
+            let mut state = self.state();
+            state.released = true;
+            if !state.persisting {
+                state.attached.clear();
+            }
+        }
+        self.answer(())
+    }
+
+    fn persists(&self) -> bool {
+        self.state().persisting
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
+        let state = self.state();
+        if state.failing_reads {
+            return Err(Self::read_error());
+        }
+        Ok(state
+            .slotted
+            .iter()
+            .map(|i| (*i, state.counts.get(i).copied().unwrap_or_default()))
+            .collect())
+    }
+
+    fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
+        Ok(self.state().peers.clone())
+    }
+
+    fn overflow(&self) -> Result<Overflow, MapReadError> {
+        Ok(Overflow {
+            interfaces: Counter {
+                packets: self.state().overflow,
+                bytes: 0,
+            },
+            peers: Counter::default(),
         })
-    }
-
-    fn is_intact(&self, attachment: &FakeAttachment) -> bool {
-        self.state().attached.contains(&attachment.ifindex)
-    }
-
-    fn detach(&mut self, attachment: FakeAttachment) -> Result<(), AttachError> {
-        let mut state = self.state();
-        state.detaches += 1;
-        state.attached.remove(&attachment.ifindex);
-        Ok(())
     }
 
     fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
         let mut state = self.state();
         state.forgotten.push(ifindex);
+        state.slotted.remove(&ifindex);
         state.counts.remove(&ifindex);
         state.peers.retain(|p| p.ifindex != ifindex);
         Ok(())
@@ -218,40 +309,5 @@ impl TcCounter for FakeEbpf {
         state.peers.drain(..n);
         state.idle_peers = 0;
         Ok(n)
-    }
-}
-
-impl Collect for FakeEbpf {
-    const BACKEND: Backend = Backend::Ebpf;
-
-    async fn collect<A: Attachment>(
-        &mut self,
-        _: &mut Interfaces<A>,
-        out: &mut Snapshot,
-    ) -> Vec<CollectError> {
-        let state = self.state();
-        if state.failing_reads {
-            return vec![CollectError::Ebpf(MapReadError::Access {
-                map: "LINKMETER_STATS",
-                source: MapError::KeyNotFound,
-            })];
-        }
-        for interface in out.interfaces.iter_mut() {
-            if interface.attach_mode.is_some() {
-                interface.ebpf = Some(
-                    state
-                        .counts
-                        .get(&interface.ifindex)
-                        .copied()
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        out.peers = peer_snapshots(&state.peers, out);
-        out.map_overflow = MapOverflow {
-            interfaces: state.overflow,
-            peers: 0,
-        };
-        Vec::new()
     }
 }

@@ -83,6 +83,16 @@ impl fmt::Display for Hook {
     }
 }
 
+/// The TC classifier named `program` in the loaded object `ebpf`; `None` when it is missing
+/// or of another kind.
+pub(super) fn classifier<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    program: &str,
+) -> Option<&'a mut aya::programs::SchedClassifier> {
+    ebpf.program_mut(program)
+        .and_then(|p| <&mut aya::programs::SchedClassifier>::try_from(p).ok())
+}
+
 /// The kernel ids of our two loaded programs: how an attachment is recognised as ours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProgramIds {

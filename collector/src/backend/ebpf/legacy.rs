@@ -9,21 +9,19 @@
 //! linkmeter program was left by an earlier daemon (removed by the daemon at start and before
 //! attaching there), and a filter that is not linkmeter's is reported and left alone, ours
 //! going to the next free handle. Filters are found by dumping the hook's filters over
-//! rtnetlink ([`filters`]), removed by index ([`delete_filter`]), and detached from the network
-//! namespace they were added in ([`AttachNetns`]).
+//! rtnetlink, removed by index ([`delete_filter`]), and detached from the network namespace
+//! they were added in (`netns`). Whether a filter is ours is decided in one place, [`is_ours`].
 
-use std::{
-    fs::File,
-    io,
-    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
-    sync::Arc,
-};
+use std::io;
 
 use aya::programs::tc::TcHandle;
-use nix::sched::{CloneFlags, setns};
 
-pub(super) use super::tc_netlink::{add_clsact, add_filter, delete_filter, filters};
-use super::{attach::AttachError, hooks::Hook};
+pub(super) use super::tc_netlink::{add_clsact, add_filter, delete_filter};
+use super::{
+    error::AttachError,
+    hooks::Hook,
+    tc_netlink::{Filter, filters},
+};
 
 /// Priority of linkmeter's cls_bpf filters in legacy tc mode (lower runs earlier).
 pub(crate) const LEGACY_PRIORITY: u16 = 1;
@@ -55,6 +53,33 @@ impl Role {
     }
 }
 
+/// Whether `filter` sits at our priority and `handle`.
+fn sits_at(filter: &Filter, handle: TcHandle) -> bool {
+    filter.priority == LEGACY_PRIORITY && filter.handle == handle
+}
+
+/// Whether `filter` is ours: at our priority and `handle`, running the program with kernel id
+/// `program_id` (a filter is recognised by what it runs, never by its place alone).
+pub(super) fn is_ours(filter: &Filter, handle: TcHandle, program_id: u32) -> bool {
+    sits_at(filter, handle) && filter.program_id == Some(program_id)
+}
+
+/// Whether our filter at `handle` on `hook` of `ifindex` still runs program `program_id`.
+///
+/// # Errors
+///
+/// The hook's filters cannot be listed (`ENODEV`: the device is gone).
+pub(super) fn still_ours(
+    ifindex: u32,
+    hook: Hook,
+    handle: TcHandle,
+    program_id: u32,
+) -> io::Result<bool> {
+    Ok(filters(ifindex, hook)?
+        .iter()
+        .any(|f| is_ours(f, handle, program_id)))
+}
+
 /// Where a legacy filter goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Slot {
@@ -83,10 +108,7 @@ pub(super) fn choose_handle(
     };
     let present = filters(ifindex, hook).map_err(stale_error)?;
     for handle in role.handles() {
-        let Some(filter) = present
-            .iter()
-            .find(|f| f.priority == LEGACY_PRIORITY && f.handle == handle)
-        else {
+        let Some(filter) = present.iter().find(|f| sits_at(f, handle)) else {
             return Ok(Slot::Free(handle));
         };
         if !filter.is_linkmeter() {
@@ -123,9 +145,8 @@ pub(crate) fn remove_stale_filters(
     let mut removed = 0;
     for hook in Hook::ALL {
         for filter in filters(ifindex, hook)? {
-            let in_scope = scope.is_none_or(|role| {
-                filter.priority == LEGACY_PRIORITY && role.handles().any(|h| h == filter.handle)
-            });
+            let in_scope =
+                scope.is_none_or(|role| role.handles().any(|handle| sits_at(&filter, handle)));
             let ours = filter.program_id.is_some_and(|id| keep.contains(&id));
             if filter.is_linkmeter() && in_scope && !ours {
                 match delete_filter(ifindex, hook, filter.priority, filter.handle) {
@@ -138,64 +159,6 @@ pub(crate) fn remove_stale_filters(
         }
     }
     Ok(removed)
-}
-
-/// The network namespace an attachment was made in.
-///
-/// Legacy tc filters are found and removed over netlink, and TCX hooks queried with
-/// `BPF_PROG_QUERY`, both by ifindex in the *calling thread's* namespace. Doing either from
-/// another namespace would miss the attachment or, worse, hit a device with the same ifindex
-/// there. Callers therefore enter this namespace first when elsewhere.
-#[derive(Debug)]
-pub(crate) struct AttachNetns {
-    fd: File,
-    inode: u64,
-}
-
-impl AttachNetns {
-    /// The calling thread's namespace, reusing `cached` when it is the same one (so that a
-    /// thousand attachments share one file descriptor).
-    pub(super) fn current(cached: &mut Option<Arc<Self>>) -> io::Result<Arc<Self>> {
-        let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
-        if let Some(netns) = cached.as_ref().filter(|n| n.inode == inode) {
-            return Ok(Arc::clone(netns));
-        }
-        let netns = Arc::new(Self::open()?);
-        *cached = Some(Arc::clone(&netns));
-        Ok(netns)
-    }
-
-    fn open() -> io::Result<Self> {
-        let fd = File::open("/proc/thread-self/ns/net")?;
-        let inode = fd.metadata()?.ino();
-        Ok(Self { fd, inode })
-    }
-
-    /// Moves the calling thread into this namespace (if it is elsewhere) until the guard drops.
-    pub(super) fn enter(&self) -> io::Result<Option<NetnsRestore>> {
-        let current = Self::open()?;
-        if current.inode == self.inode {
-            return Ok(None);
-        }
-        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        Ok(Some(NetnsRestore {
-            original: current.fd,
-        }))
-    }
-}
-
-/// Returns the thread to the namespace it came from.
-#[derive(Debug)]
-pub(super) struct NetnsRestore {
-    original: File,
-}
-
-impl Drop for NetnsRestore {
-    fn drop(&mut self) {
-        if let Err(err) = setns(self.original.as_fd(), CloneFlags::CLONE_NEWNET) {
-            tracing::error!(error = %err, "cannot return to the original network namespace");
-        }
-    }
 }
 
 #[cfg(test)]

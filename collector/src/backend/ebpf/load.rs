@@ -2,11 +2,7 @@
 
 use std::ops::RangeInclusive;
 
-use aya::{
-    Ebpf, EbpfError, EbpfLoader,
-    maps::MapError,
-    programs::{ProgramError, SchedClassifier},
-};
+use aya::{Ebpf, EbpfError, EbpfLoader, maps::MapError, programs::ProgramError};
 use aya_log::EbpfLogger;
 use collector_common::{
     Counter, DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM,
@@ -14,12 +10,13 @@ use collector_common::{
 };
 
 use super::{
-    EbpfCounters, OBJECT,
-    hooks::ProgramIds,
+    Counters, EbpfCounters, OBJECT,
+    error::MapReadError,
+    hooks::{ProgramIds, classifier},
     legacy::Role,
-    maps::{CounterMaps, MapReadError},
-    peers::PeerAges,
+    maps::CounterMaps,
     pin::{MAP_FILES, PinDir, PinError},
+    programs::Programs,
 };
 /// Default of `max_interfaces`: how many interfaces the eBPF counter can be attached to at
 /// once. Each takes 512 bytes of kernel memory per possible CPU plus 128 bytes (64 KiB on a
@@ -157,6 +154,9 @@ pub enum LoadError {
     /// The pin directory cannot be used.
     #[error("pinning the eBPF maps")]
     Pin(#[source] PinError),
+    /// The thread that attaches the programs cannot be started.
+    #[error("starting the hook worker thread")]
+    Worker(#[source] std::io::Error),
 }
 
 fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -217,7 +217,8 @@ impl EbpfCounters {
         };
         let mut ids = [0; 2];
         for (slot, program) in ids.iter_mut().zip([INGRESS_PROGRAM, EGRESS_PROGRAM]) {
-            let classifier = classifier(&mut ebpf, program)?;
+            let classifier =
+                classifier(&mut ebpf, program).ok_or(LoadError::MissingProgram { program })?;
             classifier
                 .load()
                 .map_err(|source| LoadError::Verify { program, source })?;
@@ -244,29 +245,15 @@ impl EbpfCounters {
                 );
             }
         }
+        let ids = ProgramIds {
+            ingress: ids[0],
+            egress: ids[1],
+        };
         Ok(Self {
-            ebpf,
-            maps,
-            ids: ProgramIds {
-                ingress: ids[0],
-                egress: ids[1],
-            },
-            logger,
-            netns: None,
-            ages: PeerAges::default(),
-            role: options.role,
-            pins,
+            programs: Programs::new(ebpf, ids, options.role, pins.clone()),
+            counters: Counters { maps, logger, pins },
         })
     }
-}
-
-pub(super) fn classifier<'a>(
-    ebpf: &'a mut Ebpf,
-    program: &'static str,
-) -> Result<&'a mut SchedClassifier, LoadError> {
-    ebpf.program_mut(program)
-        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
-        .ok_or(LoadError::MissingProgram { program })
 }
 
 /// Logs the kernel memory the maps will take (or may take, for the peers), which grows with the

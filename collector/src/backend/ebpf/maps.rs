@@ -4,45 +4,24 @@
 //! The kernel keeps one value per possible CPU in the per-CPU maps; a reading is their sum,
 //! which is exact (each CPU's share is written only by that CPU).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{
     Array, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
 };
 use collector_common::{
-    Counter, DIRECTORY_MAP, DIRECTORY_PROBES, Direction, OVERFLOW_INTERFACES, OVERFLOW_MAP,
-    OVERFLOW_PEERS, PEERS_MAP, PeerKey, SLOT_RAW_IP, SLOT_TUNNEL, STATS_MAP, Slot, Stats,
-    directory_position, stats_index,
+    Counter, DIRECTORY_MAP, Direction, OVERFLOW_INTERFACES, OVERFLOW_MAP, OVERFLOW_PEERS,
+    PEERS_MAP, PeerKey, SLOT_RAW_IP, SLOT_TUNNEL, STATS_MAP, Slot, Stats, stats_index,
 };
 
-/// Errors from reading or writing the maps.
-#[derive(Debug, thiserror::Error)]
-pub enum MapReadError {
-    /// A map lookup, update or iteration failed.
-    #[error("accessing map {map}")]
-    Access {
-        /// Name of the map.
-        map: &'static str,
-        /// The underlying error.
-        #[source]
-        source: MapError,
-    },
-    /// Every slot is taken: `max_interfaces` interfaces are attached already.
-    #[error("all {capacity} interface slots are taken (raise max_interfaces)")]
-    Full {
-        /// The number of slots.
-        capacity: u32,
-    },
-    /// The directory has no free position for this ifindex (it is too crowded).
-    #[error("no free directory position for ifindex {ifindex}")]
-    Crowded {
-        /// The interface.
-        ifindex: u32,
-    },
-    /// The number of possible CPUs cannot be read.
-    #[error("reading the number of possible CPUs")]
-    Cpus(#[source] std::io::Error),
-}
+use super::{
+    error::MapReadError,
+    peers::{Peer, PeerAges, peer_key},
+    slots::{Slots, Taken},
+};
 
 fn access(map: &'static str) -> impl FnOnce(MapError) -> MapReadError {
     move |source| MapReadError::Access { map, source }
@@ -107,35 +86,15 @@ pub struct Overflow {
     pub peers: Counter,
 }
 
-/// An interface's place in the maps.
-#[derive(Clone, Copy, Debug)]
-struct Taken {
-    slot: u32,
-    /// Its directory position.
-    position: u32,
-    /// The directory entry's flags ([`collector_common::SLOT_TUNNEL`], ...).
-    flags: u32,
-}
-
-/// Which slots are taken, kept by user space (the kernel only reads the directory).
-#[derive(Debug)]
-struct Slots {
-    /// By ifindex.
-    taken: HashMap<u32, Taken>,
-    /// Free slots, the longest free first: a slot is reused as late as possible, so that a
-    /// packet still being counted into it by a CPU when it was freed lands before it is zeroed.
-    free: VecDeque<u32>,
-    capacity: u32,
-}
-
 /// The maps of the counting programs, owned by user space.
 pub(crate) struct CounterMaps {
     directory: Array<MapData, Slot>,
-    mask: u32,
     stats: PerCpuArray<MapData, Stats>,
     peers: PerCpuHashMap<MapData, PeerKey, Counter>,
     overflow: PerCpuArray<MapData, Counter>,
     slots: Slots,
+    /// When each peer was last seen moving.
+    ages: PeerAges,
     cpus: usize,
     /// Kernel memory of the preallocated maps, read once: it does not change.
     fixed_bytes: [(&'static str, Option<u64>); 3],
@@ -167,64 +126,33 @@ impl CounterMaps {
         Ok(Self {
             fixed_bytes,
             directory,
-            mask,
             stats,
             peers,
             overflow,
-            slots: Slots {
-                taken: HashMap::new(),
-                free: (0..capacity).collect(),
-                capacity,
-            },
+            slots: Slots::new(capacity, mask),
+            ages: PeerAges::default(),
             cpus,
         })
     }
 
     /// Gives `ifindex` a slot (zeroed) and publishes it in the directory with `flags`; an
-    /// interface that has one keeps it, with the new flags.
+    /// interface that has one keeps it (and its counters), with the new flags.
     pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
-        if let Some(taken) = self.slots.taken.get_mut(&ifindex) {
-            let Taken { slot, position, .. } = *taken;
-            taken.flags = flags;
+        if let Some(Taken { slot, position, .. }) = self.slots.reflag(ifindex, flags) {
             self.publish(position, ifindex, slot, flags)?;
             return Ok(slot);
         }
-        let position = self.free_position(ifindex)?;
-        let slot = *self.slots.free.front().ok_or(MapReadError::Full {
-            capacity: self.slots.capacity,
-        })?;
+        let taken = self.slots.next_for(ifindex, flags)?;
         for direction in Direction::ALL {
             let zero = PerCpuValues::try_from(vec![Stats::default(); self.cpus])
                 .map_err(MapReadError::Cpus)?;
             self.stats
-                .set(stats_index(slot, direction), zero, 0)
+                .set(stats_index(taken.slot, direction), zero, 0)
                 .map_err(access(STATS_MAP))?;
         }
-        self.publish(position, ifindex, slot, flags)?;
-        self.slots.free.pop_front();
-        self.slots.taken.insert(
-            ifindex,
-            Taken {
-                slot,
-                position,
-                flags,
-            },
-        );
-        Ok(slot)
-    }
-
-    /// A free directory position among those the program probes for `ifindex`.
-    fn free_position(&self, ifindex: u32) -> Result<u32, MapReadError> {
-        (0..DIRECTORY_PROBES)
-            .map(|probe| directory_position(ifindex, probe, self.mask))
-            .find(|position| {
-                !self
-                    .slots
-                    .taken
-                    .values()
-                    .any(|taken| taken.position == *position)
-            })
-            .ok_or(MapReadError::Crowded { ifindex })
+        self.publish(taken.position, ifindex, taken.slot, flags)?;
+        self.slots.take(ifindex, taken);
+        Ok(taken.slot)
     }
 
     fn publish(
@@ -258,43 +186,26 @@ impl CounterMaps {
             .filter(|(_, entry)| entry.ifindex != 0)
             .collect();
         for (position, entry) in entries {
-            let probed = (0..DIRECTORY_PROBES)
-                .any(|probe| directory_position(entry.ifindex, probe, self.mask) == position);
-            let free_at = self.slots.free.iter().position(|&s| s == entry.index);
-            match free_at {
-                Some(at) if probed && !self.slots.taken.contains_key(&entry.ifindex) => {
-                    self.slots.free.remove(at);
-                    self.slots.taken.insert(
-                        entry.ifindex,
-                        Taken {
-                            slot: entry.index,
-                            position,
-                            flags: entry.flags,
-                        },
-                    );
-                }
-                _ => self
-                    .directory
+            if !self
+                .slots
+                .adopt(entry.ifindex, position, entry.index, entry.flags)
+            {
+                self.directory
                     .set(position, Slot::default(), 0)
-                    .map_err(access(DIRECTORY_MAP))?,
+                    .map_err(access(DIRECTORY_MAP))?;
             }
         }
-        Ok(self.slots.taken.len())
+        Ok(self.slots.len())
     }
 
     /// Interface slots (used, free).
     pub(crate) fn slot_usage(&self) -> (u64, u64) {
-        (self.slots.taken.len() as u64, self.slots.free.len() as u64)
+        self.slots.usage()
     }
 
     /// The ifindexes that have a slot.
     pub(crate) fn slotted(&self) -> Vec<u32> {
-        self.slots.taken.keys().copied().collect()
-    }
-
-    /// Whether `ifindex` has a slot.
-    pub(crate) fn has_slot(&self, ifindex: u32) -> bool {
-        self.slots.taken.contains_key(&ifindex)
+        self.slots.slotted().collect()
     }
 
     /// Kernel memory of each map by its label (`map`) in the self-metrics; only the peer map,
@@ -307,11 +218,10 @@ impl CounterMaps {
 
     /// Takes `ifindex` out of the directory and frees its slot; returns the flags it had, or
     /// `None` when it had no slot. Its counters are zeroed when the slot is given out again.
-    pub(crate) fn release(&mut self, ifindex: u32) -> Result<Option<u32>, MapReadError> {
-        let Some(taken) = self.slots.taken.remove(&ifindex) else {
+    fn release(&mut self, ifindex: u32) -> Result<Option<u32>, MapReadError> {
+        let Some(taken) = self.slots.release(ifindex) else {
             return Ok(None);
         };
-        self.slots.free.push_back(taken.slot);
         self.directory
             .set(taken.position, Slot::default(), 0)
             .map_err(access(DIRECTORY_MAP))?;
@@ -320,7 +230,7 @@ impl CounterMaps {
 
     /// Statistics of `ifindex`; `None` when it has no slot.
     pub(crate) fn interface(&self, ifindex: u32) -> Result<Option<InterfaceStats>, MapReadError> {
-        let Some(&Taken { slot, .. }) = self.slots.taken.get(&ifindex) else {
+        let Some(Taken { slot, .. }) = self.slots.get(ifindex) else {
             return Ok(None);
         };
         let read = |direction| -> Result<Stats, MapReadError> {
@@ -339,7 +249,7 @@ impl CounterMaps {
     /// Statistics of every interface that has a slot, keyed by ifindex.
     pub(crate) fn all(&self) -> Result<BTreeMap<u32, InterfaceStats>, MapReadError> {
         let mut out = BTreeMap::new();
-        for &ifindex in self.slots.taken.keys() {
+        for ifindex in self.slots.slotted() {
             if let Some(stats) = self.interface(ifindex)? {
                 out.insert(ifindex, stats);
             }
@@ -347,8 +257,58 @@ impl CounterMaps {
         Ok(out)
     }
 
+    /// Traffic per tunnel device, direction and remote endpoint.
+    pub(crate) fn peers(&self) -> Result<Vec<Peer>, MapReadError> {
+        Ok(self
+            .peer_counters()?
+            .into_iter()
+            .filter_map(|(key, counter)| Peer::from_key(&key, counter))
+            .collect())
+    }
+
+    /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers, e.g.
+    /// after its interface was deleted. Its counters are gone; a later attachment starts from
+    /// zero.
+    pub(crate) fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        // Only a tunnel device has peers: other interfaces leave without a walk of the map.
+        let Some(flags) = self.release(ifindex)? else {
+            return Ok(());
+        };
+        if flags & SLOT_TUNNEL != 0 {
+            for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
+                self.remove_peer(&peer_key(peer))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the peers and records which moved (for [`CounterMaps::expire_peers`]).
+    pub(crate) fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
+        let peers = self.peers()?;
+        self.ages.observe(&peers, Instant::now());
+        Ok(peers)
+    }
+
+    /// Reads the peers, records which moved, and removes those whose counter has not
+    /// moved for `idle`; returns how many were removed. Each is read once more just before its
+    /// removal and kept if it moved; a packet of that peer counted between that read and the
+    /// removal (microseconds, after `idle` of silence) is lost with it.
+    pub(crate) fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
+        let now = Instant::now();
+        let peers = self.peers()?;
+        self.ages.observe(&peers, now);
+        let mut removed = 0;
+        for (key, packets) in self.ages.idle(idle, now) {
+            if self.peer_packets(&key)? == Some(packets) {
+                self.remove_peer(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every peer counter, summed over CPUs.
-    pub(crate) fn peers(&self) -> Result<Vec<(PeerKey, Counter)>, MapReadError> {
+    fn peer_counters(&self) -> Result<Vec<(PeerKey, Counter)>, MapReadError> {
         let mut out = Vec::new();
         for entry in self.peers.iter() {
             match entry {
@@ -362,7 +322,7 @@ impl CounterMaps {
     }
 
     /// One peer's packets, summed over CPUs; `None` when it is not in the map.
-    pub(crate) fn peer_packets(&self, key: &PeerKey) -> Result<Option<u64>, MapReadError> {
+    fn peer_packets(&self, key: &PeerKey) -> Result<Option<u64>, MapReadError> {
         match self.peers.get(key, 0) {
             Ok(values) => Ok(Some(sum(&values, Counter::add).packets)),
             Err(MapError::KeyNotFound) => Ok(None),
@@ -371,7 +331,7 @@ impl CounterMaps {
     }
 
     /// Removes a peer's counter (a missing one is fine).
-    pub(crate) fn remove_peer(&mut self, key: &PeerKey) -> Result<(), MapReadError> {
+    fn remove_peer(&mut self, key: &PeerKey) -> Result<(), MapReadError> {
         match self.peers.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(MapError::SyscallError(ref e))

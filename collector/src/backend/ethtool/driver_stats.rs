@@ -1,18 +1,13 @@
-//! The ethtool backend as the node uses it: probing an interface once per lifetime, and reading
-//! the driver statistics of every ethtool-routed interface at each scrape.
+//! The driver statistics of one ethtool-routed interface: their names (read once per lifetime,
+//! and again when the driver's count changes) and which of them are exported, and reading their
+//! values at each scrape.
 
 use regex::Regex;
 
-use super::{Ethtool, EthtoolIo, Probe};
-use crate::{
-    backend::{Collect, CollectError, ebpf::Attachment},
-    metrics::Snapshot,
-    node::{Interfaces, Measure},
-    policy::Backend,
-};
+use super::{Ethtool, EthtoolError, EthtoolIo};
 
-/// The driver statistics of one ethtool-routed interface: their names in driver order (read
-/// once per lifetime, and again when the driver's count changes) and which pass the allowlist.
+/// The driver statistics of one interface: their names in driver order and which pass the
+/// allowlist.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct DriverStats {
     names: Vec<String>,
@@ -45,76 +40,19 @@ impl DriverStats {
     }
 }
 
-/// Interfaces read between two yields to the runtime.
-const YIELD_EVERY: usize = 128;
-
-/// Driver statistics for the node: [`Ethtool`] plus the configured stat allowlist.
-#[derive(Debug)]
-pub(crate) struct EthtoolBackend<I> {
-    ethtool: Ethtool<I>,
-    allowlist: Regex,
-}
-
-impl<I: EthtoolIo> EthtoolBackend<I> {
-    /// Reads through `io`; exports the statistics whose names match `allowlist`.
-    pub(crate) const fn new(io: I, allowlist: Regex) -> Self {
-        Self {
-            ethtool: Ethtool::new(io),
-            allowlist,
-        }
-    }
-
-    /// Probes `interface` (once per lifetime; see [`Ethtool::probe`]).
-    pub(crate) fn probe(&self, interface: &str) -> Probe {
-        self.ethtool.probe(interface)
-    }
-
-    /// The per-interface state of an interface whose probe found `names`.
-    pub(crate) fn driver_stats(&self, names: Vec<String>) -> DriverStats {
-        DriverStats::new(names, &self.allowlist)
-    }
-}
-
-impl<I: EthtoolIo> Collect for EthtoolBackend<I> {
-    const BACKEND: Backend = Backend::Ethtool;
-
-    /// One `GSTATS` per ethtool-routed interface with statistics. When the driver's count moved
-    /// the values are refused, the names read again for the next scrape, and the interface's
-    /// raw statistics are left out of this one.
-    async fn collect<A: Attachment>(
-        &mut self,
-        interfaces: &mut Interfaces<A>,
-        out: &mut Snapshot,
-    ) -> Vec<CollectError> {
-        let mut failures = Vec::new();
-        for (n, (ifindex, interface)) in interfaces.iter_mut().enumerate() {
-            if n % YIELD_EVERY == YIELD_EVERY - 1 {
-                // One ioctl per interface adds up: let the server take in scrapes meanwhile.
-                tokio::task::yield_now().await;
-            }
-            let Measure::Ethtool(stats) = &mut interface.measure else {
-                continue;
-            };
-            if stats.count() == 0 {
-                continue;
-            }
-            let name = &interface.link.name;
-            match self.ethtool.values(name, stats.count()) {
-                Ok(values) => {
-                    if let Some(exported) = out.interface_mut(*ifindex) {
-                        exported.ethtool = stats.export(&values);
-                    }
-                }
-                Err(err) => {
-                    if err.count_changed()
-                        && let Ok(names) = self.ethtool.names(name)
-                    {
-                        *stats = DriverStats::new(names, &self.allowlist);
-                    }
-                    failures.push(err.into());
-                }
-            }
-        }
-        failures
+impl<I: EthtoolIo> Ethtool<I> {
+    /// The exported statistics of `interface` (allowed names with their values), one `GSTATS`
+    /// for the names `stats` knows.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ethtool::values`]; when the driver's count changed
+    /// ([`EthtoolError::count_changed`]), read the names again with [`Ethtool::names`].
+    pub(crate) fn read_driver_stats(
+        &self,
+        interface: &str,
+        stats: &DriverStats,
+    ) -> Result<Vec<(String, u64)>, EthtoolError> {
+        Ok(stats.export(&self.values(interface, stats.count())?))
     }
 }

@@ -8,8 +8,8 @@
 //! ([`EthtoolError::CountChanged`], [`EthtoolError::Overrun`]) and the caller fetches names
 //! again. Every decision is made from the errno, never from an error message.
 //!
-//! [`EthtoolBackend`] is what the node uses: the probe, and the per-scrape collection of the
-//! values of every ethtool-routed interface ([`DriverStats`]).
+//! The node keeps each ethtool-routed interface's [`DriverStats`] and reads them at each scrape
+//! (`Ethtool::read_driver_stats`).
 
 mod driver_stats;
 #[cfg(test)]
@@ -22,7 +22,7 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-pub(crate) use driver_stats::{DriverStats, EthtoolBackend};
+pub(crate) use driver_stats::DriverStats;
 pub(crate) use ioctl::ETH_GSTRING_LEN;
 pub use ioctl::{DriverInfo, EthtoolIo, Ioctl};
 #[cfg(test)]

@@ -82,7 +82,7 @@ async fn interface_lines(config: &Config, ebpf_ok: bool) -> Vec<Line> {
             return vec![line(Status::Fatal, "ethtool", Report(&err).to_string())];
         }
     };
-    let mut lines = match node.resync().await {
+    let mut lines = match node.resync_now().await {
         Ok(count) => vec![line(Status::Ok, "netlink", format!("{count} interfaces"))],
         Err(err) => return vec![netlink_failed(&err)],
     };
@@ -98,7 +98,7 @@ fn netlink_failed(err: &crate::discovery::DiscoveryError) -> Line {
     )
 }
 
-fn interface_line<A>(interface: &Interface<A>) -> Line {
+fn interface_line(interface: &Interface) -> Line {
     let driver = interface.driver.as_deref().unwrap_or("?");
     let answer = match interface.answer {
         Answer::NotProbed => "not probed".to_owned(),

@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 use self::view::View;
 use crate::{
     Report,
-    backend::ebpf::{AttachMode, EbpfCounters},
+    backend::ebpf::{AttachMode, Counting},
     cli::{Failure, once},
     config::{Config, DEFAULT_MAX_INTERFACES, FileConfig},
     node::Measure,
@@ -78,7 +78,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let mut interrupted = std::pin::pin!(once::interruption());
     let _ = futures_util::poll!(interrupted.as_mut());
-    let counters = EbpfCounters::load(&once::command_options(&config)).map_err(|e| {
+    let counters = Counting::load(&once::command_options(&config)).map_err(|e| {
         Failure::runtime(format!(
             "cannot load the eBPF counters (run as root, or with CAP_BPF + CAP_NET_ADMIN): {}",
             Report(&e)
@@ -94,7 +94,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
         .interfaces()
         .any(|i| matches!(i.measure, Measure::Ebpf(_)))
     {
-        node.detach_all();
+        once::shut(&mut node).await;
         return Err(Failure::runtime("no interface could be attached"));
     }
 
@@ -114,7 +114,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
             break;
         }
     }
-    node.detach_all();
+    once::shut(&mut node).await;
     Ok(())
 }
 

@@ -5,9 +5,9 @@ use super::*;
 #[tokio::test]
 async fn a_breakdown_pattern_adds_the_counter_beside_the_routed_backend() {
     let mut f = fixture_with(&breakdown("eth*"), true);
-    f.appear(2, "eth0", None, veth());
-    f.appear(3, "lxc1", Some("veth"), veth());
-    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan"));
+    f.appear(2, "eth0", None, veth()).await;
+    f.appear(3, "lxc1", Some("veth"), veth()).await;
+    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(
         f.route_of("eth0"),
         Some((Backend::Ethtool, Reason::EthtoolStats)),
@@ -49,21 +49,21 @@ async fn a_breakdown_pattern_adds_the_counter_beside_the_routed_backend() {
 #[tokio::test]
 async fn breakdown_attachments_are_released_and_repaired_like_routed_ones() {
     let mut f = fixture_with(&breakdown("eth*"), true);
-    f.appear(2, "eth0", None, veth());
+    f.appear(2, "eth0", None, veth()).await;
     f.ebpf.remove_attachment(2);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert!(f.ebpf.is_attached(2));
     assert_eq!(f.node.collect().await.reattach, 1);
-    f.delete(2);
+    f.delete(2).await;
     assert_eq!(f.ebpf.detaches(), 2, "the removed one, then on deletion");
     assert_eq!(f.ebpf.forgotten(), vec![2]);
 }
 
-#[test]
-fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
+#[tokio::test]
+async fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
     let mut f = fixture_with(&breakdown("eth*"), true);
     f.ebpf.refuse("eth0");
-    f.appear(2, "eth0", None, veth());
+    f.appear(2, "eth0", None, veth()).await;
     assert_eq!(
         f.route_of("eth0"),
         Some((Backend::Ethtool, Reason::EthtoolStats))
@@ -75,7 +75,7 @@ fn a_failed_breakdown_attachment_leaves_the_interface_with_its_backend() {
 async fn a_failed_routed_attachment_is_not_tried_again_for_the_breakdown() {
     let mut f = fixture_with(&breakdown("vx*"), true);
     f.ebpf.refuse("vx9");
-    f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan"));
+    f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(
         f.route_of("vx9"),
         Some((Backend::Netdev, Reason::EbpfAttachFailed))
@@ -87,7 +87,8 @@ async fn a_failed_routed_attachment_is_not_tried_again_for_the_breakdown() {
 #[tokio::test]
 async fn peers_are_exported_by_interface_name_and_idle_ones_expire_at_the_resync() {
     let mut f = fixture();
-    f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported());
+    f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported())
+        .await;
     f.ebpf
         .add_peer(3, Some("192.0.2.2".parse().expect("ip")), 5);
     f.ebpf.add_peer(3, None, 2);
@@ -108,9 +109,9 @@ async fn peers_are_exported_by_interface_name_and_idle_ones_expire_at_the_resync
         ]
     );
     f.ebpf.make_peers_idle(1);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert_eq!(f.ebpf.peer_count(), 2);
     // Deleting the device frees its peers with its counters.
-    f.delete(3);
+    f.delete(3).await;
     assert_eq!(f.ebpf.peer_count(), 1);
 }

@@ -16,7 +16,7 @@ fn stats(packets: u64) -> LinkStats {
 #[tokio::test]
 async fn collecting_never_probes_routes_or_attaches() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     // vx6 exists in the kernel, but its link event has not been applied yet.
     f.add(6, "vx6", Some("vxlan"), no_stats("vxlan"));
     for _ in 0..3 {
@@ -39,9 +39,10 @@ async fn collecting_never_probes_routes_or_attaches() {
 #[tokio::test]
 async fn counts_come_from_the_routed_backend() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, veth());
-    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan"));
-    f.appear(4, "weird0", None, FakeDriver::failing(libc::EPERM));
+    f.appear(2, "eth0", None, veth()).await;
+    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(4, "weird0", None, FakeDriver::failing(libc::EPERM))
+        .await;
     for (ifindex, packets) in [(2, 10), (3, 30), (4, 40)] {
         f.links.set_stats(ifindex, stats(packets));
     }
@@ -83,7 +84,7 @@ async fn the_stat_allowlist_limits_driver_statistics() {
         },
         true,
     );
-    f.appear(2, "eth0", None, veth());
+    f.appear(2, "eth0", None, veth()).await;
     let snapshot = f.node.collect().await;
     let names: Vec<&str> = snapshot.interfaces[0]
         .ethtool
@@ -96,8 +97,9 @@ async fn the_stat_allowlist_limits_driver_statistics() {
 #[tokio::test]
 async fn a_failing_backend_is_counted_and_leaves_out_only_its_series() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, veth().with_values_failing(libc::EIO));
-    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan"));
+    f.appear(2, "eth0", None, veth().with_values_failing(libc::EIO))
+        .await;
+    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.fail_reads(true);
     let snapshot = f.node.collect().await;
     assert!(snapshot.interfaces[0].ethtool.is_empty());
@@ -124,8 +126,8 @@ async fn a_failing_backend_is_counted_and_leaves_out_only_its_series() {
 #[tokio::test]
 async fn a_full_counter_map_is_reported_as_overflow() {
     let mut f = fixture();
-    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan"));
-    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan"));
+    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.set_counts(3, 1, 1);
     // vx4 found the map full: its packets went to the overflow counter.
     f.ebpf.set_overflow(100);
@@ -141,7 +143,8 @@ async fn a_full_counter_map_is_reported_as_overflow() {
 async fn a_driver_whose_stat_count_changes_gets_its_names_read_again() {
     let mut f = fixture();
     // GSSET_INFO and GSTRINGS at the probe see 3; the driver then grows to 5.
-    f.appear(2, "eth0", None, FakeDriver::named("veth", &[3, 3, 5]));
+    f.appear(2, "eth0", None, FakeDriver::named("veth", &[3, 3, 5]))
+        .await;
     let first = f.node.collect().await;
     assert!(
         first.interfaces[0].ethtool.is_empty(),
@@ -156,7 +159,7 @@ async fn a_driver_whose_stat_count_changes_gets_its_names_read_again() {
 #[tokio::test]
 async fn an_interface_missing_from_the_dump_keeps_its_routing_without_kernel_counts() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, veth());
+    f.appear(2, "eth0", None, veth()).await;
     // Deleted a moment ago; its link event is still on its way.
     f.links.remove(2);
     let snapshot = f.node.collect().await;

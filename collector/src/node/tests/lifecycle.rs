@@ -4,12 +4,12 @@
 use super::*;
 use crate::discovery::LinkMode;
 
-#[test]
-fn a_rename_is_a_new_lifetime() {
+#[tokio::test]
+async fn a_rename_is_a_new_lifetime() {
     let mut f = fixture();
-    f.appear(5, "vxa", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vxa", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.set_counts(5, 10, 20);
-    f.appear(5, "vxb", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vxb", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(f.route_of("vxa"), None);
     assert_eq!(
         f.route_of("vxb"),
@@ -21,37 +21,37 @@ fn a_rename_is_a_new_lifetime() {
     assert!(f.ebpf.is_attached(5));
 }
 
-#[test]
-fn a_repeated_event_for_a_known_interface_changes_nothing() {
+#[tokio::test]
+async fn a_repeated_event_for_a_known_interface_changes_nothing() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!((f.ethtool.probes(), f.ebpf.attaches()), (1, 1));
     assert_eq!(f.ebpf.detaches(), 0);
 }
 
-#[test]
-fn a_deleted_interface_is_detached_freed_and_forgotten() {
+#[tokio::test]
+async fn a_deleted_interface_is_detached_freed_and_forgotten() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
-    f.appear(6, "eth0", None, veth());
-    f.delete(5);
-    f.delete(6);
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(6, "eth0", None, veth()).await;
+    f.delete(5).await;
+    f.delete(6).await;
     assert!(f.routing().is_empty());
     // Every interface's counters are freed (one measured by another backend has none, or
     // some from a moment of an attachment that failed); only eBPF ones are detached.
     assert_eq!(f.ebpf.forgotten(), vec![5, 6]);
     assert_eq!(f.ebpf.detaches(), 1);
     // A deletion of an unknown interface is harmless.
-    f.delete(42);
+    f.delete(42).await;
 }
 
-#[test]
-fn recreated_under_the_same_name_it_is_probed_again_but_warned_about_once() {
+#[tokio::test]
+async fn recreated_under_the_same_name_it_is_probed_again_but_warned_about_once() {
     let mut f = fixture();
-    f.appear(5, "vx", Some("vxlan"), no_stats("vxlan"));
-    f.delete(5);
-    f.appear(7, "vx", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx", Some("vxlan"), no_stats("vxlan")).await;
+    f.delete(5).await;
+    f.appear(7, "vx", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(f.ethtool.probes(), 2);
     assert_eq!(f.ebpf.attaches(), 2);
     assert!(f.ebpf.is_attached(7) && !f.ebpf.is_attached(5));
@@ -61,11 +61,11 @@ fn recreated_under_the_same_name_it_is_probed_again_but_warned_about_once() {
 #[tokio::test]
 async fn a_resync_repairs_missed_events() {
     let mut f = fixture();
-    f.appear(5, "old0", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "old0", Some("vxlan"), no_stats("vxlan")).await;
     // old0 vanishes and new0 appears, and both events are lost.
     f.links.remove(5);
     f.add(6, "new0", Some("vxlan"), no_stats("vxlan"));
-    assert_eq!(f.node.resync().await.expect("dump"), 1);
+    assert_eq!(f.node.resync_now().await.expect("dump"), 1);
     assert_eq!(
         f.routing(),
         vec![("new0".into(), Backend::Ebpf, Reason::EthtoolNoStats)]
@@ -76,9 +76,9 @@ async fn a_resync_repairs_missed_events() {
 #[tokio::test]
 async fn a_failed_resync_keeps_the_interfaces_known_so_far() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     f.links.fail_dumps(true);
-    assert!(f.node.resync().await.is_err());
+    assert!(f.node.resync_now().await.is_err());
     assert_eq!(f.routing().len(), 1);
     assert_eq!(f.ebpf.forgotten(), Vec::<u32>::new());
 }
@@ -86,11 +86,11 @@ async fn a_failed_resync_keeps_the_interfaces_known_so_far() {
 #[tokio::test]
 async fn an_attachment_removed_by_someone_else_is_reattached_at_the_resync() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
-    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.set_counts(5, 10, 20);
     f.ebpf.remove_attachment(5);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert!(f.ebpf.is_attached(5));
     assert_eq!(f.ebpf.attaches(), 3, "vx5 again, vx6 untouched");
     // The counters carry on: a re-attachment is not a new lifetime.
@@ -106,10 +106,10 @@ async fn an_attachment_removed_by_someone_else_is_reattached_at_the_resync() {
 #[tokio::test]
 async fn a_reattachment_that_fails_falls_back_to_kernel_stats() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.remove_attachment(5);
     f.ebpf.refuse("vx5");
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert_eq!(
         f.route_of("vx5"),
         Some((Backend::Netdev, Reason::EbpfAttachFailed))
@@ -117,14 +117,14 @@ async fn a_reattachment_that_fails_falls_back_to_kernel_stats() {
     let snapshot = f.node.collect().await;
     assert_eq!((snapshot.reattach, snapshot.attach_failures), (0, 1));
     // Its counters are freed with the interface, though it no longer measures with eBPF.
-    f.delete(5);
+    f.delete(5).await;
     assert_eq!(f.ebpf.forgotten(), vec![5]);
 }
 
 #[tokio::test]
 async fn link_speeds_are_refreshed_at_the_resync() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, veth());
+    f.appear(2, "eth0", None, veth()).await;
     f.links.set_mode(
         2,
         LinkMode {
@@ -133,32 +133,47 @@ async fn link_speeds_are_refreshed_at_the_resync() {
         },
     );
     assert_eq!(f.node.collect().await.interfaces[0].speed_bytes, None);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     let snapshot = f.node.collect().await;
     assert_eq!(snapshot.interfaces[0].speed_bytes, Some(1_250_000_000));
     assert_eq!(snapshot.interfaces[0].full_duplex, Some(true));
 }
 
-#[test]
-fn shutdown_detaches_every_attachment() {
+#[tokio::test]
+async fn shutdown_detaches_every_attachment() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
-    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan"));
-    f.appear(7, "eth0", None, veth());
-    f.node.detach_all();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(7, "eth0", None, veth()).await;
+    f.node.shutdown().await;
     assert_eq!(f.ebpf.detaches(), 2);
     assert!(!f.ebpf.is_attached(5) && !f.ebpf.is_attached(6));
+    assert!(f.ebpf.released(), "and the backend let go of the rest");
     assert!(f.routing().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_with_pinning_leaves_the_attachments_counting() {
+    let mut f = fixture();
+    f.ebpf.persist(true);
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.node.shutdown().await;
+    assert_eq!(f.ebpf.detaches(), 0);
+    assert!(f.ebpf.released());
+    assert!(
+        f.ebpf.forgotten().is_empty(),
+        "the counters stay for the next daemon"
+    );
 }
 
 #[tokio::test]
 async fn a_link_missing_from_a_dump_is_kept_until_a_lookup_confirms_it_gone() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     f.ebpf.set_counts(5, 7, 7);
     // The dump misses vx5 (as an interrupted one may), but the kernel still has it.
     f.links.hide_from_dumps(5, true);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert_eq!(
         f.route_of("vx5"),
         Some((Backend::Ebpf, Reason::EthtoolNoStats))
@@ -167,7 +182,7 @@ async fn a_link_missing_from_a_dump_is_kept_until_a_lookup_confirms_it_gone() {
     assert_eq!(f.ebpf.attaches(), 1, "nor was it attached again");
     // Deleted, and its RTM_DELLINK lost: the lookup confirms it is gone.
     f.links.remove(5);
-    f.node.resync().await.expect("dump");
+    f.node.resync_now().await.expect("dump");
     assert_eq!(f.route_of("vx5"), None);
     assert_eq!(f.ebpf.forgotten(), vec![5]);
 }

@@ -4,6 +4,7 @@
 mod breakdown;
 mod collect;
 mod lifecycle;
+mod pending;
 mod retries;
 mod routing;
 
@@ -14,7 +15,9 @@ use crate::{
         ethtool::fake::{FakeDriver, FakeEthtool},
     },
     discovery::fake::FakeLinks,
+    discovery::{Link, LinkEvent},
     filter::Pattern,
+    policy::{Backend, Reason},
 };
 
 /// A node over fixtures, and handles on the fixtures it owns.
@@ -23,6 +26,8 @@ struct Fixture {
     ethtool: FakeEthtool,
     ebpf: FakeEbpf,
     links: FakeLinks,
+    /// Holds the resync's link reads while `true`: a kernel slow to answer them.
+    upkeep_gate: tokio::sync::watch::Sender<bool>,
 }
 
 /// A node with the daemon's default settings and eBPF available.
@@ -66,17 +71,20 @@ fn fixture_with(config: &Settings, ebpf_available: bool) -> Fixture {
         FakeEbpf::default(),
         FakeLinks::default(),
     );
+    let (upkeep, upkeep_gate) = links.gated();
     let node = Node::new(
         config,
         ethtool.clone(),
         ebpf_available.then(|| ebpf.clone()),
         links.clone(),
+        upkeep,
     );
     Fixture {
         node,
         ethtool,
         ebpf,
         links,
+        upkeep_gate,
     }
 }
 
@@ -102,16 +110,20 @@ impl Fixture {
         self.links.add(ifindex, name, kind)
     }
 
-    /// Puts a link in the fixture kernel and applies its link event.
-    fn appear(&mut self, ifindex: u32, name: &str, kind: Option<&str>, driver: FakeDriver) {
+    /// Puts a link in the fixture kernel, applies its link event and waits for what it
+    /// started.
+    async fn appear(&mut self, ifindex: u32, name: &str, kind: Option<&str>, driver: FakeDriver) {
         let link = self.add(ifindex, name, kind, driver);
         self.node.apply(LinkEvent::New(link));
+        self.node.until_idle().await;
     }
 
-    /// Deletes a link from the fixture kernel and applies its link event.
-    fn delete(&mut self, ifindex: u32) {
+    /// Deletes a link from the fixture kernel, applies its link event and waits for what it
+    /// started.
+    async fn delete(&mut self, ifindex: u32) {
         self.links.remove(ifindex);
         self.node.apply(LinkEvent::Deleted { ifindex });
+        self.node.until_idle().await;
     }
 
     /// (backend, reason) of every interface, by name.

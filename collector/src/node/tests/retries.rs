@@ -6,7 +6,7 @@ use super::*;
 
 async fn resyncs(f: &mut Fixture, n: usize) {
     for _ in 0..n {
-        f.node.resync().await.expect("dump");
+        f.node.resync_now().await.expect("dump");
     }
 }
 
@@ -14,8 +14,8 @@ async fn resyncs(f: &mut Fixture, n: usize) {
 async fn an_interface_beyond_the_map_falls_back_with_ebpf_map_full_until_a_slot_frees() {
     let mut f = fixture();
     f.ebpf.set_slots(1);
-    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan"));
-    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan"));
+    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(
         f.route_of("vx3"),
         Some((Backend::Ebpf, Reason::EthtoolNoStats))
@@ -39,7 +39,7 @@ async fn an_interface_beyond_the_map_falls_back_with_ebpf_map_full_until_a_slot_
         Some((Backend::Netdev, Reason::EbpfMapFull))
     );
     // vx3 leaves and frees a slot: vx4 tries again at the very next resync, not at 7.
-    f.delete(3);
+    f.delete(3).await;
     resyncs(&mut f, 1).await;
     assert_eq!(
         f.route_of("vx4"),
@@ -58,7 +58,8 @@ async fn an_interface_beyond_the_map_falls_back_with_ebpf_map_full_until_a_slot_
 #[tokio::test]
 async fn a_transient_probe_error_is_retried_at_the_resync() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, FakeDriver::failing(libc::EBUSY));
+    f.appear(2, "eth0", None, FakeDriver::failing(libc::EBUSY))
+        .await;
     assert_eq!(
         f.route_of("eth0"),
         Some((Backend::Netdev, Reason::EthtoolError))
@@ -76,7 +77,8 @@ async fn a_transient_probe_error_is_retried_at_the_resync() {
 #[tokio::test]
 async fn a_probe_that_keeps_failing_transiently_is_settled_after_backoff() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, FakeDriver::failing(libc::EAGAIN));
+    f.appear(2, "eth0", None, FakeDriver::failing(libc::EAGAIN))
+        .await;
     assert_eq!(f.ethtool.probes(), 1);
     // Retries after 1, 2, 4, 8 and 16 resyncs: 31 resyncs, 5 more probes.
     resyncs(&mut f, 30).await;
@@ -94,7 +96,8 @@ async fn a_probe_that_keeps_failing_transiently_is_settled_after_backoff() {
 #[tokio::test]
 async fn other_probe_errors_are_final() {
     let mut f = fixture();
-    f.appear(2, "eth0", None, FakeDriver::failing(libc::EPERM));
+    f.appear(2, "eth0", None, FakeDriver::failing(libc::EPERM))
+        .await;
     resyncs(&mut f, 5).await;
     assert_eq!(f.ethtool.probes(), 1);
     assert_eq!(
@@ -106,10 +109,10 @@ async fn other_probe_errors_are_final() {
 #[tokio::test]
 async fn the_warn_once_memory_keeps_only_names_still_present() {
     let mut f = fixture();
-    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan"));
-    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan"));
+    f.appear(3, "vx3", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(4, "vx4", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(f.node.warned.len(), 2);
-    f.delete(3);
+    f.delete(3).await;
     resyncs(&mut f, 1).await;
     assert_eq!(f.node.warned.iter().collect::<Vec<_>>(), vec!["vx4"]);
 }

@@ -2,10 +2,10 @@
 
 use super::*;
 
-#[test]
-fn a_new_interface_is_probed_routed_and_attached_on_its_link_event() {
+#[tokio::test]
+async fn a_new_interface_is_probed_routed_and_attached_on_its_link_event() {
     let mut f = fixture();
-    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(
         f.route_of("vx5"),
         Some((Backend::Ebpf, Reason::EthtoolNoStats))
@@ -27,7 +27,7 @@ async fn a_cilium_like_node_is_routed_per_policy() {
     f.add(4, "cilium_host", Some("veth"), veth());
     f.add(5, "br0", Some("bridge"), no_stats("bridge"));
     f.add(6, "weird0", None, FakeDriver::failing(libc::EPERM));
-    assert_eq!(f.node.resync().await.expect("dump"), 6);
+    assert_eq!(f.node.resync_now().await.expect("dump"), 6);
     assert_eq!(
         f.routing(),
         vec![
@@ -61,15 +61,17 @@ async fn a_cilium_like_node_is_routed_per_policy() {
     assert_eq!(warned, ["br0", "cilium_vxlan"]);
 }
 
-#[test]
-fn probe_errors_route_to_kernel_link_stats() {
+#[tokio::test]
+async fn probe_errors_route_to_kernel_link_stats() {
     let mut f = fixture();
-    f.appear(7, "eperm0", None, FakeDriver::failing(libc::EPERM));
+    f.appear(7, "eperm0", None, FakeDriver::failing(libc::EPERM))
+        .await;
     // A link whose device vanished before the probe: ENODEV.
     f.links.add(8, "gone0", None);
     f.node.apply(LinkEvent::New(crate::discovery::fake::link(
         8, "gone0", None,
     )));
+    f.node.until_idle().await;
     for name in ["eperm0", "gone0"] {
         assert_eq!(
             f.route_of(name),
@@ -81,11 +83,12 @@ fn probe_errors_route_to_kernel_link_stats() {
     assert!(f.node.warned.is_empty());
 }
 
-#[test]
-fn without_ebpf_interfaces_fall_back_with_reason_ebpf_unavailable() {
+#[tokio::test]
+async fn without_ebpf_interfaces_fall_back_with_reason_ebpf_unavailable() {
     let mut f = fixture_with(&settings(), false);
-    f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported());
-    f.appear(4, "eth0", None, veth());
+    f.appear(3, "cilium_vxlan", Some("vxlan"), unsupported())
+        .await;
+    f.appear(4, "eth0", None, veth()).await;
     assert_eq!(
         f.route_of("cilium_vxlan"),
         Some((Backend::Netdev, Reason::EbpfUnavailable))
@@ -101,7 +104,7 @@ fn without_ebpf_interfaces_fall_back_with_reason_ebpf_unavailable() {
 async fn an_attach_failure_falls_back_to_kernel_stats_and_is_counted() {
     let mut f = fixture();
     f.ebpf.refuse("vx9");
-    f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan"));
+    f.appear(9, "vx9", Some("vxlan"), no_stats("vxlan")).await;
     assert_eq!(
         f.route_of("vx9"),
         Some((Backend::Netdev, Reason::EbpfAttachFailed))
@@ -113,8 +116,8 @@ async fn an_attach_failure_falls_back_to_kernel_stats_and_is_counted() {
     assert!(snapshot.interfaces[0].packets().is_some());
 }
 
-#[test]
-fn overrides_and_excludes_route_without_probing() {
+#[tokio::test]
+async fn overrides_and_excludes_route_without_probing() {
     let mut settings = settings();
     settings.policy.exclude = patterns(&["lo", "kind:dummy"]);
     settings.policy.include = patterns(&["eth*", "cilium_*", "br*", "dummy*"]);
@@ -127,12 +130,12 @@ fn overrides_and_excludes_route_without_probing() {
     .map(|(p, b)| (p.parse().expect("pattern"), b))
     .collect();
     let mut f = fixture_with(&settings, true);
-    f.appear(2, "cilium_geneve", Some("geneve"), veth());
-    f.appear(3, "br0", Some("bridge"), no_stats("bridge"));
-    f.appear(4, "eth9", None, veth());
-    f.appear(5, "dummy0", Some("dummy"), veth());
-    f.appear(6, "lxc1", Some("veth"), veth());
-    f.appear(7, "eth0", None, veth());
+    f.appear(2, "cilium_geneve", Some("geneve"), veth()).await;
+    f.appear(3, "br0", Some("bridge"), no_stats("bridge")).await;
+    f.appear(4, "eth9", None, veth()).await;
+    f.appear(5, "dummy0", Some("dummy"), veth()).await;
+    f.appear(6, "lxc1", Some("veth"), veth()).await;
+    f.appear(7, "eth0", None, veth()).await;
     assert_eq!(
         f.routing(),
         vec![

@@ -19,7 +19,7 @@ use collector::backend::ebpf::{AttachMode, EbpfCounters, Framing, LoadOptions};
 use integration_tests::{
     daemon::{Daemon, LISTEN},
     eventually, http,
-    kernel::link_stats,
+    kernel::{attach_counter, link_stats},
     netns::NetNs,
     testprogs::{Kind, TestProgs},
     topology::{A_IP, B_IP, VethPair, VxlanMode, VxlanPair},
@@ -207,9 +207,7 @@ fn program_cost(
 ) -> Value {
     let _stats = BpfStats::enable();
     let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load linkmeter");
-    let _ours = ns
-        .within(|| counters.attach_framed(dev, AttachMode::Tcx, framing))
-        .expect("attach");
+    let _ours = attach_counter(&ns, &mut counters, dev, AttachMode::Tcx, framing).expect("attach");
     let ours = counters.program_ids();
     let mut progs = TestProgs::load();
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -279,9 +277,14 @@ fn datapath(reps: usize) -> Value {
         for k in 0..arms.len() {
             let key = arms[(rep + k) % arms.len()];
             let attachment = (key == "attached").then(|| {
-                topo.a
-                    .within(|| counters.attach("va", AttachMode::Tcx))
-                    .expect("attach")
+                attach_counter(
+                    &topo.a,
+                    &mut counters,
+                    "va",
+                    AttachMode::Tcx,
+                    Framing::default(),
+                )
+                .expect("attach")
             });
             if key == "empty_program" {
                 topo.a.within(|| progs.attach_tcx(Kind::Noop, "va", true));
