@@ -331,7 +331,7 @@ fn external_vxlan_counts_each_peer_over_ipv4_and_ipv6_underlays_and_the_keyless_
         .zip(nodes)
         .map(|(c, ns)| {
             attach_counter(
-                &ns,
+                ns,
                 c,
                 overlay::DEVICE,
                 collector::backend::ebpf::AttachMode::Auto,

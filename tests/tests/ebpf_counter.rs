@@ -133,7 +133,7 @@ fn vxlan_counts_equal_kernel(mode: VxlanMode, attach: AttachMode) {
     let topo = VxlanPair::new("vxq", mode);
     let (a, b) = (&topo.underlay.a, &topo.underlay.b);
     let mut counters = load();
-    let attachment = attach_counter(&a, &mut counters, topo.device, attach, Framing::default())
+    let attachment = attach_counter(a, &mut counters, topo.device, attach, Framing::default())
         .expect("attach to vxlan");
 
     let (ebpf, kernel, out, back) = measure(

@@ -2,7 +2,10 @@
 //!
 //! - `build-ebpf`: build the eBPF object with nightly for `bpfel-unknown-none`;
 //! - `run [-- ARGS]`: build linkmeter (release) and run it on this machine's interfaces;
-//! - `test`: lint and run the whole test suite, including the kernel (eBPF, netns) tests;
+//! - `test`: lint, check the floors, and run the whole test suite, including the kernel (eBPF,
+//!   netns) tests;
+//! - `floors`: check that no module of `collector/src` imports from a higher floor or in a
+//!   circle;
 //! - `man`: generate man pages from the CLI definition into `target/man`;
 //! - `demo`: a Cilium-like node in network namespaces with linkmeter and Prometheus;
 //! - `bench`: cost benchmarks against node_exporter and an empty eBPF program;
@@ -13,6 +16,7 @@
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
 
+mod floors;
 mod fuzz;
 mod image;
 mod prereq;
@@ -101,7 +105,9 @@ enum Task {
         #[arg(long)]
         save: Option<PathBuf>,
     },
-    /// Check formatting and lints, then run every test, the kernel tests included; needs root.
+    /// Check that no module of collector/src imports from a higher floor or in a circle.
+    Floors,
+    /// Check formatting, lints and floors, then run every test, the kernel tests included; needs root.
     Test {
         /// Skip `cargo fmt --check` and clippy.
         #[arg(long)]
@@ -168,6 +174,7 @@ impl Task {
             Self::Run { args } => run_linkmeter(args),
             Self::Test { no_lint, args } => test(no_lint, &args),
             Self::Man => man(),
+            Self::Floors => floors::check(&workspace_root()),
             Self::Demo { duration } => demo(duration),
             Self::Bench { reps, idle_seconds } => bench(reps, idle_seconds),
             Self::Soak {
@@ -364,6 +371,7 @@ fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
     // lints and the tests run: its static release build is the longest single step of the suite.
     let image = image::spawn_for_tests(&root)?;
     if !no_lint {
+        floors::check(&root)?;
         run(cmd("cargo")
             .current_dir(&root)
             .args(["fmt", "--all", "--check"]))?;

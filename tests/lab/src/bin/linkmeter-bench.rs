@@ -207,7 +207,7 @@ fn program_cost(
 ) -> Value {
     let _stats = BpfStats::enable();
     let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load linkmeter");
-    let _ours = attach_counter(&ns, &mut counters, dev, AttachMode::Tcx, framing).expect("attach");
+    let _ours = attach_counter(ns, &mut counters, dev, AttachMode::Tcx, framing).expect("attach");
     let ours = counters.program_ids();
     let mut progs = TestProgs::load();
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
