@@ -290,23 +290,8 @@ impl Events {
 
 /// `SO_RCVBUFFORCE`: a receive buffer beyond `net.core.rmem_max` (needs CAP_NET_ADMIN).
 fn set_buffer_forced(socket: &Socket, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt on a socket we own, with a pointer to a live `c_int` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::RcvBufForce, &bytes)
+        .map_err(io::Error::from)
 }
 
 /// The link events in a datagram of the subscription; other messages are ignored. A malformed

@@ -4,6 +4,8 @@
 
 use std::io::Write as _;
 
+use super::accept::weighted;
+
 /// A content coding linkmeter can answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Encoding {
@@ -45,17 +47,7 @@ impl Encoding {
         };
         let mut star = None;
         let mut listed: Vec<(String, f32)> = Vec::new();
-        for item in header.split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            if coding.is_empty() {
-                continue;
-            }
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|v| v.trim().parse::<f32>().ok())
-                .filter(|q| q.is_finite())
-                .map_or(1.0, |q| q.clamp(0.0, 1.0));
+        for (coding, q) in weighted(header) {
             if coding == "*" {
                 star = Some(q);
             } else {

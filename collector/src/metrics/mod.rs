@@ -3,6 +3,7 @@
 //! [`Exposition`] encodes each format at most once per collection, however many scrapes share
 //! it.
 
+mod accept;
 mod breakdown;
 mod compression;
 mod families;
@@ -164,11 +165,26 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    /// Picks the format from an HTTP `Accept` header: OpenMetrics when the client lists it.
+    /// Picks the format from an HTTP `Accept` header, by quality value: OpenMetrics when the
+    /// client lists it at least as high as the text format (`text/plain`, `text/*`, `*/*`) and
+    /// above zero; the classic text format otherwise, also when nothing listed is acceptable
+    /// (as client_golang does).
     pub(crate) fn negotiate(accept: Option<&str>) -> Self {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
-            _ => Self::Prometheus,
+        let Some(header) = accept else {
+            return Self::Prometheus;
+        };
+        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+        for (media_type, q) in accept::weighted(header) {
+            match media_type.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
         }
     }
 

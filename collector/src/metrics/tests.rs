@@ -229,15 +229,37 @@ fn self_metrics_are_always_present() {
 }
 
 #[test]
-fn negotiation_prefers_openmetrics_only_when_asked() {
-    assert_eq!(Format::negotiate(None), Format::Prometheus);
-    assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
-    assert_eq!(
-        Format::negotiate(Some(
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-        )),
-        Format::OpenMetrics
-    );
+fn negotiation_prefers_openmetrics_only_when_asked_and_honours_quality_values() {
+    let cases = [
+        (None, Format::Prometheus),
+        (Some("text/plain"), Format::Prometheus),
+        (Some("*/*"), Format::Prometheus),
+        // Prometheus' own scrape header.
+        (
+            Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            ),
+            Format::OpenMetrics,
+        ),
+        (
+            Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+            Format::OpenMetrics,
+        ),
+        (
+            Some("text/plain;q=0.9, application/openmetrics-text;q=0.5"),
+            Format::Prometheus,
+        ),
+        (Some("application/openmetrics-text;q=0"), Format::Prometheus),
+        (
+            Some("Application/OpenMetrics-Text; q=0.2, text/plain; q=0.1"),
+            Format::OpenMetrics,
+        ),
+        (Some("application/json"), Format::Prometheus),
+    ];
+    for (accept, want) in cases {
+        assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+    }
 }
 
 #[test]
@@ -291,24 +313,29 @@ fn the_size_histogram_sums_to_the_byte_and_packet_counters() {
             .unwrap_or_else(|| panic!("{name} missing in {text}"));
         line.rsplit_once(' ').expect("value").1.to_owned()
     };
+    let number = |name: &str| -> f64 { sample(name).parse().expect("a number") };
     let labels = "{interface=\"cilium_vxlan\",direction=\"tx\"}";
+    let counted = "{interface=\"cilium_vxlan\",direction=\"tx\",backend=\"ebpf\"}";
+    let bytes = number(&format!("linkmeter_interface_bytes_total{counted}"));
+    let packets = number(&format!("linkmeter_interface_packets_total{counted}"));
+    assert_eq!((bytes, packets), (800.0, 8.0));
     assert_eq!(
-        sample(&format!(
+        number(&format!(
             "linkmeter_interface_packet_size_bytes_sum{labels}"
         )),
-        "800.0"
+        bytes
     );
     assert_eq!(
-        sample(&format!(
+        number(&format!(
             "linkmeter_interface_packet_size_bytes_count{labels}"
         )),
-        "8"
+        packets
     );
     assert_eq!(
-        sample(
+        number(
             "linkmeter_interface_packet_size_bytes_bucket{interface=\"cilium_vxlan\",direction=\"tx\",le=\"+Inf\"}"
         ),
-        "8"
+        packets
     );
     // The breakdown of an ethtool-routed interface sits beside its kernel counters.
     assert_eq!(

@@ -19,6 +19,11 @@ use std::{
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+};
+
 use collector_common::{DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEERS_MAP, STATS_MAP};
 
 use super::{hooks::Hook, tcx};
@@ -79,27 +84,23 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinErr
 pub(crate) struct PinDir {
     dir: PathBuf,
     /// The open directory holding the lock.
-    _lock: std::sync::Arc<fs::File>,
+    _lock: std::sync::Arc<Lock>,
 }
 
 /// How long a starting daemon waits for the lock of its pin directory (the previous pod may
 /// still be shutting down).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// An open directory, locked.
+type Lock = Flock<fs::File>;
+
 /// Tries to take the exclusive lock of directory `path`; `Ok(None)` when someone holds it.
-fn try_lock(path: &Path) -> io::Result<Option<fs::File>> {
-    use std::os::fd::AsRawFd as _;
+fn try_lock(path: &Path) -> io::Result<Option<Lock>> {
     let dir = fs::File::open(path)?;
-    // SAFETY: flock(2) on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(dir));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(err)
+    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno.into()),
     }
 }
 
@@ -224,7 +225,7 @@ pub(crate) fn remove_ours(base: &Path) -> Result<bool, PinError> {
 }
 
 /// Waits up to [`LOCK_WAIT`] for the lock of `dir`.
-fn lock_waiting(dir: &Path) -> Result<fs::File, PinError> {
+fn lock_waiting(dir: &Path) -> Result<Lock, PinError> {
     let start = std::time::Instant::now();
     loop {
         match try_lock(dir).map_err(io_error("locking", dir))? {
@@ -328,7 +329,11 @@ mod tests {
     fn link_pins_are_named_by_ifindex_and_hook() {
         let pins = PinDir {
             dir: PathBuf::from("/sys/fs/bpf/linkmeter/v1-i2-p3"),
-            _lock: std::sync::Arc::new(fs::File::open("/").expect("open /")),
+            _lock: std::sync::Arc::new(
+                try_lock(&std::env::temp_dir())
+                    .expect("lock")
+                    .expect("nobody holds it"),
+            ),
         };
         assert_eq!(
             pins.link(7, Hook::Ingress),
