@@ -1,18 +1,42 @@
 //! Bad configuration is rejected at start by the real binary: exit status 2 and a message that
 //! names the key. No kernel access needed.
 
-use std::process::Command;
+use std::{
+    io::Read as _,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
+/// How long a rejected configuration may take to exit: a configuration accepted by mistake
+/// would run the daemon until killed, and fail the test instead of hanging it.
+const EXIT_WITHIN: Duration = Duration::from_secs(30);
+
+/// `linkmeter run <args>`: its exit status and standard error.
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_linkmeter"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linkmeter"))
         .arg("run")
         .args(args)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run linkmeter");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for linkmeter") {
+            break status;
+        }
+        if started.elapsed() > EXIT_WITHIN {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("linkmeter run {args:?} kept running: the configuration was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status.code(), stderr)
 }
 
 #[test]

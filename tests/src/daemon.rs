@@ -133,6 +133,14 @@ impl Daemon {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Freezes the daemon (SIGSTOP) until the guard drops (SIGCONT): what a test does meanwhile
+    /// happens, as far as the daemon can tell, in one instant — no resync falls in between.
+    pub fn frozen(&self) -> Frozen {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        Frozen { pid }
+    }
+
     /// Stops the daemon with SIGTERM and waits for it; returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
@@ -146,6 +154,18 @@ impl Daemon {
     pub fn kill(mut self) {
         let _ignored = self.child.kill();
         let _ignored = self.child.wait();
+    }
+}
+
+/// A frozen daemon (see [`Daemon::frozen`]); dropping it lets the daemon go on.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: nix::unistd::Pid,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ignored = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGCONT);
     }
 }
 

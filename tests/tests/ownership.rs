@@ -271,15 +271,20 @@ fn a_filter_replaced_at_our_handle_while_running_stays_and_ours_is_reattached_be
             "1",
         ],
     );
-    // Another tool deletes our filters and puts its own at our handle.
-    for hook in ["ingress", "egress"] {
-        topo.a.tc(&[
-            "filter", "del", "dev", "va", hook, "pref", "1", "handle", "0x4c4d", "bpf",
-        ]);
-    }
+    // Another tool deletes our filters and puts its own at our handle, in one instant as far as
+    // the daemon can tell: frozen meanwhile, it cannot resync in between and take the handle
+    // back first.
     let mut other = TestProgs::load();
-    topo.a
-        .within(|| other.attach_legacy_at(Kind::Observer, "va", TcHandle::new(0, 0x4c4d)));
+    {
+        let _frozen = daemon.frozen();
+        for hook in ["ingress", "egress"] {
+            topo.a.tc(&[
+                "filter", "del", "dev", "va", hook, "pref", "1", "handle", "0x4c4d", "bpf",
+            ]);
+        }
+        topo.a
+            .within(|| other.attach_legacy_at(Kind::Observer, "va", TcHandle::new(0, 0x4c4d)));
+    }
     eventually("re-attached beside it", Duration::from_secs(10), || {
         let ours = linkmeter_filters(&topo.a, "va", "egress");
         (ours.len() == 1 && ours[0].contains("handle 0x14c4d"))
