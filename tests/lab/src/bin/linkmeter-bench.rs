@@ -4,7 +4,7 @@
 //! reports the median with the spread (min–max).
 //!
 //! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
-//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf_cost|datapath|scrape|attach_latency`
+//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf_cost|datapath|scrape|attach_latency|healthz`
 //! (one scenario, its JSON on stdout), `--render REPORT.json` (the Markdown of an earlier run).
 
 use std::{
@@ -25,8 +25,8 @@ use integration_tests::{
     topology::{A_IP, B_IP, VethPair, VxlanMode, VxlanPair},
 };
 use linkmeter_lab::bench::{
-    BpfStats, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm, node_exporter,
-    prog_stats, rss_mib, udp_flood, udp_flood_both_ways,
+    BpfStats, KeptAlive, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm,
+    node_exporter, prog_stats, rss_mib, udp_flood, udp_flood_both_ways,
 };
 use linkmeter_lab::test_run;
 use serde_json::{Value, json};
@@ -102,9 +102,10 @@ fn main() {
             "datapath" => datapath(args.reps),
             "scrape" => scrape_cost().0,
             "attach_latency" => attach_latency(200),
+            "healthz" => healthz_during_resyncs(1000, 15),
             other => {
                 eprintln!(
-                    "linkmeter-bench: --only takes ebpf_cost, datapath, scrape or attach_latency, not {other}"
+                    "linkmeter-bench: --only takes ebpf_cost, datapath, scrape, attach_latency or healthz, not {other}"
                 );
                 std::process::exit(2);
             }
@@ -113,18 +114,20 @@ fn main() {
         return;
     }
     let started = Instant::now();
-    eprintln!("[1/6] eBPF cost per packet");
+    eprintln!("[1/7] eBPF cost per packet");
     report.insert("ebpf_cost".to_owned(), ebpf_cost(args.reps));
-    eprintln!("[2/6] datapath overhead");
+    eprintln!("[2/7] datapath overhead");
     report.insert("datapath".to_owned(), datapath(args.reps));
-    eprintln!("[3/6 + 4/6] scrape cost and memory");
+    eprintln!("[3/7 + 4/7] scrape cost and memory");
     let (scrape, idle_ns) = scrape_cost();
     report.insert("scrape".to_owned(), scrape);
-    eprintln!("[5/6] attach latency");
+    eprintln!("[5/7] attach latency");
     report.insert("attach_latency".to_owned(), attach_latency(200));
-    eprintln!("[6/6] idle cost ({} s)", args.idle_seconds);
+    eprintln!("[6/7] idle cost ({} s)", args.idle_seconds);
     report.insert("idle".to_owned(), idle(&idle_ns, args.idle_seconds));
     drop(idle_ns);
+    eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
+    report.insert("healthz".to_owned(), healthz_during_resyncs(1000, 15));
     report.insert(
         "duration_seconds".to_owned(),
         json!(started.elapsed().as_secs()),
@@ -507,6 +510,59 @@ fn attach_latency(count: usize) -> Value {
     json!({"interfaces": count, "ms": summary(&samples)})
 }
 
+/// Scenario 7: `/healthz` answer times on one kept-alive connection over `seconds`, every
+/// 10 ms, at `count` interfaces all counted with legacy tc (each check of an attachment a
+/// filter dump per hook over rtnetlink), with a resync every second and, as the control, with
+/// none in that time. What it shows: whether the owner's work — resyncs, checks, kernel
+/// answers — ever holds up the server on the daemon's one runtime thread.
+fn healthz_during_resyncs(count: usize, seconds: u64) -> Value {
+    let mut arms = serde_json::Map::new();
+    for (arm, resync) in [("resync_every_second", "1"), ("no_resync", "3600")] {
+        let ns = NetNs::new("hz");
+        interface_farm(&ns, count);
+        let max = (count + 64).to_string();
+        let daemon = Daemon::start(
+            &ns,
+            &[
+                "--log",
+                "warn",
+                "--attach-mode",
+                "tc",
+                "--override",
+                "f*=ebpf",
+                "--max-interfaces",
+                &max,
+                "--resync-interval",
+                resync,
+            ],
+        );
+        let attached = http::get(&ns, LISTEN, "/metrics", &[], &[])
+            .expect("scrape")
+            .body
+            .lines()
+            .filter(|l| l.starts_with("linkmeter_interface_info") && l.contains("backend=\"ebpf\""))
+            .count();
+        assert_eq!(attached, count, "every farm interface counted with eBPF");
+        let mut connection = ns.within(|| KeptAlive::connect(LISTEN)).expect("connect");
+        let cpu = cpu_seconds(daemon.pid());
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        while started.elapsed() < Duration::from_secs(seconds) {
+            let t = Instant::now();
+            assert_eq!(connection.get("/healthz").expect("/healthz"), 200);
+            samples.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cpu = cpu_seconds(daemon.pid()) - cpu;
+        arms.insert(
+            arm.to_owned(),
+            json!({"ms": summary(&samples), "cpu_percent": cpu / started.elapsed().as_secs_f64() * 100.0}),
+        );
+        drop(daemon);
+    }
+    json!({"interfaces": count, "seconds": seconds, "arms": arms})
+}
+
 /// Scenario 6: CPU over `seconds` at 1,000 interfaces with a scrape every 15 s, both exporters.
 fn idle(farm: &(NetNs, Daemon, Process), seconds: u64) -> Value {
     let (ns, daemon, exporter) = farm;
@@ -562,6 +618,7 @@ fn markdown(r: &Value) -> String {
     scrape_section(&mut md, r);
     attach_section(&mut md, r);
     idle_section(&mut md, r);
+    healthz_section(&mut md, r);
     md
 }
 
@@ -725,4 +782,35 @@ fn idle_section(md: &mut String, r: &Value) {
         f(&i["node_exporter"]["cpu_seconds"]),
         f(&i["node_exporter"]["cpu_percent"])
     );
+}
+
+/// `/healthz` during resyncs.
+fn healthz_section(md: &mut String, r: &Value) {
+    let h = &r["healthz"];
+    if h.is_null() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## 7. `/healthz` on a kept-alive connection, every 10 ms for {} s, {} interfaces on legacy tc (target: worst ≤ 20 ms with a resync every second)\n",
+        h["seconds"], h["interfaces"]
+    );
+    let _ = writeln!(
+        md,
+        "| | p50 ms | p99 ms | worst ms | daemon CPU % |\n| --- | --- | --- | --- | --- |"
+    );
+    for (arm, label) in [
+        ("resync_every_second", "resync every second"),
+        ("no_resync", "no resync"),
+    ] {
+        let a = &h["arms"][arm];
+        let _ = writeln!(
+            md,
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            f(&a["ms"]["median"]),
+            f(&a["ms"]["p99"]),
+            f(&a["ms"]["max"]),
+            f(&a["cpu_percent"])
+        );
+    }
 }
