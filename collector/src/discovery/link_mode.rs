@@ -14,6 +14,9 @@ pub(crate) struct LinkMode {
     pub(crate) full_duplex: Option<bool>,
 }
 
+/// Link modes read between two yields to the runtime.
+const YIELD_EVERY: usize = 64;
+
 /// `SPEED_UNKNOWN` in the kernel's ethtool API.
 const SPEED_UNKNOWN: u32 = u32::MAX;
 
@@ -48,7 +51,13 @@ pub(crate) async fn link_modes() -> Result<HashMap<u32, LinkMode>, LinkModeError
         .execute()
         .await
         .map_err(LinkModeError::Dump)?;
+    let mut read = 0usize;
     while let Some(msg) = stream.next().await {
+        read += 1;
+        if read.is_multiple_of(YIELD_EVERY) {
+            // Thousands of interfaces answer one by one: let the server answer meanwhile.
+            tokio::task::yield_now().await;
+        }
         let Ok(msg) = msg else { continue };
         let mut ifindex = None;
         let mut speed = None;

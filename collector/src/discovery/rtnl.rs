@@ -111,6 +111,10 @@ pub(crate) enum RequestError {
     TimedOut(std::time::Duration),
 }
 
+/// Datagrams of a dump read between two yields to the runtime (each is about 32 KiB, some
+/// 30 links, a fraction of a millisecond of the kernel's and our work).
+const YIELD_EVERY_DATAGRAMS: usize = 4;
+
 /// Attempts at a dump that the kernel reports as interrupted before giving up.
 pub(crate) const DUMP_ATTEMPTS: u32 = 5;
 
@@ -160,13 +164,20 @@ impl Requests {
         let seq = self.seq;
         self.rtnl.send(&wire::getlink_request(seq, ifindex)).await?;
         let mut interrupted = false;
-        loop {
+        for received in 1usize.. {
             let datagram = self.rtnl.recv().await?;
             let single = ifindex.is_some();
             if let Some(done) = read_reply(datagram, seq, single, &mut interrupted, &mut each)? {
                 return Ok(done);
             }
+            if received.is_multiple_of(YIELD_EVERY_DATAGRAMS) {
+                // The kernel writes each datagram of a dump as it is read, and the next is
+                // ready at once: a dump of thousands of links would hold the runtime's one
+                // thread for milliseconds on end. Let the server answer meanwhile.
+                tokio::task::yield_now().await;
+            }
         }
+        unreachable!("the datagrams of one request are not counted past usize::MAX")
     }
 
     /// Every link with its statistics. A dump the kernel flags as interrupted (links changed
