@@ -47,7 +47,7 @@ pub struct FileConfig {
     /// Regex on driver stat names exported as `linkmeter_ethtool_stat`.
     pub ethtool_stats_allowlist: Option<String>,
     /// Interface patterns whose raw driver statistics are exported as `linkmeter_ethtool_stat`
-    /// ([`DEFAULT_ETHTOOL_STATS_INTERFACES`](super::DEFAULT_ETHTOOL_STATS_INTERFACES): interfaces without a link kind, i.e. devices).
+    /// (`DEFAULT_ETHTOOL_STATS_INTERFACES`: interfaces without a link kind, i.e. devices).
     pub ethtool_stats_interfaces: Option<Vec<String>>,
     /// Pin the eBPF maps and links under `pin_path`, so that counting goes on while no daemon
     /// runs and a restarted or upgraded daemon continues the same counters.

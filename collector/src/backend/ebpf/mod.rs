@@ -189,8 +189,8 @@ impl EbpfCounters {
         })
     }
 
-    /// Whether `attachment`'s hooks still run our programs; see
-    /// [`InterfaceAttachment::is_intact`].
+    /// Whether `attachment`'s hooks still run our programs: someone else may have removed
+    /// them. A check that cannot be made counts as intact.
     pub fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {
         self.programs.is_intact(attachment)
     }

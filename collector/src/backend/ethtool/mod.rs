@@ -8,7 +8,7 @@
 //! ([`EthtoolError::CountChanged`], [`EthtoolError::Overrun`]) and the caller fetches names
 //! again. Every decision is made from the errno, never from an error message.
 //!
-//! The node keeps each ethtool-routed interface's [`DriverStats`] and reads them at each scrape
+//! The node keeps each ethtool-routed interface's `DriverStats` and reads them at each scrape
 //! (`Ethtool::read_driver_stats`).
 
 mod driver_stats;

@@ -7,25 +7,30 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::Command,
-    thread::JoinHandle,
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 
 use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, run};
+
+mod binary;
+mod for_tests;
+
+use self::binary::build_static_binary;
+pub(crate) use self::for_tests::spawn_for_tests;
 
 /// The Rust target of the image's binary: glibc, linked statically (`+crt-static`), so the binary
 /// runs on an empty filesystem. linkmeter resolves no host names and looks up no users, so glibc's
 /// NSS (which a static glibc cannot load) is never needed.
-const TARGET: &str = "x86_64-unknown-linux-gnu";
+pub(super) const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// The largest image allowed (issue 12): 15 MB, configuration and layer as stored.
 pub(crate) const MAX_IMAGE_BYTES: u64 = 15_000_000;
 
 /// The tag `cargo xtask test` builds, in a store of its own (see [`spawn_for_tests`]).
-const TEST_TAG: &str = "localhost/linkmeter:test";
+pub(super) const TEST_TAG: &str = "localhost/linkmeter:test";
 
-const BUILDAH: &[Tool] = &[Tool {
+pub(super) const BUILDAH: &[Tool] = &[Tool {
     command: "buildah",
     package: "buildah",
     why: "building the OCI image from scratch (`buildah build`, `buildah push`)",
@@ -33,7 +38,7 @@ const BUILDAH: &[Tool] = &[Tool {
 
 /// Where buildah keeps images: the user's default containers storage (so that `buildah push`,
 /// `podman push` and `skopeo` see the image), or a private one under `target/`.
-enum Store {
+pub(super) enum Store {
     Default,
     /// `--root`/`--runroot` under this directory, with the `vfs` driver (works everywhere,
     /// also where overlayfs cannot be mounted, e.g. inside a container).
@@ -73,106 +78,9 @@ pub(crate) fn build(root: &Path, tag: &str, save: Option<&Path>) -> anyhow::Resu
     Ok(())
 }
 
-/// The image build of `cargo xtask test`, running in the background while the tests are
-/// compiled and run: [`spawn_for_tests`].
-pub(crate) struct TestImage {
-    archive: PathBuf,
-    log: PathBuf,
-    build: JoinHandle<anyhow::Result<()>>,
-}
-
-impl TestImage {
-    /// Where the OCI archive will be, for the image test (env `LINKMETER_IMAGE_ARCHIVE`).
-    pub(crate) fn archive(&self) -> &Path {
-        &self.archive
-    }
-
-    /// Waits for the build; its error, with the log's path, if it failed.
-    pub(crate) fn finish(self) -> anyhow::Result<()> {
-        match self.build.join() {
-            Ok(result) => result.with_context(|| {
-                format!(
-                    "building the image for the tests failed (log: {})",
-                    self.log.display()
-                )
-            }),
-            Err(_) => bail!("the image build for the tests panicked"),
-        }
-    }
-}
-
-/// For `cargo xtask test`: starts building the image in the background and returns at once.
-///
-/// The build (the static release binary, `nice`d, then buildah) writes its output to
-/// `target/image/test-build.log`, builds in a private `vfs` store under `target/image/` (the
-/// user's containers storage is not touched) and saves the OCI archive
-/// `target/image/linkmeter-test.oci.tar` for the image test (`tests/tests/image.rs`), which is
-/// given its path in `LINKMETER_IMAGE_ARCHIVE` and waits for it. The archive appears whole
-/// (renamed into place); `<archive>.building` exists while the build runs and
-/// `<archive>.failed` (with the error) if it fails, so the test waits only as long as there is
-/// something to wait for.
-pub(crate) fn spawn_for_tests(root: &Path) -> anyhow::Result<TestImage> {
-    ensure_ebpf_toolchain()?;
-    ensure_debian_tools(BUILDAH)?;
-    let dir = root.join("target/image");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let archive = dir.join("linkmeter-test.oci.tar");
-    let [building, failed] = [".building", ".failed"].map(|suffix| {
-        let mut name = archive.clone().into_os_string();
-        name.push(suffix);
-        PathBuf::from(name)
-    });
-    for stale in [&archive, &failed] {
-        if stale.exists() {
-            fs::remove_file(stale).with_context(|| format!("removing {}", stale.display()))?;
-        }
-    }
-    fs::write(&building, b"").with_context(|| format!("creating {}", building.display()))?;
-    let log = dir.join("test-build.log");
-    let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    eprintln!(
-        "xtask: building the image for the image test in the background (log: {})",
-        log.display()
-    );
-    let (root, target) = (root.to_path_buf(), archive.clone());
-    let build = std::thread::spawn(move || {
-        let out = Out {
-            log: Some(file),
-            nice: true,
-        };
-        let result = build_test_archive(&root, &target, &out);
-        if let Err(err) = &result {
-            out.say(format_args!("xtask: error: {err:#}"));
-            let _ = fs::write(&failed, format!("{err:#}\n"));
-        }
-        let _ = fs::remove_file(&building);
-        result
-    });
-    Ok(TestImage {
-        archive,
-        log,
-        build,
-    })
-}
-
-/// Builds the test image in a private store and saves it at `archive`, then drops the store.
-fn build_test_archive(root: &Path, archive: &Path, out: &Out) -> anyhow::Result<()> {
-    let dir = root.join("target/image/test-store");
-    let store = Store::Private(dir.clone());
-    remove_store(&store)?;
-    build_image(root, &store, TEST_TAG, &dir.join("context"), out)?;
-    let mut partial = archive.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    save_archive(&store, TEST_TAG, &partial, out)?;
-    fs::rename(&partial, archive)
-        .with_context(|| format!("renaming {} into place", partial.display()))?;
-    remove_store(&store)
-}
-
 /// Where a build's messages and its commands' output go: the terminal, or a log file (for the
 /// background build of the tests, whose commands also run `nice`d).
-struct Out {
+pub(super) struct Out {
     log: Option<fs::File>,
     nice: bool,
 }
@@ -185,7 +93,7 @@ impl Out {
         }
     }
 
-    fn say(&self, message: std::fmt::Arguments<'_>) {
+    pub(super) fn say(&self, message: std::fmt::Arguments<'_>) {
         match &self.log {
             Some(file) => {
                 let mut file: &fs::File = file;
@@ -196,7 +104,7 @@ impl Out {
     }
 
     /// `cargo`, behind `nice` for a background build.
-    fn cargo(&self) -> Command {
+    pub(super) fn cargo(&self) -> Command {
         if self.nice {
             let mut nice = cmd("nice");
             nice.args(["-n", "19", "cargo"]);
@@ -207,7 +115,7 @@ impl Out {
     }
 
     /// Runs `command` with its output here.
-    fn run(&self, command: &mut Command) -> anyhow::Result<()> {
+    pub(super) fn run(&self, command: &mut Command) -> anyhow::Result<()> {
         if let Some(file) = &self.log {
             command
                 .stdout(file.try_clone().context("duplicating the log file")?)
@@ -218,7 +126,7 @@ impl Out {
 }
 
 /// Deletes a private store (the `vfs` driver keeps plain directories, nothing is mounted).
-fn remove_store(store: &Store) -> anyhow::Result<()> {
+pub(super) fn remove_store(store: &Store) -> anyhow::Result<()> {
     if let Store::Private(dir) = store
         && dir.exists()
     {
@@ -229,7 +137,7 @@ fn remove_store(store: &Store) -> anyhow::Result<()> {
 
 /// Builds the static binary and the image `tag` in `store` from the build context `context`
 /// (the binary alone); prints and checks the image size.
-fn build_image(
+pub(super) fn build_image(
     root: &Path,
     store: &Store,
     tag: &str,
@@ -289,88 +197,6 @@ fn build_image(
     Ok(())
 }
 
-/// Builds `linkmeter` (release) statically linked for [`TARGET`] in `target/image/` (never in
-/// `target/` itself, so it does not wait for or invalidate the developer builds there) and
-/// returns its path.
-///
-/// `+crt-static` goes in as `target.<triple>.rustflags` on the command line with `--target`:
-/// cargo then applies it to the binary only, not to build scripts and proc macros (which cannot
-/// be static), and since it is not in the environment it does not reach the nested nightly cargo
-/// that collector's build script (aya-build) runs for the eBPF object. The environment's own
-/// rustflags are removed so they cannot replace it.
-fn build_static_binary(root: &Path, out: &Out) -> anyhow::Result<PathBuf> {
-    let target_dir = root.join("target/image");
-    let mut build = out.cargo();
-    build
-        .current_dir(root)
-        .args(["build", "--release", "--locked"])
-        .args(["--package", "collector", "--bin", "linkmeter"])
-        .args(["--target", TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .args([
-            "--config",
-            &format!(r#"target.{TARGET}.rustflags = ["-C", "target-feature=+crt-static"]"#),
-        ])
-        // Without the symbol table (0.7 MB): release builds carry no debug information, so a
-        // backtrace from the image shows no function names; panics still say where.
-        .args(["--config", r#"profile.release.strip = "symbols""#]);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-        "CARGO_PROFILE_RELEASE_STRIP",
-    ] {
-        build.env_remove(var);
-    }
-    out.run(&mut build)?;
-    let binary = target_dir.join(TARGET).join("release/linkmeter");
-    let elf = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-    if let Some(interpreter) = elf_interpreter(&elf)? {
-        bail!(
-            "{} is not static: it asks for the dynamic loader {interpreter}",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-/// The `PT_INTERP` of a little-endian ELF64 file (the dynamic loader a dynamically linked
-/// program needs), `None` for a static one.
-pub(crate) fn elf_interpreter(elf: &[u8]) -> anyhow::Result<Option<String>> {
-    const PT_INTERP: u32 = 3;
-    let u16_at = |at: usize| -> anyhow::Result<u16> {
-        let b = elf.get(at..at + 2).context("truncated ELF file")?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| -> anyhow::Result<u32> {
-        let b = elf.get(at..at + 4).context("truncated ELF file")?;
-        Ok(u32::from_le_bytes(b.try_into()?))
-    };
-    let u64_at = |at: usize| -> anyhow::Result<usize> {
-        let b = elf.get(at..at + 8).context("truncated ELF file")?;
-        Ok(usize::try_from(u64::from_le_bytes(b.try_into()?))?)
-    };
-    ensure!(
-        elf.starts_with(b"\x7fELF\x02\x01"),
-        "not a little-endian ELF64 file"
-    );
-    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
-    for i in 0..usize::from(phnum) {
-        let header = phoff + i * phentsize;
-        if u32_at(header)? == PT_INTERP {
-            let (offset, size) = (u64_at(header + 8)?, u64_at(header + 32)?);
-            let path = elf
-                .get(offset..offset + size)
-                .context("truncated PT_INTERP")?;
-            let path = path.strip_suffix(b"\0").unwrap_or(path);
-            return Ok(Some(String::from_utf8_lossy(path).into_owned()));
-        }
-    }
-    Ok(None)
-}
-
 /// `buildah inspect --type image --format <format> <tag>` in `store`: its output, or its error.
 fn inspect(store: &Store, tag: &str, format: &str) -> anyhow::Result<String> {
     let output = store
@@ -423,7 +249,7 @@ fn manifest_size(manifest: &str) -> anyhow::Result<u64> {
 
 /// Writes the image `tag` as an OCI archive at `path` (named `tag` inside, so `skopeo copy
 /// oci-archive:<path> docker://...` and `podman load` know it).
-fn save_archive(store: &Store, tag: &str, path: &Path, out: &Out) -> anyhow::Result<()> {
+pub(super) fn save_archive(store: &Store, tag: &str, path: &Path, out: &Out) -> anyhow::Result<()> {
     let text = path.to_str().context("the archive path is not UTF-8")?;
     ensure!(
         !text.contains(':'),
@@ -490,18 +316,5 @@ mod tests {
         let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":612},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:bb","size": 9000000}]}"#;
         assert_eq!(manifest_size(manifest).unwrap(), 9_000_612);
         assert!(manifest_size("{}").is_err());
-    }
-
-    #[test]
-    fn a_dynamic_executable_names_its_interpreter() {
-        let sh = fs::read("/bin/sh").unwrap();
-        let interpreter = elf_interpreter(&sh).unwrap();
-        assert!(
-            interpreter
-                .as_deref()
-                .is_some_and(|p| p.contains("ld-linux")),
-            "{interpreter:?}"
-        );
-        assert!(elf_interpreter(b"#!/bin/sh\n").is_err());
     }
 }
