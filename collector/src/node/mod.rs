@@ -140,8 +140,9 @@ pub(crate) struct Node<I, E, L> {
     listing: Option<HashSet<u32>>,
     /// Whether a check of the attachments is running.
     checking: bool,
-    /// Whether a listing has been applied since the start.
-    listed: bool,
+    /// Once the first resync's listing is applied: the interfaces it left waiting for their
+    /// attach (what the first routing pass still waits for).
+    first_pass: Option<Vec<u32>>,
     /// Shutting down: answers are put into effect without routing anything new.
     stopping: bool,
     /// Names already reported (once) as lacking ethtool statistics; only names still present
@@ -204,7 +205,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             next_id: 0,
             listing: None,
             checking: false,
-            listed: false,
+            first_pass: None,
             stopping: false,
             warned: HashSet::new(),
             resyncs: 0,
@@ -217,10 +218,12 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         self.interfaces.values()
     }
 
-    /// Whether the first routing pass is done: the links listed, and every attach it asked for
-    /// answered.
+    /// Whether the first routing pass is done: the links listed, and every attach that pass
+    /// asked for answered (interfaces that came later, by a link event, are not waited for).
     pub(crate) fn is_routed(&self) -> bool {
-        self.listed && self.attaching.is_empty()
+        self.first_pass
+            .as_ref()
+            .is_some_and(|waiting| waiting.iter().all(|i| !self.attaching.contains_key(i)))
     }
 
     /// Counts a resync the link-event subscription asked for (`linkmeter_netlink_resyncs_total`).

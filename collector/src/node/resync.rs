@@ -78,8 +78,6 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     /// event touched since the listing started is left as the event put it: the event is newer.
     pub(super) fn listed(&mut self, listing: Listing) -> Result<usize, DiscoveryError> {
         let touched = self.listing.take().unwrap_or_default();
-        // The pass is done, whether the dump worked or not (a failed one is logged).
-        self.listed = true;
         let listed = match listing.links {
             Ok(links) => {
                 for (ifindex, lookup) in listing.missing {
@@ -112,6 +110,10 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             }
             Err(err) => Err(err),
         };
+        if self.first_pass.is_none() {
+            // The first pass is this one, whether its dump worked or not (a failure is logged).
+            self.first_pass = Some(self.attaching.keys().copied().collect());
+        }
         match listing.modes {
             Ok(modes) => {
                 for (ifindex, interface) in self.interfaces.iter_mut().chain(&mut self.attaching) {
@@ -146,9 +148,17 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             })
             .collect();
         for (ifindex, attempt) in due {
-            let Some(link) = self.take_out(ifindex) else {
+            // The interface stays shown, measured with kernel link stats as it is (a routing is
+            // tried again only after such a fallback), until its new routing is in effect: an
+            // attach may take a while to answer. What it holds (a breakdown) is let go of first.
+            let Some(mut old) = self.interfaces.remove(&ifindex) else {
                 continue;
             };
+            self.let_go(&old);
+            old.breakdown = None;
+            old.retry = None;
+            let link = old.link.clone();
+            self.interfaces.insert(ifindex, old);
             info!(interface = %link.name, ifindex, attempt, "routing the interface again");
             self.route(link, attempt);
         }

@@ -38,16 +38,23 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     /// otherwise.
     pub(super) fn upsert(&mut self, link: Link) {
         let ifindex = link.ifindex;
-        let known = self
-            .interfaces
-            .get_mut(&ifindex)
-            .or_else(|| self.attaching.get_mut(&ifindex));
-        if let Some(known) = known {
-            if known.link.name == link.name {
-                known.link = link;
+        let (shown, pending) = (
+            self.interfaces.get_mut(&ifindex),
+            self.attaching.get_mut(&ifindex),
+        );
+        let known = shown
+            .as_ref()
+            .or(pending.as_ref())
+            .map(|i| i.link.name.clone());
+        match known {
+            Some(name) if name == link.name => {
+                for interface in [shown, pending].into_iter().flatten() {
+                    interface.link = link.clone();
+                }
                 return;
             }
-            self.remove(ifindex);
+            Some(_) => self.remove(ifindex),
+            None => {}
         }
         self.route(link, 0);
     }
@@ -60,16 +67,25 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         }
     }
 
-    /// Takes an interface out of the table (or out of those being attached), detached and with
-    /// its counters freed.
+    /// Takes an interface out of the table and out of those being attached (a routing tried
+    /// again keeps the old one shown while the new one attaches), detached and with its counters
+    /// freed.
     pub(super) fn take_out(&mut self, ifindex: u32) -> Option<Link> {
-        let interface = self
-            .interfaces
-            .remove(&ifindex)
-            .or_else(|| self.attaching.remove(&ifindex))?;
-        let link = interface.link.clone();
+        let shown = self.interfaces.remove(&ifindex);
+        let pending = self.attaching.remove(&ifindex);
+        let link = pending.as_ref().or(shown.as_ref())?.link.clone();
+        for interface in [shown, pending].iter().flatten() {
+            self.let_go(interface);
+        }
+        Some(link)
+    }
+
+    /// Detaches what `interface` holds and frees its counters (also for an interface that fell
+    /// back after an attach failure: a hook that was attached for a moment may have counted).
+    /// A slot that frees lets the interfaces that found the map full try again at the next
+    /// resync.
+    pub(super) fn let_go(&mut self, interface: &Interface) {
         if interface.counted_by_ebpf() {
-            // A slot frees: interfaces that found the map full try again at the next resync.
             let now = self.resyncs;
             for waiting in self.interfaces.values_mut() {
                 if let Some(retry) = waiting
@@ -81,15 +97,12 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                 }
             }
         }
-        self.release(&interface, "detaching");
+        self.release(interface, "detaching");
         if let Some(ebpf) = self.ebpf.as_mut()
-            // Also for interfaces that fell back after an attach failure: a hook that was
-            // attached for a moment may have counted.
-            && let Err(err) = ebpf.forget(ifindex)
+            && let Err(err) = ebpf.forget(interface.link.ifindex)
         {
-            warn!(interface = %link.name, error = %Report(&err), "freeing eBPF map entries");
+            warn!(interface = %interface.link.name, error = %Report(&err), "freeing eBPF map entries");
         }
-        Some(link)
     }
 
     /// Routes a new interface: the policy, the ethtool probe when the policy needs it (once per

@@ -85,3 +85,57 @@ async fn link_events_newer_than_a_resyncs_listing_win_over_it() {
     );
     assert_eq!(f.ebpf.attaches(), 2);
 }
+
+#[tokio::test]
+async fn a_routing_tried_again_keeps_the_interface_shown_until_its_attach_answers() {
+    let mut f = fixture();
+    f.ebpf.set_slots(1);
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(6, "vx6", Some("vxlan"), no_stats("vxlan")).await;
+    assert_eq!(
+        f.route_of("vx6"),
+        Some((Backend::Netdev, Reason::EbpfMapFull))
+    );
+    // vx5 leaves and frees a slot: vx6 is routed again at the next resync, and that attach is
+    // slow to answer.
+    f.delete(5).await;
+    f.ebpf.stall(true);
+    f.node.start_resync();
+    let listed = f.node.next_done().await.expect("the listing");
+    f.node.finish(listed);
+    assert!(f.node.is_busy(), "vx6's attach is waiting for the kernel");
+    // Meanwhile it stays in /metrics, measured as it was: no gap in its series.
+    let shown = f.node.collect().await;
+    let vx6 = &shown.interfaces[..];
+    assert_eq!(vx6.len(), 1);
+    assert_eq!(
+        (vx6[0].name.as_str(), vx6[0].backend, vx6[0].reason),
+        ("vx6", Backend::Netdev, Reason::EbpfMapFull)
+    );
+    // Deleted meanwhile, it goes with its pending attach.
+    f.links.remove(6);
+    f.node.apply(LinkEvent::Deleted { ifindex: 6 });
+    assert!(f.node.collect().await.interfaces.is_empty());
+    assert!(f.ebpf.forgotten().contains(&6));
+}
+
+#[tokio::test]
+async fn the_first_pass_is_done_whatever_link_events_bring_after_it() {
+    let mut f = fixture();
+    f.add(5, "vx5", Some("vxlan"), no_stats("vxlan"));
+    f.node.start_resync();
+    let listed = f.node.next_done().await.expect("the listing");
+    f.node.finish(listed);
+    assert!(!f.node.is_routed(), "vx5's attach has not answered");
+    // An interface that comes later, whose attach is slow, is not part of the first pass.
+    f.ebpf.stall(true);
+    f.add(9, "vx9", Some("vxlan"), no_stats("vxlan"));
+    f.node.apply(LinkEvent::New(link(9, "vx9", Some("vxlan"))));
+    let attached = f.node.next_done().await.expect("vx5's attach");
+    f.node.finish(attached);
+    assert_eq!(
+        f.route_of("vx5"),
+        Some((Backend::Ebpf, Reason::EthtoolNoStats))
+    );
+    assert!(f.node.is_routed());
+}
