@@ -20,6 +20,13 @@ use crate::{
 impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     /// Starts attaching the eBPF counter to `link`; `None` when the backend is unavailable.
     pub(super) fn start_attach(&mut self, link: &Link) -> Option<Attachment> {
+        self.ebpf.as_ref()?;
+        if self.forgetting.contains(&link.ifindex) {
+            // A new lifetime of an ifindex whose old one is still being detached: its counters
+            // start from zero. The old hooks, detached first (the worker keeps the order), count
+            // this device's packets into the new slot meanwhile.
+            self.forget(link.ifindex, &link.name);
+        }
         let ebpf = self.ebpf.as_mut()?;
         let id = AttachmentId(self.next_id);
         self.next_id += 1;
@@ -64,14 +71,10 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             let Some(mut interface) = self.attaching.remove(&ifindex) else {
                 return;
             };
-            let attached = self.put_into_effect(&mut interface, id, result, false);
-            // A new interface whose attach failed: free the slot it was given.
-            if !attached
-                && let Some(ebpf) = self.ebpf.as_mut()
-                && let Err(err) = ebpf.forget(ifindex)
-            {
-                warn!(interface = %interface.link.name, error = %Report(&err),
-                    "freeing eBPF map entries");
+            if !self.put_into_effect(&mut interface, id, result, false) {
+                // A new interface whose attach failed (nothing stays attached): free the slot
+                // it was given.
+                self.forget(ifindex, &interface.link.name);
             }
             self.enter(interface);
         } else if let Some(ifindex) = self
@@ -128,20 +131,49 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         }
     }
 
-    /// Starts detaching what `interface` holds: its eBPF measure and its breakdown.
-    pub(super) fn release(&mut self, interface: &Interface, doing: &'static str) {
+    /// Starts detaching what `interface` holds: its eBPF measure and its breakdown. With
+    /// `then_forget`, its counters are freed once the detach has answered. Returns whether it
+    /// held anything.
+    pub(super) fn release(
+        &mut self,
+        interface: &Interface,
+        doing: &'static str,
+        then_forget: bool,
+    ) -> bool {
         let ids: Vec<AttachmentId> = interface.attachments().map(|a| a.id).collect();
         let Some(ebpf) = self.ebpf.as_mut() else {
-            return;
+            return false;
         };
         let answers: Vec<_> = ids.into_iter().map(|id| ebpf.detach(id)).collect();
+        let held = !answers.is_empty();
+        let forget = then_forget.then_some(interface.link.ifindex);
         for answer in answers {
             let name = interface.link.name.clone();
             self.start(answer.map(move |result| Done::Detached {
                 interface: name,
                 doing,
                 result,
+                forget,
             }));
+        }
+        held
+    }
+
+    /// Frees the counters of `ifindex` now.
+    pub(super) fn forget(&mut self, ifindex: u32, name: &str) {
+        self.forgetting.remove(&ifindex);
+        if let Some(ebpf) = self.ebpf.as_mut()
+            && let Err(err) = ebpf.forget(ifindex)
+        {
+            warn!(interface = %name, error = %Report(&err), "freeing eBPF map entries");
+        }
+    }
+
+    /// A detach answered for an interface whose counters wait for it to be freed: freed now,
+    /// unless a new lifetime of its ifindex took them over meanwhile.
+    pub(super) fn detached(&mut self, ifindex: u32, name: &str) {
+        if self.forgetting.contains(&ifindex) {
+            self.forget(ifindex, name);
         }
     }
 
@@ -197,6 +229,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                 interface: name,
                 doing: "releasing the removed attachment",
                 result,
+                forget: None,
             }));
         }
         let Some(new) = self.start_attach(&link) else {

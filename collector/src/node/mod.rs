@@ -105,6 +105,8 @@ pub(crate) enum Done {
         doing: &'static str,
         /// Whether it worked.
         result: Result<(), AttachError>,
+        /// The ifindex whose counters are freed once it answered.
+        forget: Option<u32>,
     },
     /// A resync's reading of the links answered.
     Listed(Box<Listing>),
@@ -138,8 +140,13 @@ pub(crate) struct Node<I, E, L> {
     /// While a resync's listing runs: the ifindexes link events touched since it started
     /// (for those, the events are newer than the listing).
     listing: Option<HashSet<u32>>,
+    /// Whether a resync was asked for while a listing ran: another follows it.
+    resync_again: bool,
     /// Whether a check of the attachments is running.
     checking: bool,
+    /// Ifindexes whose counters are freed once their detach answers: freed before it, the
+    /// programs still attached would count the device's packets as overflow.
+    forgetting: HashSet<u32>,
     /// Once the first resync's listing is applied: the interfaces it left waiting for their
     /// attach (what the first routing pass still waits for).
     first_pass: Option<Vec<u32>>,
@@ -204,7 +211,9 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             work: FuturesUnordered::new(),
             next_id: 0,
             listing: None,
+            resync_again: false,
             checking: false,
+            forgetting: HashSet::new(),
             first_pass: None,
             stopping: false,
             warned: HashSet::new(),
@@ -255,9 +264,13 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                 interface,
                 doing,
                 result,
+                forget,
             } => {
                 if let Err(err) = result {
                     tracing::warn!(interface, error = %crate::Report(&err), "{doing}");
+                }
+                if let Some(ifindex) = forget {
+                    self.detached(ifindex, &interface);
                 }
             }
             Done::Listed(_) | Done::Checked(_) if self.stopping => {}

@@ -46,10 +46,15 @@ impl Listing {
 }
 
 impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
-    /// Starts a full resynchronisation, unless one is running: the links are read again, and
-    /// [`Node::finish`] puts the listing into effect when it answers.
+    /// Starts a full resynchronisation: the links are read again, and [`Node::finish`] puts the
+    /// listing into effect when it answers. Asked for while one runs (whose dump may predate
+    /// what the new request is about, events lost, say), another follows it.
     pub(crate) fn start_resync(&mut self) {
-        if self.listing.is_some() || self.stopping {
+        if self.stopping {
+            return;
+        }
+        if self.listing.is_some() {
+            self.resync_again = true;
             return;
         }
         self.listing = Some(HashSet::new());
@@ -132,6 +137,9 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                 Ok(expired) => info!(expired, "forgot idle overlay peers"),
                 Err(err) => warn!(error = %Report(&err), "expiring idle overlay peers"),
             }
+        }
+        if std::mem::take(&mut self.resync_again) {
+            self.start_resync();
         }
         listed
     }

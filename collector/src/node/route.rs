@@ -5,7 +5,6 @@ use tracing::{info, warn};
 
 use super::{Answer, Interface, Measure, Node, Retry, interface::PROBE_RETRIES};
 use crate::{
-    Report,
     backend::{
         ebpf::TcCounter,
         ethtool::{DriverStats, EthtoolIo, Probe},
@@ -80,8 +79,9 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         Some(link)
     }
 
-    /// Detaches what `interface` holds and frees its counters (also for an interface that fell
-    /// back after an attach failure: a hook that was attached for a moment may have counted).
+    /// Detaches what `interface` holds and frees its counters — once the detach has answered
+    /// (also for an interface that fell back after an attach failure: a hook that was attached
+    /// for a moment may have counted).
     /// A slot that frees lets the interfaces that found the map full try again at the next
     /// resync.
     pub(super) fn let_go(&mut self, interface: &Interface) {
@@ -97,11 +97,12 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                 }
             }
         }
-        self.release(interface, "detaching");
-        if let Some(ebpf) = self.ebpf.as_mut()
-            && let Err(err) = ebpf.forget(interface.link.ifindex)
-        {
-            warn!(interface = %interface.link.name, error = %Report(&err), "freeing eBPF map entries");
+        let ifindex = interface.link.ifindex;
+        if self.release(interface, "detaching", true) {
+            // Freed once detached: until then the programs still count into them.
+            self.forgetting.insert(ifindex);
+        } else {
+            self.forget(ifindex, &interface.link.name);
         }
     }
 

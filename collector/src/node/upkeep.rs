@@ -48,7 +48,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .collect();
         if !persist {
             for interface in &interfaces {
-                self.release(interface, "detaching on shutdown");
+                self.release(interface, "detaching on shutdown", false);
             }
         }
         if let Some(ebpf) = self.ebpf.as_mut() {

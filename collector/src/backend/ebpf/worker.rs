@@ -70,10 +70,7 @@ impl HookWorker {
         let (requests, inbox) = mpsc::channel();
         thread::Builder::new()
             .name("linkmeter-hooks".into())
-            .spawn(move || {
-                lower_priority();
-                serve(programs, &inbox);
-            })?;
+            .spawn(move || serve(programs, &inbox))?;
         Ok(Self { requests })
     }
 
@@ -125,28 +122,6 @@ impl HookWorker {
     /// and stops; answers when done.
     pub(crate) fn release(&self) -> oneshot::Receiver<()> {
         self.ask(|reply| Request::Release { reply })
-    }
-}
-
-/// How much nicer than the daemon's other threads the worker runs: checking a thousand legacy
-/// filters takes tens of milliseconds of CPU that must not compete with serving on a busy node.
-const NICENESS: libc::c_int = 10;
-
-/// Lowers the calling thread's scheduling priority to [`NICENESS`] (Linux applies
-/// `setpriority` to one thread); lowering it needs no privilege. A failure changes nothing but
-/// the priority, and is logged.
-fn lower_priority() {
-    let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: setpriority(2) on this thread's own id, with plain integer arguments.
-    let rc = unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::id_t::try_from(tid).unwrap_or(0),
-            NICENESS,
-        )
-    };
-    if rc != 0 {
-        debug!(error = %io::Error::last_os_error(), "the hook worker keeps the daemon's priority");
     }
 }
 

@@ -111,3 +111,66 @@ async fn resubscribing_is_not_held_off_by_steady_scraping() {
     };
     tokio::join!(owner.run(shutdown), clients);
 }
+
+/// Link events are lost while a resync's listing is in flight, and that listing's dump was made
+/// before the changes whose events were lost: another resync follows it at once, not at the
+/// next periodic one.
+#[tokio::test(start_paused = true)]
+async fn events_lost_while_a_listing_runs_are_repaired_by_a_resync_after_the_loss() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        let dumps = c.links.dumps();
+        // The periodic resync's link reads are slow to answer: its dump is made (without vx8)
+        // and held.
+        let _ = c.upkeep_gate.send(true);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(
+            c.links.dumps(),
+            dumps + 1,
+            "the periodic listing's dump was made"
+        );
+        // vx8 appears after that dump; its event is among those the kernel dropped.
+        c.create_vxlan(8, "vx8");
+        c.send(LinkEvent::Lost);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = c.upkeep_gate.send(false);
+        // Well before the next periodic resync (at 120 s).
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let shown = c.scrape().await;
+        assert!(
+            shown.iter().any(|(n, _)| n == "vx8"),
+            "vx8, whose event was lost, is still not routed 10 s after the loss: {shown:?} \
+             (dumps made: {})",
+            c.links.dumps() - dumps
+        );
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}
+
+/// The same with a lost subscription, opened again while a listing whose dump predates the gap
+/// is in flight.
+#[tokio::test(start_paused = true)]
+async fn a_resubscription_while_a_listing_runs_is_followed_by_a_resync() {
+    let (owner, mut c, shutdown) = owner();
+    let clients = async {
+        c.until_ready().await;
+        let _ = c.upkeep_gate.send(true);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        // The subscription is lost; vx8 appears meanwhile; the subscription is opened again.
+        c.end_subscription(false);
+        c.create_vxlan(8, "vx8");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(c.subscription.state().opened, 2, "subscribed again");
+        let _ = c.upkeep_gate.send(false);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let shown = c.scrape().await;
+        assert!(
+            shown.iter().any(|(n, _)| n == "vx8"),
+            "vx8, created while no events came, is not routed after resubscribing: {shown:?}"
+        );
+        c.stop();
+    };
+    tokio::join!(owner.run(shutdown), clients);
+}

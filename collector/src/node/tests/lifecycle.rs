@@ -2,7 +2,7 @@
 //! removed by someone else.
 
 use super::*;
-use crate::discovery::LinkMode;
+use crate::discovery::{LinkMode, fake::link};
 
 #[tokio::test]
 async fn a_rename_is_a_new_lifetime() {
@@ -19,6 +19,33 @@ async fn a_rename_is_a_new_lifetime() {
     assert_eq!((f.ebpf.detaches(), f.ebpf.forgotten()), (1, vec![5]));
     assert_eq!((f.ethtool.probes(), f.ebpf.attaches()), (2, 2));
     assert!(f.ebpf.is_attached(5));
+}
+
+#[tokio::test]
+async fn counters_are_freed_only_once_the_detach_has_answered() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    f.appear(6, "eth0", None, veth()).await;
+    // vx5 is renamed to a name routed elsewhere: its detach is asked for and its counters wait
+    // for the answer (freed before it, the programs still attached would count the device's
+    // packets as overflow).
+    f.links.remove(5);
+    f.add(5, "eth5", None, veth());
+    f.node.apply(LinkEvent::New(link(5, "eth5", None)));
+    assert!(
+        f.ebpf.forgotten().is_empty(),
+        "not before the detach answered"
+    );
+    f.node.until_idle().await;
+    assert_eq!(f.ebpf.forgotten(), vec![5]);
+    assert_eq!(
+        f.route_of("eth5"),
+        Some((Backend::Ethtool, Reason::EthtoolStats))
+    );
+    // An interface that held nothing is freed at once.
+    f.links.remove(6);
+    f.node.apply(LinkEvent::Deleted { ifindex: 6 });
+    assert_eq!(f.ebpf.forgotten(), vec![5, 6]);
 }
 
 #[tokio::test]

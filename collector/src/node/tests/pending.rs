@@ -26,11 +26,17 @@ async fn an_interface_joins_the_table_once_its_attach_has_answered() {
         Some((Backend::Ethtool, Reason::EthtoolStats))
     );
     assert_eq!(f.node.collect().await.interfaces.len(), 1);
-    // Deleted before its attach answered: forgotten, its counters freed, its detach asked for.
+    // Deleted before its attach answered: forgotten, its detach asked for (after the attach,
+    // in order), its counters freed once the detach answers — not before: the programs may
+    // be counting into them until then.
     f.links.remove(5);
     f.node.apply(LinkEvent::Deleted { ifindex: 5 });
-    assert_eq!(f.ebpf.forgotten(), vec![5]);
     assert_eq!(f.ebpf.detaches(), 1);
+    assert!(f.ebpf.forgotten().is_empty());
+    // A new interface with its ifindex starts from zero, whatever the old one's detach does.
+    f.add(5, "vx5b", Some("vxlan"), no_stats("vxlan"));
+    f.node.apply(LinkEvent::New(link(5, "vx5b", Some("vxlan"))));
+    assert_eq!(f.ebpf.forgotten(), vec![5]);
 }
 
 #[tokio::test]
