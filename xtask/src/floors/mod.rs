@@ -16,6 +16,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use self::source::Import;
+
+mod source;
+
 /// The floors, ground up: each top-level module of `collector/src` and its floor.
 const FLOORS: &[(&str, u8)] = &[
     ("discovery", 1),
@@ -47,36 +51,75 @@ impl Graph {
     pub(crate) fn read(src: &Path) -> anyhow::Result<Self> {
         let mut files = BTreeMap::new();
         collect_files(src, src, &mut files)?;
-        let modules: BTreeSet<Module> = files.keys().cloned().collect();
-        let mut graph = Self::default();
-        for (module, path) in &files {
+        let mut sources = Vec::new();
+        for (module, path) in files {
             let text =
-                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            graph.add(module, &modules, &text);
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            sources.push((module, text));
         }
-        Ok(graph)
+        Ok(Self::of(&sources))
     }
 
-    /// Adds `module`, whose source is `text`, and its imports among `modules`.
-    fn add(&mut self, module: &Module, modules: &BTreeSet<Module>, text: &str) {
-        let targets: BTreeSet<Module> = paths(&strip_comments(text))
+    /// The graph of the modules `sources` (each module with its source text).
+    fn of(sources: &[(Module, String)]) -> Self {
+        let code: Vec<(&Module, String)> = sources
             .iter()
-            .filter_map(|path| resolve(module, path, modules))
-            .filter(|target| !target.starts_with(module))
+            .map(|(module, text)| (module, source::normalize(text)))
             .collect();
-        self.edges
-            .entry(module.clone())
-            .or_default()
-            .extend(targets);
+        let krate = Crate {
+            modules: sources.iter().map(|(m, _)| m.clone()).collect(),
+            imports: code
+                .iter()
+                .map(|(module, code)| ((*module).clone(), source::imports(code)))
+                .collect(),
+        };
+        let mut graph = Self::default();
+        for (module, code) in &code {
+            let targets: BTreeSet<Module> = source::paths(code)
+                .iter()
+                .filter_map(|path| krate.resolve(module, path))
+                .filter(|target| !target.starts_with(module))
+                .collect();
+            graph.edges.insert((*module).clone(), targets);
+        }
+        graph
     }
 
-    /// The circles: groups of modules each reachable from every other, as `a -> b -> a`.
+    /// The circles: groups of modules each reachable from every other, as `a -> b -> a`;
+    /// then those between the units of the floors (the top-level modules, `backend::ethtool`
+    /// and `backend::ebpf` apart), whichever of their modules the imports go through.
     pub(crate) fn circles(&self) -> Vec<String> {
+        let units = self.units();
         strongly_connected(&self.edges)
             .into_iter()
             .filter(|group| group.len() > 1)
             .map(|group| self.describe_circle(&group))
+            .chain(
+                strongly_connected(&units.edges)
+                    .into_iter()
+                    .filter(|group| group.len() > 1)
+                    .map(|group| format!("between units: {}", units.describe_circle(&group))),
+            )
             .collect()
+    }
+
+    /// The same graph between units: each top-level module, and `backend::ethtool` and
+    /// `backend::ebpf` apart (floor 2 names them one by one); the crate root is left out.
+    fn units(&self) -> Self {
+        let unit = |module: &Module| -> Option<Module> {
+            match module.as_slice() {
+                [] => None,
+                [top, sub, ..] if top == "backend" => Some(vec![top.clone(), sub.clone()]),
+                [top, ..] => Some(vec![top.clone()]),
+            }
+        };
+        let mut units = Self::default();
+        for (from, targets) in &self.edges {
+            let Some(from) = unit(from) else { continue };
+            let entry = units.edges.entry(from.clone()).or_default();
+            entry.extend(targets.iter().filter_map(unit).filter(|to| *to != from));
+        }
+        units
     }
 
     /// One circle through the modules of `group`, written out.
@@ -181,131 +224,62 @@ fn collect_files(
     Ok(())
 }
 
-/// `text` without its comments (line, block and doc comments); string literals are kept, and a
-/// `//` inside one would end the line early, which only loses paths.
-fn strip_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("//") {
-            rest = after.find('\n').map_or("", |at| &after[at..]);
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.find("*/").map_or("", |at| &after[at + 2..]);
-        } else {
-            let mut chars = rest.chars();
-            if let Some(c) = chars.next() {
-                out.push(c);
-            }
-            rest = chars.as_str();
-        }
-    }
-    out
+/// The modules of a crate and what each imports: enough to follow a path to the module that
+/// holds its item, through `use` items that re-export it.
+struct Crate {
+    modules: BTreeSet<Module>,
+    /// Per module, its `use` items.
+    imports: BTreeMap<Module, Vec<Import>>,
 }
 
-/// Every path starting with `crate::`, `super::` or `self::` in `text`, `use` trees expanded.
-fn paths(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("use ") {
-        let before_ok = at == 0
-            || !rest[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_');
-        let tail = &rest[at + 4..];
-        rest = tail;
-        if !before_ok {
-            continue;
-        }
-        if let Some(end) = tail.find(';') {
-            expand("", tail[..end].trim(), &mut found);
-        }
+impl Crate {
+    /// The module holding what `path`, written in `from`, names: its deepest module, or — where
+    /// the path goes on with a name that module imports — the module that import names, and so
+    /// on (at most a few steps, so that import loops end).
+    fn resolve(&self, from: &Module, path: &str) -> Option<Module> {
+        self.resolve_within(from, path, 8)
     }
-    // Paths written out in the code.
-    let bytes = text.as_bytes();
-    for start in ["crate::", "super::", "self::"] {
-        for (at, _) in text.match_indices(start) {
-            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
-                continue;
-            }
-            let end = text[at..]
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .map_or(text.len(), |e| at + e);
-            // The head of a `use` tree (`super::{a, b}`) names nothing itself: the expanded
-            // tree does.
-            if text[at..end].ends_with("::") {
-                continue;
-            }
-            found.push(text[at..end].to_owned());
-        }
-    }
-    found
-        .into_iter()
-        .filter(|p| ["crate", "super", "self"].iter().any(|s| p.starts_with(s)))
-        .collect()
-}
 
-/// Expands the `use` tree `tree` under `prefix` into whole paths.
-fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
-    let join = |a: &str, b: &str| {
-        if a.is_empty() {
-            b.to_owned()
-        } else {
-            format!("{a}::{b}")
-        }
-    };
-    let tree = tree.trim();
-    if let Some(open) = tree.find('{') {
-        let head = tree[..open].trim().trim_end_matches("::");
-        let inner = tree[open + 1..].trim_end().trim_end_matches('}');
-        let prefix = join(prefix, head);
-        let mut depth = 0;
-        let mut item = String::new();
-        for c in inner.chars() {
-            match c {
-                '{' => depth += 1,
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    expand(&prefix, &item, out);
-                    item.clear();
-                    continue;
-                }
-                _ => {}
-            }
-            item.push(c);
-        }
-        expand(&prefix, &item, out);
-    } else if !tree.is_empty() {
-        let path = tree.split(" as ").next().unwrap_or(tree).trim();
-        out.push(join(prefix, path));
-    }
-}
-
-/// The deepest module of `modules` that `path`, written in `from`, names.
-fn resolve(from: &Module, path: &str, modules: &BTreeSet<Module>) -> Option<Module> {
-    let mut parts = path.split("::").filter(|p| !p.is_empty()).peekable();
-    let mut module: Module = match parts.next()? {
-        "crate" => Vec::new(),
-        "self" => from.clone(),
-        "super" => {
-            let mut up = from.clone();
-            up.pop();
-            while parts.peek() == Some(&"super") {
-                parts.next();
+    fn resolve_within(&self, from: &Module, path: &str, steps: u8) -> Option<Module> {
+        let mut parts = path.split("::").filter(|p| !p.is_empty()).peekable();
+        let mut module: Module = match parts.next()? {
+            "crate" => Vec::new(),
+            "self" => from.clone(),
+            "super" => {
+                let mut up = from.clone();
                 up.pop();
+                while parts.peek() == Some(&"super") {
+                    parts.next();
+                    up.pop();
+                }
+                up
             }
-            up
-        }
-        _ => return None,
-    };
-    for part in parts {
-        module.push(part.to_owned());
-        if !modules.contains(&module) {
+            _ => return None,
+        };
+        while let Some(part) = parts.next() {
+            module.push(part.to_owned());
+            if self.modules.contains(&module) {
+                continue;
+            }
             module.pop();
+            // Not a module: a name `module` may import from elsewhere.
+            let imported = self
+                .imports
+                .get(&module)
+                .and_then(|imports| imports.iter().find(|i| i.name == part));
+            if let Some(import) = imported.filter(|_| steps > 0) {
+                let rest: Vec<&str> = parts.collect();
+                let mut followed = import.path.clone();
+                for segment in rest {
+                    followed.push_str("::");
+                    followed.push_str(segment);
+                }
+                return self.resolve_within(&module, &followed, steps - 1);
+            }
             break;
         }
+        Some(module)
     }
-    (module != *from).then_some(module)
 }
 
 /// Tarjan's strongly connected components of `edges`.
@@ -399,25 +373,11 @@ mod tests {
     }
 
     fn graph(files: &[(&str, &str)]) -> Graph {
-        let modules: BTreeSet<Module> = files.iter().map(|(m, _)| module(m)).collect();
-        let mut graph = Graph::default();
-        for (m, text) in files {
-            graph.add(&module(m), &modules, text);
-        }
-        graph
-    }
-
-    #[test]
-    fn use_trees_are_expanded_and_comments_ignored() {
-        let mut found = paths(&strip_comments(
-            "use crate::{a::{B, c::D as E}, f};\n// use crate::commented;\n/* crate::x */ \
-             fn g() { super::h::i(); }",
-        ));
-        found.sort();
-        assert_eq!(
-            found,
-            ["crate::a::B", "crate::a::c::D", "crate::f", "super::h::i"]
-        );
+        let sources: Vec<(Module, String)> = files
+            .iter()
+            .map(|(m, text)| (module(m), (*text).to_owned()))
+            .collect();
+        Graph::of(&sources)
     }
 
     #[test]
@@ -448,5 +408,71 @@ mod tests {
         assert_eq!(g.upward(), ["discovery (floor 1) imports node (floor 4)"]);
         let unplaced = graph(&[("", ""), ("utils", "use crate::node::X;"), ("node", "")]);
         assert!(unplaced.upward()[0].contains("module utils has no floor"));
+    }
+
+    /// The modules a crate with `discovery` (floor 1) written as `form` and `node` (floor 4).
+    fn discovery_as(form: &str) -> Graph {
+        graph(&[
+            ("", "pub mod node; pub mod discovery;"),
+            ("node", "pub struct Node; pub fn f() {}"),
+            ("discovery", form),
+        ])
+    }
+
+    #[test]
+    fn an_upward_import_is_named_in_every_form_rust_allows() {
+        for form in [
+            "use crate::{node::{self, Node}};",
+            "pub use crate::node::Node;",
+            "pub(crate) use crate::{node as n};",
+            "macro_rules! m { () => { $crate::node::f() } }",
+            "fn g() { tracing::info!(\"{:?}\", crate::node::f()); }",
+            "use super::node::Node;",
+            "mod inner { use super::super::node::Node; }",
+            "use crate::node::*;",
+            "use {crate::node::Node};",
+            "use crate :: node :: Node;",
+            "fn c() { crate::\n    node::f() }",
+            "use\ncrate::{node::f as ff};",
+            "fn d() -> crate::r#node::Node { todo!() }",
+            "use crate as root; fn a() -> root::node::Node { todo!() }",
+            "extern crate self as collector; fn e() -> collector::node::Node { todo!() }",
+            "const ANY: &str = \"*/*\";\nuse crate::node::Node;",
+        ] {
+            assert_eq!(
+                discovery_as(form).upward(),
+                ["discovery (floor 1) imports node (floor 4)"],
+                "{form}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_import_re_exported_elsewhere_is_followed_to_where_the_item_is() {
+        // lib.rs re-exports node's item: `crate::Node` is node's.
+        let g = graph(&[
+            (
+                "",
+                "pub mod node; pub mod discovery; pub(crate) use crate::node::Node;",
+            ),
+            ("node", "pub struct Node;"),
+            ("discovery", "use crate::Node;"),
+        ]);
+        assert_eq!(g.upward(), ["discovery (floor 1) imports node (floor 4)"]);
+    }
+
+    #[test]
+    fn modules_of_one_floor_importing_each_other_through_submodules_are_a_circle() {
+        let g = graph(&[
+            ("", "pub mod policy; pub mod metrics;"),
+            ("metrics", "pub mod names; pub mod families;"),
+            ("metrics::names", "pub const X: &str = \"x\";"),
+            ("metrics::families", "use crate::policy::Backend;"),
+            (
+                "policy",
+                "use crate::metrics::names::X; pub enum Backend {}",
+            ),
+        ]);
+        assert_eq!(g.circles(), ["between units: metrics -> policy -> metrics"]);
     }
 }
