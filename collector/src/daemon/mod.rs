@@ -54,9 +54,11 @@ pub(crate) enum DaemonError {
 /// Seconds between attempts to subscribe to link events again after the subscription was lost.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
-/// How long shutting down waits for the kernel to answer the last detaches: within the
-/// DaemonSet's termination grace period of 10 s, after the server's own shutdown timeout.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// How long shutting down waits for the detaches: within the DaemonSet's termination grace
+/// period of 10 s, beside the server's own shutdown (at most `http_shutdown_timeout_seconds`,
+/// 3 s by default, at the same time) and the runtime's 1 s. A TCX detach waits for an RCU grace
+/// period (some 20 ms), so a few hundred TCX interfaces take seconds.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
 
 /// The owner of the node's state.
 pub(crate) struct Owner<I, E, L, S, F> {
@@ -87,11 +89,17 @@ where
     S: Stream<Item = LinkEvent> + Unpin,
     F: FnMut() -> Result<S, DiscoveryError>,
 {
-    /// Routes every interface, then serves events, resyncs, the kernel's answers and scrapes
-    /// until `shutdown` completes; detaches everything (or leaves it pinned) before returning.
-    /// Scrapes are answered from the start with what is routed so far; `/readyz` says when the
-    /// first routing pass is done.
+    /// [`Owner::serve`], then [`Owner::stop`] (the daemon lets the server drain in between).
+    #[cfg(test)]
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        self.serve(shutdown).await;
+        self.stop().await;
+    }
+
+    /// Routes every interface, then serves events, resyncs, the kernel's answers and scrapes
+    /// until `shutdown` completes. Scrapes are answered from the start with what is routed so
+    /// far; `/readyz` says when the first routing pass is done.
+    pub(crate) async fn serve(&mut self, shutdown: impl Future<Output = ()>) {
         self.node.start_resync();
         let mut resync = tokio::time::interval(self.resync_interval);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -128,13 +136,20 @@ where
                 Some(first) = self.requests.recv() => self.answer(first).await,
             }
         }
+    }
+
+    /// Detaches everything (or leaves it pinned), waiting at most [`SHUTDOWN_WAIT`]. What is
+    /// still attached then goes as the process ends (TCX links close with it); legacy tc
+    /// filters left are removed by the next daemon at start, or by `linkmeter cleanup`.
+    pub(crate) async fn stop(mut self) {
         info!("shutting down");
         if tokio::time::timeout(SHUTDOWN_WAIT, self.node.shutdown())
             .await
             .is_err()
         {
             warn!(waited = ?SHUTDOWN_WAIT,
-                "the kernel did not answer every detach in time; the next daemon removes what is left");
+                "not every attachment was detached in time; TCX links close as the process \
+                 ends, legacy tc filters are removed by the next daemon (or linkmeter cleanup)");
         }
     }
 
@@ -234,7 +249,7 @@ pub(crate) async fn run(
     ));
     info!(listen = ?local, tls, "serving /metrics, /healthz, /readyz");
 
-    let owner = Owner {
+    let mut owner = Owner {
         node,
         events: Some(events),
         subscribe,
@@ -244,9 +259,11 @@ pub(crate) async fn run(
         ready,
         settled: false,
     };
-    owner.run(shutdown).await;
+    owner.serve(shutdown).await;
+    // The server drains its connections while the owner detaches.
     stop.notify_one();
-    match server.await {
+    let ((), served) = tokio::join!(owner.stop(), server);
+    match served {
         Ok(result) => result.map_err(DaemonError::Http),
         Err(err) => Err(DaemonError::Http(std::io::Error::other(err))),
     }

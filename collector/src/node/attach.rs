@@ -83,9 +83,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .find_map(|(&ifindex, i)| holds(i).then_some(ifindex))
             && let Some(mut interface) = self.interfaces.remove(&ifindex)
         {
-            if self.put_into_effect(&mut interface, id, result, true) {
+            let attached = self.put_into_effect(&mut interface, id, result, true);
+            if attached {
                 self.stats.reattach += 1;
                 info!(interface = %interface.link.name, "re-attached the eBPF counter");
+            } else {
+                // Measured otherwise now: its slot goes to those that found the map full.
+                self.forget(ifindex, &interface.link.name);
+                self.wake_map_full();
             }
             self.interfaces.insert(ifindex, interface);
         }
@@ -240,7 +245,11 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .get_mut(&ifindex)
             .and_then(|i| i.attachment_mut(id))
         {
-            *held = new;
+            // Shown with the mechanism it had until the new attach answers.
+            *held = Attachment {
+                mode: held.mode,
+                ..new
+            };
         }
     }
 }

@@ -116,6 +116,8 @@ pub(crate) enum Done {
     StaleRemoved(usize),
     /// Every attachment was let go of (shutdown).
     Released,
+    /// A resync's listing was given up (shutdown).
+    Abandoned,
 }
 
 /// The interfaces of this node and the backends measuring them.
@@ -140,6 +142,8 @@ pub(crate) struct Node<I, E, L> {
     /// While a resync's listing runs: the ifindexes link events touched since it started
     /// (for those, the events are newer than the listing).
     listing: Option<HashSet<u32>>,
+    /// Gives up the running listing (at shutdown, which would not use it).
+    listing_abort: Option<futures_util::future::AbortHandle>,
     /// Whether a resync was asked for while a listing ran: another follows it.
     resync_again: bool,
     /// Whether a check of the attachments is running.
@@ -211,6 +215,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             work: FuturesUnordered::new(),
             next_id: 0,
             listing: None,
+            listing_abort: None,
             resync_again: false,
             checking: false,
             forgetting: HashSet::new(),
@@ -281,7 +286,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
                     tracing::info!(removed, "removed tc filters left by an earlier linkmeter");
                 }
             }
-            Done::Released => {}
+            Done::Released | Done::Abandoned => {}
         }
         None
     }

@@ -65,7 +65,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .copied()
             .collect();
         let upkeep = self.upkeep.clone();
-        self.start(async move { Done::Listed(Box::new(Listing::read(upkeep, known).await)) });
+        let (listing, abort) = futures_util::future::abortable(Listing::read(upkeep, known));
+        self.listing_abort = Some(abort);
+        self.start(async move {
+            match listing.await {
+                Ok(listing) => Done::Listed(Box::new(listing)),
+                Err(_aborted) => Done::Abandoned,
+            }
+        });
     }
 
     /// Starts a resync and waits for it, and for every attach it starts (the one-shot
@@ -83,6 +90,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     /// event touched since the listing started is left as the event put it: the event is newer.
     pub(super) fn listed(&mut self, listing: Listing) -> Result<usize, DiscoveryError> {
         let touched = self.listing.take().unwrap_or_default();
+        self.listing_abort = None;
         let listed = match listing.links {
             Ok(links) => {
                 for (ifindex, lookup) in listing.missing {

@@ -82,20 +82,9 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     /// Detaches what `interface` holds and frees its counters — once the detach has answered
     /// (also for an interface that fell back after an attach failure: a hook that was attached
     /// for a moment may have counted).
-    /// A slot that frees lets the interfaces that found the map full try again at the next
-    /// resync.
     pub(super) fn let_go(&mut self, interface: &Interface) {
         if interface.counted_by_ebpf() {
-            let now = self.resyncs;
-            for waiting in self.interfaces.values_mut() {
-                if let Some(retry) = waiting
-                    .retry
-                    .as_mut()
-                    .filter(|_| waiting.reason == Reason::EbpfMapFull)
-                {
-                    retry.due = retry.due.min(now);
-                }
-            }
+            self.wake_map_full();
         }
         let ifindex = interface.link.ifindex;
         if self.release(interface, "detaching", true) {
@@ -103,6 +92,20 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             self.forgetting.insert(ifindex);
         } else {
             self.forget(ifindex, &interface.link.name);
+        }
+    }
+
+    /// A slot frees: the interfaces that found the map full try again at the next resync.
+    pub(super) fn wake_map_full(&mut self) {
+        let now = self.resyncs;
+        for waiting in self.interfaces.values_mut() {
+            if let Some(retry) = waiting
+                .retry
+                .as_mut()
+                .filter(|_| waiting.reason == Reason::EbpfMapFull)
+            {
+                retry.due = retry.due.min(now);
+            }
         }
     }
 

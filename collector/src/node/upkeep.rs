@@ -37,10 +37,15 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     }
 
     /// Shuts the node down: with pinning, the attachments stay in the kernel, counting, for
-    /// the next daemon to adopt; otherwise every one is detached. Waits for the kernel work
-    /// still running; the caller bounds the wait.
+    /// the next daemon to adopt; otherwise every one is detached. Waits for the detaches and
+    /// for what the hook worker does before them (a running resync's listing is given up); the
+    /// caller bounds the wait.
     pub(crate) async fn shutdown(&mut self) {
         self.stopping = true;
+        // A listing would not be used: not waited for either.
+        if let Some(abort) = self.listing_abort.take() {
+            abort.abort();
+        }
         let persist = self.ebpf.as_ref().is_some_and(TcCounter::persists);
         let interfaces: Vec<Interface> = std::mem::take(&mut self.interfaces)
             .into_values()

@@ -143,8 +143,7 @@ async fn a_reattachment_that_fails_falls_back_to_kernel_stats() {
     );
     let snapshot = f.node.collect().await;
     assert_eq!((snapshot.reattach, snapshot.attach_failures), (0, 1));
-    // Its counters are freed with the interface, though it no longer measures with eBPF.
-    f.delete(5).await;
+    // Measured otherwise now, it gives its counter slot back at once.
     assert_eq!(f.ebpf.forgotten(), vec![5]);
 }
 
@@ -212,4 +211,17 @@ async fn a_link_missing_from_a_dump_is_kept_until_a_lookup_confirms_it_gone() {
     f.node.resync_now().await.expect("dump");
     assert_eq!(f.route_of("vx5"), None);
     assert_eq!(f.ebpf.forgotten(), vec![5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_gives_up_a_resync_listing_it_would_not_use() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    // The resync's link reads never answer; the detaches do.
+    let _ = f.upkeep_gate.send(true);
+    f.node.start_resync();
+    let finished = tokio::time::timeout(Duration::from_secs(4), f.node.shutdown()).await;
+    assert!(finished.is_ok(), "shutdown waited for the listing");
+    assert_eq!(f.ebpf.detaches(), 1);
+    assert!(f.ebpf.released());
 }
