@@ -1,7 +1,9 @@
 //! The hook worker (the thread that attaches, detaches and checks, off the owner's thread) in the
 //! real daemon, under load: an interface renamed away from eBPF while the worker is busy
 //! attaching others keeps its counters until its programs are detached (no packet counted as
-//! overflow), and a clean SIGTERM on a busy node still detaches every legacy filter.
+//! overflow), a clean SIGTERM on a busy node still detaches every legacy filter, and renames,
+//! deletions and removals behind its back during a burst of TCX attaches end with exactly one
+//! attachment per hook, as routed.
 
 use std::{
     net::UdpSocket,
@@ -161,5 +163,113 @@ fn sigterm_on_a_busy_node_leaves_no_legacy_filter() {
         left, 0,
         "after a clean SIGTERM ({status}, {took:?}) {left} `tc filter show` lines of linkmeter \
          programs are left in the kernel"
+    );
+}
+
+/// linkmeter programs attached through TCX to `hook` of `interface` in `ns`.
+fn tcx_ours(ns: &NetNs, interface: &str, hook: aya::programs::TcAttachType) -> usize {
+    ns.within(|| aya::programs::SchedClassifier::query_tcx(interface, hook))
+        .map(|(_, programs)| {
+            programs
+                .iter()
+                .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("linkmeter")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn tcx_renames_removals_and_deletions_during_a_burst_leave_exactly_one_attachment_each() {
+    if !kernel_tests_enabled() || !integration_tests::tcx_available() {
+        return;
+    }
+    let pair = VethPair::new("rvt");
+    let daemon = Daemon::start(
+        &pair.a,
+        &[
+            "--attach-mode",
+            "tcx",
+            "--override",
+            "v*=ebpf",
+            "--resync-interval",
+            "1",
+        ],
+    );
+    // A burst (seconds of TCX attaches queued on the hook worker); meanwhile renames away from
+    // eBPF, renames within eBPF, and deletions of interfaces whose attach is still queued.
+    let mut batch = String::new();
+    for i in 0..80 {
+        batch.push_str(&format!("link add vp{i} type veth peer name vq{i}\n"));
+    }
+    for i in 0..10 {
+        batch.push_str(&format!("link set vp{i} name xp{i}\n"));
+        batch.push_str(&format!("link set vq{i} name vr{i}\n"));
+        batch.push_str(&format!("link del vp{}\n", 40 + i));
+    }
+    ip_batch(&pair.a, &batch);
+    // Someone detaches va's TCX link meanwhile.
+    let detached = integration_tests::tcx::detach_links_of(&pair.a, "va", "linkmeter");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(&pair.a);
+        let used = m.value("linkmeter_ebpf_slots", &[("state", "used")]);
+        // lo, va and 70 pairs; slots: va, 60 vp, 10 vr, 60 vq (the xp are not eBPF-routed).
+        let routing = m.routing();
+        if routing.len() == 2 + 140 && used == Some(1.0 + 60.0 + 10.0 + 60.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: used {used:?}, {} routed",
+            routing.len()
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    use aya::programs::TcAttachType::{Egress, Ingress};
+    let misplaced = || {
+        let mut wrong = Vec::new();
+        for name in ["va".to_owned()]
+            .into_iter()
+            .chain(
+                (10..80)
+                    .filter(|i| !(40..50).contains(i))
+                    .map(|i| format!("vp{i}")),
+            )
+            .chain((0..10).map(|i| format!("vr{i}")))
+            .chain(
+                (10..80)
+                    .filter(|i| !(40..50).contains(i))
+                    .map(|i| format!("vq{i}")),
+            )
+        {
+            for hook in [Ingress, Egress] {
+                let n = tcx_ours(&pair.a, &name, hook);
+                if n != 1 {
+                    wrong.push((name.clone(), format!("{hook:?}"), n));
+                }
+            }
+        }
+        for name in (0..10).map(|i| format!("xp{i}")) {
+            for hook in [Ingress, Egress] {
+                let n = tcx_ours(&pair.a, &name, hook);
+                if n != 0 {
+                    wrong.push((name.clone(), format!("{hook:?}"), n));
+                }
+            }
+        }
+        wrong
+    };
+    // Re-attaching what the detach removed takes a few resyncs (TCX attaches are slow).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut wrong = misplaced();
+    while !wrong.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+        wrong = misplaced();
+    }
+    let _ = daemon.stop();
+    assert!(detached > 0);
+    assert!(
+        wrong.is_empty(),
+        "attachments per hook not as routed: {wrong:?}"
     );
 }
