@@ -19,6 +19,7 @@ pub mod testprogs;
 pub mod tls;
 pub mod topology;
 pub mod traffic;
+pub mod variants;
 
 use std::time::{Duration, Instant};
 

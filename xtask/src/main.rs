@@ -64,6 +64,9 @@ enum Task {
         /// Length of the idle-cost scenario, seconds.
         #[arg(long, default_value_t = 300)]
         idle_seconds: u64,
+        /// Run one section only: ebpf, datapath, scrape, attach_latency, idle or healthz.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// A Cilium-like node in network namespaces with traffic, linkmeter and Prometheus; needs root.
     Demo {
@@ -176,7 +179,11 @@ impl Task {
             Self::Man => man(),
             Self::Floors => floors::check(&workspace_root()),
             Self::Demo { duration } => demo(duration),
-            Self::Bench { reps, idle_seconds } => bench(reps, idle_seconds),
+            Self::Bench {
+                reps,
+                idle_seconds,
+                only,
+            } => bench(reps, idle_seconds, only.as_deref()),
             Self::Soak {
                 minutes,
                 pairs,
@@ -304,14 +311,17 @@ const BENCH_TOOLS: &[Tool] = &[
     },
 ];
 
-fn bench(reps: usize, idle_seconds: u64) -> anyhow::Result<()> {
+fn bench(reps: usize, idle_seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
     let root = prepare_root_task(&[TEST_TOOLS, BENCH_TOOLS], "the benchmark", "bench")?;
-    let args = [
+    let mut args = vec![
         "--reps".to_owned(),
         reps.to_string(),
         "--idle-seconds".to_owned(),
         idle_seconds.to_string(),
     ];
+    if let Some(only) = only {
+        args.extend(["--only".to_owned(), only.to_owned()]);
+    }
     run_lab_binary(&root, "linkmeter-bench", &args, "target/bench")
 }
 

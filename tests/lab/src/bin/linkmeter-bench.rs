@@ -4,8 +4,9 @@
 //! reports the median with the spread (min–max).
 //!
 //! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
-//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf_cost|datapath|scrape|attach_latency|healthz`
-//! (one scenario, its JSON on stdout), `--render REPORT.json` (the Markdown of an earlier run).
+//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf|datapath|scrape|attach_latency|idle|healthz`
+//! (one section; its report is written the same way), `--render REPORT.json` (the Markdown of an
+//! earlier run).
 
 use std::{
     collections::BTreeMap,
@@ -22,13 +23,13 @@ use integration_tests::{
     kernel::{attach_counter, link_stats},
     netns::NetNs,
     testprogs::{Kind, TestProgs},
-    topology::{A_IP, B_IP, VethPair, VxlanMode, VxlanPair},
+    topology::{A_IP, B_IP, VethPair},
 };
 use linkmeter_lab::bench::{
-    BpfStats, KeptAlive, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm,
-    node_exporter, prog_stats, rss_mib, udp_flood, udp_flood_both_ways,
+    KeptAlive, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm, node_exporter,
+    rss_mib, udp_flood,
 };
-use linkmeter_lab::test_run;
+use linkmeter_lab::ebpf_cost;
 use serde_json::{Value, json};
 
 struct Args {
@@ -45,6 +46,16 @@ fn argument(name: &str) -> Option<String> {
         .and_then(|i| argv.get(i + 1))
         .cloned()
 }
+
+/// The sections, by the names `--only` takes and the report's keys.
+const SECTIONS: [&str; 6] = [
+    "ebpf",
+    "datapath",
+    "scrape",
+    "attach_latency",
+    "idle",
+    "healthz",
+];
 
 /// Flags that take a value; anything else on the command line is a usage error.
 const FLAGS: [&str; 5] = ["--reps", "--idle-seconds", "--out", "--render", "--only"];
@@ -95,39 +106,45 @@ fn main() {
     }
     let mut report = BTreeMap::new();
     report.insert("machine".to_owned(), machine());
-    // `--only ebpf_cost` runs one scenario and prints its JSON (nothing is written).
-    if let Some(only) = argument("--only") {
-        let value = match only.as_str() {
-            "ebpf_cost" => ebpf_cost(args.reps),
-            "datapath" => datapath(args.reps),
-            "scrape" => scrape_cost().0,
-            "attach_latency" => attach_latency(200),
-            "healthz" => healthz_during_resyncs(1000, 15),
-            other => {
-                eprintln!(
-                    "linkmeter-bench: --only takes ebpf_cost, datapath, scrape, attach_latency or healthz, not {other}"
-                );
-                std::process::exit(2);
-            }
-        };
-        println!("{}", serde_json::to_string_pretty(&value).expect("json"));
-        return;
+    let only = argument("--only");
+    if let Some(only) = &only
+        && !SECTIONS.contains(&only.as_str())
+    {
+        eprintln!(
+            "linkmeter-bench: --only takes one of {}, not {only}",
+            SECTIONS.join(", ")
+        );
+        std::process::exit(2);
     }
+    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let started = Instant::now();
-    eprintln!("[1/7] eBPF cost per packet");
-    report.insert("ebpf_cost".to_owned(), ebpf_cost(args.reps));
-    eprintln!("[2/7] datapath overhead");
-    report.insert("datapath".to_owned(), datapath(args.reps));
-    eprintln!("[3/7 + 4/7] scrape cost and memory");
-    let (scrape, idle_ns) = scrape_cost();
-    report.insert("scrape".to_owned(), scrape);
-    eprintln!("[5/7] attach latency");
-    report.insert("attach_latency".to_owned(), attach_latency(200));
-    eprintln!("[6/7] idle cost ({} s)", args.idle_seconds);
-    report.insert("idle".to_owned(), idle(&idle_ns, args.idle_seconds));
-    drop(idle_ns);
-    eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
-    report.insert("healthz".to_owned(), healthz_during_resyncs(1000, 15));
+    if wanted("ebpf") {
+        eprintln!("[1/7] eBPF cost per packet");
+        report.insert("ebpf".to_owned(), ebpf_cost::run(args.reps));
+    }
+    if wanted("datapath") {
+        eprintln!("[2/7] datapath overhead");
+        report.insert("datapath".to_owned(), datapath(args.reps));
+    }
+    if wanted("scrape") || wanted("idle") {
+        eprintln!("[3/7 + 4/7] scrape cost and memory");
+        let (scrape, idle_ns) = scrape_cost();
+        if wanted("scrape") {
+            report.insert("scrape".to_owned(), scrape);
+        }
+        if wanted("idle") {
+            eprintln!("[6/7] idle cost ({} s)", args.idle_seconds);
+            report.insert("idle".to_owned(), idle(&idle_ns, args.idle_seconds));
+        }
+    }
+    if wanted("attach_latency") {
+        eprintln!("[5/7] attach latency");
+        report.insert("attach_latency".to_owned(), attach_latency(200));
+    }
+    if wanted("healthz") {
+        eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
+        report.insert("healthz".to_owned(), healthz_during_resyncs(1000, 15));
+    }
     report.insert(
         "duration_seconds".to_owned(),
         json!(started.elapsed().as_secs()),
@@ -170,98 +187,6 @@ fn machine() -> Value {
 
 fn summary(samples: &[f64]) -> Value {
     json!(Summary::of(samples))
-}
-
-/// Scenario 1: run_time_ns / run_cnt of our programs and of an empty program on the same hooks
-/// under a 64-byte UDP load, the empty one alternately in front of and behind ours. (a) a veth
-/// with the full breakdown; (b) an external-mode vxlan, which also counts per peer.
-fn ebpf_cost(reps: usize) -> Value {
-    let veth = VethPair::new("bc");
-    let plain = program_cost(&veth.a, "va", Framing::default(), reps, || {
-        udp_flood_both_ways(&veth.a, A_IP, &veth.b, B_IP, Duration::from_secs(2))
-    });
-    let overlay = VxlanPair::new("bt", VxlanMode::CiliumExternal);
-    let (a, b) = (&overlay.underlay.a, &overlay.underlay.b);
-    let tunnel = Framing {
-        tunnel_peers: true,
-        raw_ip: false,
-    };
-    let tunnel = program_cost(a, overlay.device, tunnel, reps, || {
-        udp_flood_both_ways(
-            a,
-            VxlanPair::A_OVERLAY,
-            b,
-            VxlanPair::B_OVERLAY,
-            Duration::from_secs(2),
-        )
-    });
-    json!({"veth": plain, "tunnel": tunnel})
-}
-
-/// Per-packet cost of our programs on `dev` in `ns` (attached with `framing`) and of an empty
-/// program on the same hooks while `flood` runs, `reps * 2` times; net cost and its ratio to
-/// the empty program's.
-fn program_cost(
-    ns: &NetNs,
-    dev: &str,
-    framing: Framing,
-    reps: usize,
-    flood: impl Fn() -> (u64, u64),
-) -> Value {
-    let _stats = BpfStats::enable();
-    let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load linkmeter");
-    let _ours = attach_counter(ns, &mut counters, dev, AttachMode::Tcx, framing).expect("attach");
-    let ours = counters.program_ids();
-    let mut progs = TestProgs::load();
-    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut pps = Vec::new();
-    for rep in 0..reps * 2 {
-        ns.within(|| progs.attach_tcx(Kind::Noop, dev, rep % 2 == 0));
-        let (noop_in, noop_eg) = progs.program_ids(Kind::Noop);
-        let ids = [ours[0], ours[1], noop_in, noop_eg];
-        let before = ids.map(prog_stats);
-        let (ab, ba) = flood();
-        let after = ids.map(prog_stats);
-        let per_packet: Vec<f64> = (0..4)
-            .map(|i| (after[i].0 - before[i].0) as f64 / ((after[i].1 - before[i].1).max(1)) as f64)
-            .collect();
-        for (k, hook) in ["ingress", "egress"].into_iter().enumerate() {
-            let (ours, empty) = (per_packet[k], per_packet[k + 2]);
-            let mut push = |name: &str, v: f64| {
-                samples.entry(format!("{name}_{hook}")).or_default().push(v);
-            };
-            push("ours", ours);
-            push("empty", empty);
-            push("net", ours - empty);
-            push("ratio", (ours - empty) / empty);
-        }
-        pps.push((ab + ba) as f64 / 2.0);
-        progs.detach_all(Kind::Noop);
-    }
-    // The same programs under BPF_PROG_TEST_RUN: one frame at `dev`, hot caches.
-    let ifindex = integration_tests::kernel::ifindex(ns, dev);
-    let frame = test_run::udp_frame();
-    let (noop_in, noop_eg) = progs.program_ids(Kind::Noop);
-    for _ in 0..reps {
-        for (k, hook) in ["ingress", "egress"].into_iter().enumerate() {
-            let run = |id| test_run::nanos_per_run(ns, id, ifindex, &frame, 5_000_000);
-            let empty = run([noop_in, noop_eg][k]);
-            let ours = run(ours[k]);
-            let mut push = |name: &str, v: f64| {
-                samples.entry(format!("{name}_{hook}")).or_default().push(v);
-            };
-            push("run_ours", ours);
-            push("run_empty", empty);
-            push("run_net", ours - empty);
-            push("run_ratio", (ours - empty) / empty);
-        }
-    }
-    let mut out: BTreeMap<String, Value> = samples
-        .iter()
-        .map(|(k, v)| (k.clone(), summary(v)))
-        .collect();
-    out.insert("load_pps_per_direction".to_owned(), summary(&pps));
-    json!(out)
 }
 
 /// Scenario 2: veth throughput with our programs attached vs not, alternating; an empty TC
@@ -601,6 +526,9 @@ fn s(v: &Value, digits: usize) -> String {
     )
 }
 
+/// Renders one section of the report into the Markdown.
+type Section = fn(&mut String, &Value);
+
 fn markdown(r: &Value) -> String {
     let mut md = String::new();
     let m = &r["machine"];
@@ -613,59 +541,22 @@ fn markdown(r: &Value) -> String {
         m["memory"].as_str().unwrap_or(""),
         m["kernel"].as_str().unwrap_or("")
     );
-    ebpf_cost_section(&mut md, r);
-    datapath_section(&mut md, r);
-    scrape_section(&mut md, r);
-    attach_section(&mut md, r);
-    idle_section(&mut md, r);
-    healthz_section(&mut md, r);
-    md
-}
-
-/// eBPF cost per packet.
-fn ebpf_cost_section(md: &mut String, r: &Value) {
-    let _ = writeln!(
-        md,
-        "## 1. eBPF cost per packet (64-byte UDP, `kernel.bpf_stats_enabled=1`), net of an empty program in the same run\n"
-    );
-    cost_table(md, r, "", "pkt");
-    let _ = writeln!(
-        md,
-        "\nLoad: {} (veth) and {} (vxlan) packets/s per direction.\n",
-        s(&r["ebpf_cost"]["veth"]["load_pps_per_direction"], 0),
-        s(&r["ebpf_cost"]["tunnel"]["load_pps_per_direction"], 0),
-    );
-    let _ = writeln!(
-        md,
-        "The same programs under `BPF_PROG_TEST_RUN` (one 64-byte UDP frame run 5,000,000 times at the interface, hot caches; a test run carries no tunnel key, so on the tunnel device this is the keyless path):\n"
-    );
-    cost_table(md, r, "run_", "run");
-    md.push('\n');
-}
-
-/// One table of section 1: the samples named `{prefix}ours_{hook}` and so on, per `unit`.
-fn cost_table(md: &mut String, r: &Value, prefix: &str, unit: &str) {
-    let _ = writeln!(
-        md,
-        "| interface | hook | linkmeter ns/{unit} | empty program ns/{unit} | net ns/{unit} | net ÷ empty (target) |\n| --- | --- | --- | --- | --- | --- |"
-    );
-    for (label, key, target) in [
-        ("veth, full breakdown", "veth", "≤ 0.35"),
-        ("external vxlan, breakdown + peers", "tunnel", "≤ 0.70"),
-    ] {
-        let e = &r["ebpf_cost"][key];
-        for hook in ["ingress", "egress"] {
-            let v = |name: &str, digits| s(&e[format!("{prefix}{name}_{hook}")], digits);
-            let _ = writeln!(
-                md,
-                "| {label} | {hook} | {} | {} | {} | {} ({target}) |",
-                v("ours", 1),
-                v("empty", 1),
-                v("net", 1),
-                v("ratio", 2),
-            );
+    if r.get("ebpf").is_some() {
+        ebpf_cost::markdown(&mut md, &r["ebpf"]);
+    }
+    let sections: [(&str, Section); 5] = [
+        ("datapath", datapath_section),
+        ("scrape", scrape_section),
+        ("attach_latency", attach_section),
+        ("idle", idle_section),
+        ("healthz", healthz_section),
+    ];
+    for (key, section) in sections {
+        if r.get(key).is_some() {
+            section(&mut md, r);
         }
     }
+    md
 }
 
 /// Datapath overhead.
