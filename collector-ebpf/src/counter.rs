@@ -337,6 +337,11 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         reserved: [0; 2],
         addr,
     };
+    if let Some(cache) = crate::peer_cache()
+        && add_to_peer_cache(cache, &peer, len)
+    {
+        return;
+    }
     if add_to(PEERS.get_ptr_mut(peer), len) {
         return;
     }
@@ -355,6 +360,65 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         // -E2BIG: the map is full (or -ENOMEM): account the packet as overflow.
         Err(_) => overflow(ctx, OVERFLOW_PEERS, ifindex, len),
     }
+}
+
+/// Entries per CPU of a variant build's peer cache (a power of two).
+#[allow(dead_code)] // Only builds with a peer cache use it.
+pub const PEER_CACHE_ENTRIES: u32 = 1024;
+
+/// How many entries of the peer cache a peer may use.
+const PEER_CACHE_PROBES: u32 = 2;
+
+/// An entry of a variant build's peer cache: a peer and its counter on this CPU; free while
+/// `key.ifindex` is 0.
+#[repr(C)]
+pub struct PeerEntry {
+    key: PeerKey,
+    counter: Counter,
+}
+
+/// Counts the packet in this CPU's entry for `peer` in `cache`, claiming a free entry with plain
+/// stores (only this CPU writes its copy, and programs run with migration disabled); `false`
+/// when the probed entries hold other peers.
+#[inline(always)]
+fn add_to_peer_cache(cache: &PerCpuArray<PeerEntry>, peer: &PeerKey, len: u32) -> bool {
+    let [a, b, c, d] = peer.addr;
+    let hash = (a ^ b.rotate_left(7) ^ c.rotate_left(13) ^ d.rotate_left(19) ^ peer.ifindex)
+        .wrapping_add(u32::from(peer.direction) << 16)
+        .wrapping_mul(0x9e37_79b1);
+    let start = hash >> (32 - PEER_CACHE_ENTRIES.trailing_zeros());
+    let mut probe = 0;
+    while probe < PEER_CACHE_PROBES {
+        let Some(entry) = cache.get_ptr_mut((start + probe) & (PEER_CACHE_ENTRIES - 1)) else {
+            return false;
+        };
+        // SAFETY: this CPU's copy of a per-CPU array entry, written only by this CPU.
+        let entry = unsafe { &mut *entry };
+        let key = &mut entry.key;
+        if key.ifindex == peer.ifindex
+            && key.direction == peer.direction
+            && key.family == peer.family
+            && key.addr[0] == a
+            && key.addr[1] == b
+            && key.addr[2] == c
+            && key.addr[3] == d
+        {
+            entry.counter.packets = entry.counter.packets.wrapping_add(1);
+            entry.counter.bytes = entry.counter.bytes.wrapping_add(u64::from(len));
+            return true;
+        }
+        if key.ifindex == 0 {
+            key.ifindex = peer.ifindex;
+            key.direction = peer.direction;
+            key.family = peer.family;
+            key.addr = [a, b, c, d];
+            entry.counter.packets = 1;
+            entry.counter.bytes = u64::from(len);
+            return true;
+        }
+        probe += 1;
+    }
+    false
 }
 
 /// Size of `struct bpf_tunnel_key` up to `local_ipv4`: the whole struct before Linux 6.0, which

@@ -20,7 +20,7 @@ macro_rules! object {
 }
 
 /// The builds by name, in the order of the work they do (`linkmeter` is the real program).
-pub static BUILDS: [(&str, &[u8]); 8] = [
+pub static BUILDS: [(&str, &[u8]); 9] = [
     ("ifindex", object!("variant-ifindex")),
     ("slot", object!("variant-slot")),
     ("stats", object!("variant-stats")),
@@ -29,7 +29,21 @@ pub static BUILDS: [(&str, &[u8]); 8] = [
     ("tunnel_key", object!("variant-tunnel-key")),
     ("linkmeter", object!("linkmeter-tc")),
     ("constant_slot", object!("variant-constant-slot")),
+    ("peer_array", object!("variant-peer-array")),
 ];
+
+/// The object of build `name` of [`BUILDS`].
+///
+/// # Panics
+///
+/// When `name` is not a build.
+pub fn object(name: &str) -> &'static [u8] {
+    BUILDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no build {name}"))
+        .1
+}
 
 /// One build loaded for one interface: its directory holds the interface at slot 0 and its
 /// constants say slot 0 with `flags`.
@@ -46,11 +60,7 @@ impl Build {
     ///
     /// When `name` is not a build or the kernel refuses it.
     pub fn load(name: &'static str, ifindex: u32, flags: u32) -> Self {
-        let object = BUILDS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("no build {name}"))
-            .1;
+        let object = object(name);
         let mut ebpf = EbpfLoader::new()
             .override_global("SLOT_INDEX", &0u32, false)
             .override_global("SLOT_FLAGS", &flags, false)

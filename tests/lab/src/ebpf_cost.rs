@@ -7,15 +7,23 @@
 //! The builds take turns within every repetition (rotating order), so that a slow minute of
 //! the VM falls on all of them.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
 
-use collector_common::SLOT_TUNNEL;
+use aya::{EbpfLoader, maps::MapInfo, programs::SchedClassifier};
+use collector_common::{
+    DIRECTORY_MAP, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP, PEERS_MAP, SLOT_TUNNEL, STATS_MAP,
+};
 use integration_tests::{
+    bpffs::BpfFs,
     kernel::ifindex,
     netns::NetNs,
     testprogs::{Kind, TestProgs},
     topology::{A_IP, B_IP, VethPair, VxlanMode, VxlanPair},
-    variants::Build,
+    variants::{Build, object},
 };
 use serde_json::{Value, json};
 
@@ -36,11 +44,17 @@ const VETH_BUILDS: [&str; 7] = [
 ];
 
 /// The builds measured on an external-mode vxlan (breakdown and peers).
-const TUNNEL_BUILDS: [&str; 4] = ["parse", "tunnel_key", "linkmeter", "constant_slot"];
+const TUNNEL_BUILDS: [&str; 5] = [
+    "parse",
+    "tunnel_key",
+    "linkmeter",
+    "constant_slot",
+    "peer_array",
+];
 
 /// The parts of the work: (label, build with the part, build without it). `None`: the empty
 /// program.
-pub const PARTS: [(&str, &str, &str, Option<&str>); 8] = [
+pub const PARTS: [(&str, &str, &str, Option<&str>); 9] = [
     ("veth", "reading `skb->ifindex`", "ifindex", None),
     (
         "veth",
@@ -84,6 +98,12 @@ pub const PARTS: [(&str, &str, &str, Option<&str>); 8] = [
         "linkmeter",
         Some("constant_slot"),
     ),
+    (
+        "tunnel",
+        "saved by a per-CPU peer array instead of the hash lookup",
+        "linkmeter",
+        Some("peer_array"),
+    ),
 ];
 
 /// Runs the scenario with `reps` repetitions (each build twice per repetition: first and last).
@@ -104,7 +124,93 @@ pub fn run(reps: usize) -> Value {
             Duration::from_secs(2),
         )
     });
-    json!({"veth": plain, "tunnel": tunnel})
+    let instances = instance_cost(50);
+    json!({"veth": plain, "tunnel": tunnel, "instances": instances})
+}
+
+/// What one program instance per interface would cost: `n` loads of the real object, each with
+/// its own slot constants, sharing maps pinned in a private bpffs (aya 0.14 reuses a pinned map
+/// by path; it cannot be given an existing map otherwise). Per instance: load + verification
+/// time of its two programs, their kernel memory (`memlock`) and JIT size, and the memory of
+/// the maps each load creates for itself (`.rodata`).
+fn instance_cost(n: u32) -> Value {
+    let fs = BpfFs::mount("instances");
+    let shared = [
+        DIRECTORY_MAP,
+        STATS_MAP,
+        PEERS_MAP,
+        OVERFLOW_MAP,
+        "AYA_LOGS",
+    ];
+    let mut kept = Vec::new();
+    let (mut load_ms, mut prog_bytes, mut jited, mut own_maps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for index in 0..=n {
+        let started = Instant::now();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("SLOT_INDEX", &index, false)
+            .override_global("SLOT_FLAGS", &0u32, false);
+        for map in shared {
+            loader.map_pin_path(map, fs.path().join(map));
+        }
+        let mut ebpf = loader.load(object("linkmeter")).expect("load an instance");
+        let mut memlock = 0;
+        let mut jit = 0;
+        let mut own = 0;
+        for program in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
+            let classifier: &mut SchedClassifier = ebpf
+                .program_mut(program)
+                .expect("program")
+                .try_into()
+                .expect("classifier");
+            classifier.load().expect("verify an instance");
+            let info = classifier.info().expect("program info");
+            memlock += u64::from(info.memory_locked().unwrap_or(0));
+            jit += u64::from(info.size_jitted());
+            if program == INGRESS_PROGRAM {
+                for id in info.map_ids().ok().flatten().unwrap_or_default() {
+                    let Ok(map) = MapInfo::from_id(id) else {
+                        continue;
+                    };
+                    if map.name_as_str().is_some_and(|name| name.starts_with('.')) {
+                        own += map_memlock(&map);
+                    }
+                }
+            }
+        }
+        // The first load creates the shared maps; the others only reuse them.
+        if index > 0 {
+            load_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            prog_bytes.push(memlock as f64);
+            jited.push(jit as f64);
+            own_maps.push(own as f64);
+        }
+        kept.push(ebpf);
+    }
+    json!({
+        "instances": n,
+        "load_and_verify_ms": Summary::of(&load_ms),
+        "programs_memlock_bytes": Summary::of(&prog_bytes),
+        "programs_jited_bytes": Summary::of(&jited),
+        "own_maps_memlock_bytes": Summary::of(&own_maps),
+    })
+}
+
+/// `memlock` of a map, from its fd's `fdinfo`; 0 when unreadable.
+fn map_memlock(map: &MapInfo) -> u64 {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let Ok(fd) = map.fd() else {
+        return 0;
+    };
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
 }
 
 /// Samples by name, summarised at the end.
@@ -272,7 +378,16 @@ pub fn markdown(md: &mut String, r: &Value) {
             part("egress"),
         );
     }
-    md.push('\n');
+    let i = &r["instances"];
+    let _ = writeln!(
+        md,
+        "\nOne program instance per interface ({} loads of the real object sharing pinned maps, each with its own slot constants): load + verification {} ms per instance; its two programs take {} bytes of kernel memory (JIT: {} bytes); the `.rodata` map each load creates, {} bytes.\n",
+        i["instances"],
+        s(&i["load_and_verify_ms"], 1),
+        s(&i["programs_memlock_bytes"], 0),
+        s(&i["programs_jited_bytes"], 0),
+        s(&i["own_maps_memlock_bytes"], 0),
+    );
 }
 
 /// One table of section 1: the samples named `{prefix}ours_{hook}` and so on, per `unit`.
