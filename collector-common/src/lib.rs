@@ -39,7 +39,11 @@ pub use self::{
         PROTOCOLS, Protocol, SIZE_BOUNDS, SIZE_BUCKETS, Stats, TCP_FLAGS, TcpFlag, size_bucket,
     },
     directory::{Slot, directory_position, stats_index},
-    peers::{PEER_IPV4, PEER_IPV6, PEER_NONE, PeerKey},
+    peers::{
+        PEER_CONTROL_ENTRIES, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_SEQUENCE,
+        PEER_IPV4, PEER_IPV6, PEER_NONE, PEER_PROBES, PeerEntry, PeerKey, PeerTotal, harvest_tag,
+        peer_position,
+    },
 };
 
 /// Length of an Ethernet header, the difference between TC bytes and the kernel's vxlan bytes.
@@ -51,14 +55,25 @@ pub const DIRECTORY_MAP: &str = "LINKMETER_DIRECTORY";
 pub const STATS_MAP: &str = "LINKMETER_STATS";
 /// Name of the per-CPU hash of per-peer [`Counter`]s.
 pub const PEERS_MAP: &str = "LINKMETER_PEERS";
+/// Name of the per-CPU array of [`PeerEntry`]s: two halves of [`PEER_TABLE_HALF_GLOBAL`]
+/// entries, the programs filling the one [`PEER_CONTROL_MAP`] names.
+pub const PEER_TABLE_MAP: &str = "LINKMETER_PEER_TABLE";
+/// Name of the array of the peer table's control words ([`PEER_CONTROL_LIVE`] and so on).
+pub const PEER_CONTROL_MAP: &str = "LINKMETER_PEER_CONTROL";
+/// Name of the hash of [`PeerTotal`]s by [`PeerKey`], written by user space only.
+pub const PEER_TOTALS_MAP: &str = "LINKMETER_PEER_TOTALS";
+/// Name of the program's global holding the entries of one peer table half (a power of two),
+/// or 0 when the table is not used.
+pub const PEER_TABLE_HALF_GLOBAL: &str = "PEER_TABLE_HALF";
 /// Name of the per-CPU array of overflow [`Counter`]s.
 pub const OVERFLOW_MAP: &str = "LINKMETER_OVERFLOW";
 /// Version of the maps' layout: the key and value types of [`DIRECTORY_MAP`], [`STATS_MAP`],
-/// [`PEERS_MAP`] and [`OVERFLOW_MAP`] and how the programs index them. Pinned maps are reused
+/// [`PEERS_MAP`], [`PEER_TABLE_MAP`], [`PEER_CONTROL_MAP`], [`PEER_TOTALS_MAP`] and
+/// [`OVERFLOW_MAP`] and how the programs index them. Pinned maps are reused
 /// by a restarted or upgraded daemon only under the same version: bump it with any change to
 /// [`Slot`], [`Stats`], [`PeerKey`], [`Counter`], [`Protocol`], the size buckets or the
 /// indexing (a unit test pins the sizes it was set for).
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 /// Name of the program's global holding the directory's index mask (its size minus one).
 pub const DIRECTORY_MASK_GLOBAL: &str = "DIRECTORY_MASK";
 /// Name of the ingress TC program in the object.
@@ -70,6 +85,9 @@ pub const EGRESS_PROGRAM: &str = "linkmeter_egress";
 pub const DEFAULT_DIRECTORY_ENTRIES: u32 = 4096;
 /// Statistics entries compiled into the object; user space sets the real size at load time.
 pub const DEFAULT_STATS_ENTRIES: u32 = 2048;
+/// Peer table entries (both halves) compiled into the object; user space sets the real size at
+/// load time.
+pub const DEFAULT_PEER_TABLE_ENTRIES: u32 = 2048;
 /// Peer entries compiled into the object; user space sets the real size at load time.
 pub const DEFAULT_PEER_ENTRIES: u32 = 1024;
 /// How many directory positions the program probes for an ifindex. User space sizes the
@@ -155,6 +173,12 @@ mod user {
     // SAFETY: `Counter` is `#[repr(C)]`, `Copy`, has no padding (two `u64`) and every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: `PeerEntry` is `#[repr(C)]`, `Copy`, has no padding (a 24-byte `PeerKey` then a
+    // `Counter` at offset 24, 8-aligned: 40 bytes) and every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::PeerEntry {}
+    // SAFETY: `PeerTotal` is `#[repr(C)]`, `Copy`, has no padding (a `Counter` and a `u64`) and
+    // every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::PeerTotal {}
 }
 
 #[cfg(test)]
@@ -169,13 +193,15 @@ mod tests {
             core::mem::size_of::<PeerKey>(),
             core::mem::size_of::<Counter>(),
             core::mem::size_of::<Stats>(),
+            core::mem::size_of::<PeerEntry>(),
+            core::mem::size_of::<PeerTotal>(),
             PROTOCOLS,
             SIZE_BUCKETS,
             TCP_FLAGS,
         );
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes),
-            (1, (16, 24, 16, 256, 10, 8, 4))
+            (2, (16, 24, 16, 256, 40, 24, 10, 8, 4))
         );
     }
 
@@ -184,6 +210,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<Slot>(), 16);
         assert_eq!(core::mem::size_of::<PeerKey>(), 24);
         assert_eq!(core::mem::size_of::<Counter>(), 16);
+        assert_eq!(core::mem::size_of::<PeerEntry>(), 24 + 16);
+        assert_eq!(core::mem::size_of::<PeerTotal>(), 16 + 8);
         assert_eq!(
             core::mem::size_of::<Stats>(),
             8 * (2 * PROTOCOLS + TCP_FLAGS + SIZE_BUCKETS)

@@ -1,4 +1,7 @@
-//! Traffic per remote tunnel endpoint: the key of the peer map.
+//! Traffic per remote tunnel endpoint: the key of the peer maps, the peer table the programs
+//! fill without a hash lookup, and the totals user space carries out of it.
+
+use crate::Counter;
 
 /// [`PeerKey::family`] of a packet without a tunnel key.
 pub const PEER_NONE: u8 = 0;
@@ -47,6 +50,62 @@ impl PeerKey {
     }
 }
 
+/// An entry of [`PEER_TABLE_MAP`](crate::PEER_TABLE_MAP), a per-CPU array: one peer's counter on
+/// one CPU. The program claims a free entry of its CPU's copy with plain stores (each CPU
+/// writes only its own copy, and programs run with migration disabled); free while
+/// `key.ifindex` is 0. The same peer may hold entries on several CPUs: user space sums them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// The peer.
+    pub key: PeerKey,
+    /// Its packets and bytes on this CPU since the entry was claimed.
+    pub counter: Counter,
+}
+
+/// A value of [`PEER_TOTALS_MAP`](crate::PEER_TOTALS_MAP), written by user space only: what a
+/// peer counted in the table's halves that were harvested (emptied) so far.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTotal {
+    /// Packets and bytes.
+    pub counter: Counter,
+    /// The last table entry added to `counter` ([`harvest_tag`]): a harvest interrupted (the
+    /// daemon killed) and done again skips what it already added.
+    pub applied: u64,
+}
+
+/// The tag of the copy on `cpu` of table entry `index` in harvest `sequence`: tags grow in the
+/// order a harvest visits the copies (sequence, then entry, then CPU).
+pub const fn harvest_tag(sequence: u32, index: u32, cpu: u32) -> u64 {
+    ((sequence as u64) << 32) | ((index as u64) << 12) | (cpu as u64 & 0xfff)
+}
+
+/// How many entries of its table half a peer may use, from its position on.
+pub const PEER_PROBES: u32 = 2;
+
+/// The position of `key` in a table half of `half` entries (a power of two): a multiplicative
+/// hash of its words, high bits folded into the low ones.
+pub const fn peer_position(key: &PeerKey, half: u32) -> u32 {
+    let [a, b, c, d] = key.addr;
+    let mixed = (a ^ b.rotate_left(7) ^ c.rotate_left(13) ^ d.rotate_left(19) ^ key.ifindex)
+        .wrapping_add((key.direction as u32) << 16)
+        .wrapping_mul(0x9e37_79b1);
+    (mixed ^ (mixed >> 16)) & half.wrapping_sub(1)
+}
+
+/// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): which half of the peer table the
+/// programs fill (0 or 1).
+pub const PEER_CONTROL_LIVE: u32 = 0;
+/// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): the sequence number of the last
+/// harvest begun.
+pub const PEER_CONTROL_SEQUENCE: u32 = 1;
+/// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): 1 + the half being harvested, 0
+/// when no harvest is under way.
+pub const PEER_CONTROL_HARVESTING: u32 = 2;
+/// Entries of [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP).
+pub const PEER_CONTROL_ENTRIES: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +125,37 @@ mod tests {
         };
         assert_eq!(v4.addr_bytes()[..4], [192, 168, 50, 2]);
         assert_eq!(v4.addr_bytes()[4..], [0; 12]);
+    }
+
+    #[test]
+    fn peer_positions_stay_in_the_half_and_spread() {
+        let key = |last: u32, direction: u8| PeerKey {
+            ifindex: 7,
+            direction,
+            family: PEER_IPV4,
+            reserved: [0; 2],
+            addr: [
+                u32::from_be_bytes([10, 0, (last >> 8) as u8, last as u8]),
+                0,
+                0,
+                0,
+            ],
+        };
+        let positions: std::collections::BTreeSet<u32> =
+            (0..256).map(|n| peer_position(&key(n, 0), 1024)).collect();
+        assert!(positions.iter().all(|&p| p < 1024));
+        // Consecutive node addresses do not pile up on few positions.
+        assert!(positions.len() > 200, "{}", positions.len());
+        assert_ne!(
+            peer_position(&key(1, 0), 1024),
+            peer_position(&key(1, 1), 1024)
+        );
+    }
+
+    #[test]
+    fn harvest_tags_grow_in_visiting_order() {
+        assert!(harvest_tag(1, 0, 1) > harvest_tag(1, 0, 0));
+        assert!(harvest_tag(1, 1, 0) > harvest_tag(1, 0, 4095));
+        assert!(harvest_tag(2, 0, 0) > harvest_tag(1, 1023, 4095));
     }
 }

@@ -10,27 +10,29 @@
 //! The hot path takes no hash lookup: the interface's slot is found in a plain array (the
 //! directory, filled by user space) and its counters live in a per-CPU array; the verifier
 //! inlines both lookups (per-CPU arrays since Linux 6.10, on JITs with per-CPU instructions).
-//! Only tunnel devices also look up a per-CPU hash by peer: its key is found in the packet, and
-//! claiming an array entry from the kernel would need an atomic compare-and-swap, which this
-//! target does not provide. Packets of an interface without a slot, and of a peer that finds the
-//! peer map full, go to overflow counters, so nothing goes missing silently.
+//! Tunnel devices also count per peer, in a per-CPU array as well (the peer table): a CPU claims
+//! a free entry of its own copy with plain stores, so no compare-and-swap is needed; a peer
+//! whose probed entries hold other peers is counted in a per-CPU hash instead. Packets of an
+//! interface without a slot, and of a peer that finds the hash full, go to overflow counters,
+//! so nothing goes missing silently.
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_F_TUNINFO_IPV6, BPF_NOEXIST, TC_ACT_UNSPEC, bpf_tunnel_key},
     helpers::bpf_skb_get_tunnel_key,
     macros::{classifier, map},
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::TcContext,
 };
 use aya_log_ebpf::warn;
 
 use crate::variant::{Part, SlotSource};
 use collector_common::{
-    Counter, DEFAULT_DIRECTORY_ENTRIES, DEFAULT_PEER_ENTRIES, DEFAULT_STATS_ENTRIES,
-    DIRECTORY_PROBES, Direction, OVERFLOW_ENTRIES, OVERFLOW_INTERFACES, OVERFLOW_PEERS, PEER_IPV4,
-    PEER_IPV6, PEER_NONE, PeerKey, Protocol, SLOT_RAW_IP, SLOT_TUNNEL, Slot, Stats, TcpFlag,
-    directory_position, size_bucket, stats_index,
+    Counter, DEFAULT_DIRECTORY_ENTRIES, DEFAULT_PEER_ENTRIES, DEFAULT_PEER_TABLE_ENTRIES,
+    DEFAULT_STATS_ENTRIES, DIRECTORY_PROBES, Direction, OVERFLOW_ENTRIES, OVERFLOW_INTERFACES,
+    OVERFLOW_PEERS, PEER_CONTROL_ENTRIES, PEER_CONTROL_LIVE, PEER_IPV4, PEER_IPV6, PEER_NONE,
+    PEER_PROBES, PeerEntry, PeerKey, PeerTotal, Protocol, SLOT_RAW_IP, SLOT_TUNNEL, Slot, Stats,
+    TcpFlag, directory_position, peer_position, size_bucket, stats_index,
 };
 
 /// `EEXIST`, `EINVAL` and `EPROTO` as returned (negated) by helpers.
@@ -63,6 +65,29 @@ static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(DEFAULT_STATS_E
 static PEERS: PerCpuHashMap<PeerKey, Counter> =
     PerCpuHashMap::with_max_entries(DEFAULT_PEER_ENTRIES, BPF_F_NO_PREALLOC);
 
+/// Entries of one half of the peer table (a power of two), or 0 when peers are counted in the
+/// hash map only; set by user space at load time.
+#[unsafe(no_mangle)]
+static PEER_TABLE_HALF: u32 = DEFAULT_PEER_TABLE_ENTRIES / 2;
+
+/// The peer table: two halves of per-CPU entries. The programs count each peer in the half
+/// that [`PEER_CONTROL`] names; user space empties the other one into [`PEER_TOTALS`] and then
+/// swaps them (see `backend/ebpf/peer_table.rs`), which is how idle peers leave the table
+/// without user space writing an entry that a CPU may be using.
+#[map(name = "LINKMETER_PEER_TABLE")]
+static PEER_TABLE: PerCpuArray<PeerEntry> =
+    PerCpuArray::with_max_entries(DEFAULT_PEER_TABLE_ENTRIES, 0);
+
+/// The peer table's control words ([`PEER_CONTROL_LIVE`], ...), written by user space.
+#[map(name = "LINKMETER_PEER_CONTROL")]
+static PEER_CONTROL: Array<u32> = Array::with_max_entries(PEER_CONTROL_ENTRIES, 0);
+
+/// What the emptied table halves counted, per peer; only user space reads and writes it. It
+/// is part of the object so that it is created, sized and pinned with the other maps.
+#[map(name = "LINKMETER_PEER_TOTALS")]
+static PEER_TOTALS: HashMap<PeerKey, PeerTotal> =
+    HashMap::with_max_entries(DEFAULT_PEER_ENTRIES, BPF_F_NO_PREALLOC);
+
 #[map(name = "LINKMETER_OVERFLOW")]
 static OVERFLOW: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OVERFLOW_ENTRIES, 0);
 
@@ -93,6 +118,7 @@ fn count(ctx: &TcContext, direction: Direction) {
     let len = ctx.len();
     let slot = match variant.slot {
         SlotSource::Directory => find_slot(ifindex),
+        SlotSource::Indexed => DIRECTORY.get(ifindex).copied(),
         SlotSource::Constant => Some(constant_slot(ifindex)),
     };
     let Some(slot) = slot else {
@@ -337,9 +363,7 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         reserved: [0; 2],
         addr,
     };
-    if let Some(cache) = crate::peer_cache()
-        && add_to_peer_cache(cache, &peer, len)
-    {
+    if add_to_table(&peer, len) {
         return;
     }
     if add_to(PEERS.get_ptr_mut(peer), len) {
@@ -362,39 +386,34 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
     }
 }
 
-/// Entries per CPU of a variant build's peer cache (a power of two).
-#[allow(dead_code)] // Only builds with a peer cache use it.
-pub const PEER_CACHE_ENTRIES: u32 = 1024;
-
-/// How many entries of the peer cache a peer may use.
-const PEER_CACHE_PROBES: u32 = 2;
-
-/// An entry of a variant build's peer cache: a peer and its counter on this CPU; free while
-/// `key.ifindex` is 0.
-#[repr(C)]
-pub struct PeerEntry {
-    key: PeerKey,
-    counter: Counter,
-}
-
-/// Counts the packet in this CPU's entry for `peer` in `cache`, claiming a free entry with plain
-/// stores (only this CPU writes its copy, and programs run with migration disabled); `false`
-/// when the probed entries hold other peers.
+/// Counts the packet in this CPU's entry for `peer` in the live half of the peer table,
+/// claiming a free entry with plain stores (only this CPU writes its copy, and programs run
+/// with migration disabled); `false` when the table is off or the probed entries hold other
+/// peers.
 #[inline(always)]
-fn add_to_peer_cache(cache: &PerCpuArray<PeerEntry>, peer: &PeerKey, len: u32) -> bool {
+fn add_to_table(peer: &PeerKey, len: u32) -> bool {
+    // SAFETY: a plain read of a `u32` global, volatile so that the compiler does not fold the
+    // compiled-in default: user space sets the real value at load time.
+    let half = unsafe { core::ptr::read_volatile(&PEER_TABLE_HALF) };
+    if half == 0 {
+        return false;
+    }
+    let Some(&live) = PEER_CONTROL.get(PEER_CONTROL_LIVE) else {
+        return false;
+    };
+    let base = if live & 1 == 0 { 0 } else { half };
+    let start = peer_position(peer, half);
     let [a, b, c, d] = peer.addr;
-    let hash = (a ^ b.rotate_left(7) ^ c.rotate_left(13) ^ d.rotate_left(19) ^ peer.ifindex)
-        .wrapping_add(u32::from(peer.direction) << 16)
-        .wrapping_mul(0x9e37_79b1);
-    let start = hash >> (32 - PEER_CACHE_ENTRIES.trailing_zeros());
     let mut probe = 0;
-    while probe < PEER_CACHE_PROBES {
-        let Some(entry) = cache.get_ptr_mut((start + probe) & (PEER_CACHE_ENTRIES - 1)) else {
+    while probe < PEER_PROBES {
+        let index = base + (start.wrapping_add(probe) & (half - 1));
+        let Some(entry) = PEER_TABLE.get_ptr_mut(index) else {
             return false;
         };
         // SAFETY: this CPU's copy of a per-CPU array entry, written only by this CPU.
         let entry = unsafe { &mut *entry };
         let key = &mut entry.key;
+        // Field by field: comparing or copying the whole key would compile to byte loops.
         if key.ifindex == peer.ifindex
             && key.direction == peer.direction
             && key.family == peer.family

@@ -9,11 +9,6 @@ mod variant;
 /// The real program: every part.
 const VARIANT: variant::Variant = variant::Variant::REAL;
 
-/// This build counts peers in the hash map only.
-const fn peer_cache() -> Option<&'static aya_ebpf::maps::PerCpuArray<counter::PeerEntry>> {
-    None
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {

@@ -32,6 +32,10 @@ pub enum Part {
 pub enum SlotSource {
     /// The directory: an array that user space fills, probed by `skb->ifindex`.
     Directory,
+    /// The directory indexed by `skb->ifindex` itself: one array lookup, no probing (the
+    /// fallback of one instance per interface; interfaces above the array's size would need
+    /// the probed directory besides).
+    Indexed,
     /// Load-time constants (`SLOT_INDEX`, `SLOT_FLAGS` in `.rodata`): what one program instance
     /// per interface would do.
     Constant,

@@ -9,8 +9,8 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use collector_common::{
-    DEFAULT_DIRECTORY_ENTRIES, DIRECTORY_MAP, EGRESS_PROGRAM, INGRESS_PROGRAM, Slot,
-    directory_position,
+    DEFAULT_DIRECTORY_ENTRIES, DEFAULT_PEER_TABLE_ENTRIES, DIRECTORY_MAP, EGRESS_PROGRAM,
+    INGRESS_PROGRAM, PEER_TABLE_HALF_GLOBAL, Slot, directory_position,
 };
 
 macro_rules! object {
@@ -20,7 +20,7 @@ macro_rules! object {
 }
 
 /// The builds by name, in the order of the work they do (`linkmeter` is the real program).
-pub static BUILDS: [(&str, &[u8]); 9] = [
+pub static BUILDS: [(&str, &[u8]); 10] = [
     ("ifindex", object!("variant-ifindex")),
     ("slot", object!("variant-slot")),
     ("stats", object!("variant-stats")),
@@ -29,7 +29,9 @@ pub static BUILDS: [(&str, &[u8]); 9] = [
     ("tunnel_key", object!("variant-tunnel-key")),
     ("linkmeter", object!("linkmeter-tc")),
     ("constant_slot", object!("variant-constant-slot")),
-    ("peer_array", object!("variant-peer-array")),
+    ("indexed_slot", object!("variant-indexed-slot")),
+    // The real program with the peer table off: peers in the hash map only.
+    ("peer_hash", object!("linkmeter-tc")),
 ];
 
 /// The object of build `name` of [`BUILDS`].
@@ -46,7 +48,8 @@ pub fn object(name: &str) -> &'static [u8] {
 }
 
 /// One build loaded for one interface: its directory holds the interface at slot 0 and its
-/// constants say slot 0 with `flags`.
+/// constants say slot 0 with `flags`; the peer table is on (its compiled-in size) but in
+/// `peer_hash`.
 pub struct Build {
     name: &'static str,
     ebpf: Ebpf,
@@ -64,6 +67,15 @@ impl Build {
         let mut ebpf = EbpfLoader::new()
             .override_global("SLOT_INDEX", &0u32, false)
             .override_global("SLOT_FLAGS", &flags, false)
+            .override_global(
+                PEER_TABLE_HALF_GLOBAL,
+                &if name == "peer_hash" {
+                    0
+                } else {
+                    DEFAULT_PEER_TABLE_ENTRIES / 2
+                },
+                false,
+            )
             .load(object)
             .unwrap_or_else(|e| panic!("load build {name}: {e}"));
         let mut directory: Array<_, Slot> = Array::try_from(
@@ -77,13 +89,16 @@ impl Build {
             flags,
             reserved: 0,
         };
-        directory
-            .set(
-                directory_position(ifindex, 0, DEFAULT_DIRECTORY_ENTRIES - 1),
-                entry,
-                0,
-            )
-            .expect("fill the directory");
+        // The probed directory's first position, and the entry an array indexed by ifindex
+        // would read (`indexed_slot`).
+        for position in [
+            directory_position(ifindex, 0, DEFAULT_DIRECTORY_ENTRIES - 1),
+            ifindex,
+        ] {
+            directory
+                .set(position, entry, 0)
+                .expect("fill the directory");
+        }
         let mut build = Self { name, ebpf };
         for program in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
             build

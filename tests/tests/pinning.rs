@@ -16,6 +16,7 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
+use collector_common::MAP_LAYOUT_VERSION;
 use integration_tests::{
     bpffs::BpfFs,
     daemon::{Daemon, Metrics, binary, scrape},
@@ -236,11 +237,12 @@ fn a_daemon_with_another_map_layout_replaces_the_old_pins_without_leaking_them()
         names.sort();
         names
     };
-    assert_eq!(layouts(), ["v1-i100-p10240"]);
+    let layout = |interfaces| format!("v{MAP_LAYOUT_VERSION}-i{interfaces}-p10240");
+    assert_eq!(layouts(), [layout(100)]);
     // Another capacity is another layout: the old maps cannot be reused, so they and their
     // links go, and the new daemon attaches once.
     let new = Daemon::start(a, &["--pin", "--pin-path", &pins]);
-    assert_eq!(layouts(), ["v1-i256-p10240"]);
+    assert_eq!(layouts(), [layout(256)]);
     assert_eq!(on_hooks(a, "tcx"), (1, 1));
     assert!(
         new.log_text().contains("another map layout or capacity"),

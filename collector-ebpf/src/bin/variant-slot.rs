@@ -13,11 +13,6 @@ const VARIANT: variant::Variant = variant::Variant {
     slot: variant::SlotSource::Directory,
 };
 
-/// This build counts peers in the hash map only.
-const fn peer_cache() -> Option<&'static aya_ebpf::maps::PerCpuArray<counter::PeerEntry>> {
-    None
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {

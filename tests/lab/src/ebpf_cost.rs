@@ -15,7 +15,8 @@ use std::{
 
 use aya::{EbpfLoader, maps::MapInfo, programs::SchedClassifier};
 use collector_common::{
-    DIRECTORY_MAP, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP, PEERS_MAP, SLOT_TUNNEL, STATS_MAP,
+    DIRECTORY_MAP, EGRESS_PROGRAM, INGRESS_PROGRAM, OVERFLOW_MAP, PEER_CONTROL_MAP, PEER_TABLE_MAP,
+    PEER_TOTALS_MAP, PEERS_MAP, SLOT_TUNNEL, STATS_MAP,
 };
 use integration_tests::{
     bpffs::BpfFs,
@@ -33,7 +34,7 @@ use crate::{
 };
 
 /// The builds measured on a veth (full breakdown), in the order of the work they add.
-const VETH_BUILDS: [&str; 7] = [
+const VETH_BUILDS: [&str; 8] = [
     "ifindex",
     "slot",
     "stats",
@@ -41,6 +42,7 @@ const VETH_BUILDS: [&str; 7] = [
     "parse",
     "linkmeter",
     "constant_slot",
+    "indexed_slot",
 ];
 
 /// The builds measured on an external-mode vxlan (breakdown and peers).
@@ -49,12 +51,12 @@ const TUNNEL_BUILDS: [&str; 5] = [
     "tunnel_key",
     "linkmeter",
     "constant_slot",
-    "peer_array",
+    "peer_hash",
 ];
 
 /// The parts of the work: (label, build with the part, build without it). `None`: the empty
 /// program.
-pub const PARTS: [(&str, &str, &str, Option<&str>); 9] = [
+pub const PARTS: [(&str, &str, &str, Option<&str>); 11] = [
     ("veth", "reading `skb->ifindex`", "ifindex", None),
     (
         "veth",
@@ -88,8 +90,14 @@ pub const PARTS: [(&str, &str, &str, Option<&str>); 9] = [
     ),
     (
         "tunnel",
-        "tunnel devices: counting per peer",
+        "tunnel devices: counting per peer (the peer table)",
         "linkmeter",
+        Some("tunnel_key"),
+    ),
+    (
+        "tunnel",
+        "tunnel devices: counting per peer in the hash map (the table off)",
+        "peer_hash",
         Some("tunnel_key"),
     ),
     (
@@ -99,10 +107,16 @@ pub const PARTS: [(&str, &str, &str, Option<&str>); 9] = [
         Some("constant_slot"),
     ),
     (
-        "tunnel",
-        "saved by a per-CPU peer array instead of the hash lookup",
+        "veth",
+        "saved by an array indexed by ifindex instead of the probed directory",
         "linkmeter",
-        Some("peer_array"),
+        Some("indexed_slot"),
+    ),
+    (
+        "tunnel",
+        "saved by the peer table instead of the hash lookup",
+        "peer_hash",
+        Some("linkmeter"),
     ),
 ];
 
@@ -139,6 +153,9 @@ fn instance_cost(n: u32) -> Value {
         DIRECTORY_MAP,
         STATS_MAP,
         PEERS_MAP,
+        PEER_TABLE_MAP,
+        PEER_CONTROL_MAP,
+        PEER_TOTALS_MAP,
         OVERFLOW_MAP,
         "AYA_LOGS",
     ];

@@ -144,3 +144,8 @@ pub enum MapReadError {
     #[error("reading the number of possible CPUs")]
     Cpus(#[source] std::io::Error),
 }
+
+/// Wraps a map error with the map's name.
+pub(super) fn access(map: &'static str) -> impl FnOnce(MapError) -> MapReadError {
+    move |source| MapReadError::Access { map, source }
+}

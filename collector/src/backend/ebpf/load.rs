@@ -6,7 +6,8 @@ use aya::{Ebpf, EbpfError, EbpfLoader, maps::MapError, programs::ProgramError};
 use aya_log::EbpfLogger;
 use collector_common::{
     Counter, DIRECTORY_MAP, DIRECTORY_MASK_GLOBAL, DIRECTORY_PER_SLOT, EGRESS_PROGRAM,
-    INGRESS_PROGRAM, OVERFLOW_MAP, PEERS_MAP, STATS_MAP, Slot, Stats,
+    INGRESS_PROGRAM, OVERFLOW_MAP, PEER_CONTROL_MAP, PEER_TABLE_HALF_GLOBAL, PEER_TABLE_MAP,
+    PEER_TOTALS_MAP, PEERS_MAP, PeerEntry, STATS_MAP, Slot, Stats,
 };
 
 use super::{
@@ -15,6 +16,7 @@ use super::{
     hooks::{ProgramIds, classifier},
     legacy::Role,
     maps::CounterMaps,
+    peer_table::PeerTable,
     pin::{MAP_FILES, PinDir, PinError},
     programs::Programs,
 };
@@ -31,6 +33,13 @@ pub const MAX_INTERFACES: RangeInclusive<u32> = 1..=65_536;
 pub const DEFAULT_MAX_PEERS: u32 = 10_240;
 /// Accepted values of `max_peers`.
 pub const MAX_PEERS: RangeInclusive<u32> = 1..=1 << 20;
+/// The largest half of the peer table: 1,024 entries of 40 bytes per possible CPU in each of
+/// the two halves (80 KiB per CPU, 10 MiB on a 128-CPU node). Peers whose entries are taken
+/// are counted in the hash map.
+pub const MAX_PEER_TABLE_HALF: u32 = 1024;
+/// Below this `max_peers`, the peer table is not used: a capacity this small is a test or a
+/// deliberate bound, which the hash map enforces exactly.
+pub const MIN_PEERS_FOR_TABLE: u32 = 64;
 
 /// The sizes of the maps, checked once, when made ([`Capacity::new`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +85,23 @@ impl Capacity {
     /// How many peer counters the peer map holds.
     pub const fn peers(self) -> u32 {
         self.peers
+    }
+
+    /// Entries of one half of the peer table, in which the programs count peers without a
+    /// hash lookup: the largest power of two not above a quarter of [`Capacity::peers`], at
+    /// most [`MAX_PEER_TABLE_HALF`]; 0 (no table: peers in the hash map alone) below
+    /// [`MIN_PEERS_FOR_TABLE`] peers.
+    pub const fn peer_table_half(self) -> u32 {
+        if self.peers < MIN_PEERS_FOR_TABLE {
+            return 0;
+        }
+        let quarter = self.peers / 4;
+        let floor = 1 << (31 - quarter.leading_zeros());
+        if floor > MAX_PEER_TABLE_HALF {
+            MAX_PEER_TABLE_HALF
+        } else {
+            floor
+        }
     }
 }
 
@@ -181,9 +207,10 @@ impl EbpfCounters {
     /// is not what this build expects.
     pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
         let (interfaces, peers) = (options.capacity.interfaces(), options.capacity.peers());
+        let half = options.capacity.peer_table_half();
         let directory = (interfaces * DIRECTORY_PER_SLOT).next_power_of_two();
         let mask = directory - 1;
-        log_memory(interfaces, peers, directory);
+        log_memory(interfaces, peers, directory, half);
         let pins = match &options.pin {
             Some(base) => {
                 let (pins, removed) =
@@ -199,9 +226,14 @@ impl EbpfCounters {
         let mut loader = EbpfLoader::new();
         loader
             .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
+            .override_global(PEER_TABLE_HALF_GLOBAL, &half, true)
             .map_max_entries(DIRECTORY_MAP, directory)
             .map_max_entries(STATS_MAP, interfaces * 2)
-            .map_max_entries(PEERS_MAP, peers);
+            .map_max_entries(PEERS_MAP, peers)
+            // An array cannot be empty: without a table, one unused entry.
+            .map_max_entries(PEER_TABLE_MAP, (half * 2).max(1))
+            // One entry more for what finds the totals full (counted as overflow).
+            .map_max_entries(PEER_TOTALS_MAP, peers + 1);
         if let Some(pins) = &pins {
             for (map, file) in MAP_FILES {
                 loader.map_pin_path(map, pins.map(file));
@@ -227,11 +259,23 @@ impl EbpfCounters {
                 .map_err(|source| LoadError::Verify { program, source })?
                 .id();
         }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Maps(MapReadError::Cpus(e)))?;
+        let mut table = PeerTable::new(
+            take_map(&mut ebpf, PEER_TABLE_MAP)?,
+            take_map(&mut ebpf, PEER_CONTROL_MAP)?,
+            take_map(&mut ebpf, PEER_TOTALS_MAP)?,
+            half,
+            cpus,
+        );
+        if pins.is_some() && table.recover().map_err(LoadError::Maps)? {
+            tracing::info!("finished emptying the peer table half an earlier daemon had begun");
+        }
         let mut maps = CounterMaps::new(
             take_map(&mut ebpf, DIRECTORY_MAP)?,
             mask,
             take_map(&mut ebpf, STATS_MAP)?,
             take_map(&mut ebpf, PEERS_MAP)?,
+            table,
             take_map(&mut ebpf, OVERFLOW_MAP)?,
             interfaces,
         )
@@ -258,7 +302,7 @@ impl EbpfCounters {
 
 /// Logs the kernel memory the maps will take (or may take, for the peers), which grows with the
 /// number of possible CPUs: a capacity the memory cgroup cannot hold fails the load.
-fn log_memory(interfaces: u32, peers: u32, directory: u32) {
+fn log_memory(interfaces: u32, peers: u32, directory: u32, half: u32) {
     const MIB: f64 = 1024.0 * 1024.0;
     let Ok(cpus) = aya::util::nr_cpus() else {
         return;
@@ -267,12 +311,14 @@ fn log_memory(interfaces: u32, peers: u32, directory: u32) {
     let stats = u64::from(interfaces) * 2 * std::mem::size_of::<Stats>() as u64 * cpus;
     let peer_bytes = u64::from(peers) * (std::mem::size_of::<Counter>() as u64 * cpus + 106);
     let directory = u64::from(directory) * std::mem::size_of::<Slot>() as u64;
+    let table = u64::from(half) * 2 * std::mem::size_of::<PeerEntry>() as u64 * cpus;
     #[allow(clippy::cast_precision_loss)]
     let mib = |bytes: u64| bytes as f64 / MIB;
     tracing::info!(
         possible_cpus = cpus,
         stats_mib = format_args!("{:.1}", mib(stats + directory)),
+        peer_table_mib = format_args!("{:.1}", mib(table)),
         peers_max_mib = format_args!("{:.1}", mib(peer_bytes)),
-        "eBPF map kernel memory: stats reserved now, peers allocated as they appear"
+        "eBPF map kernel memory: stats and the peer table reserved now, other peers allocated as they appear"
     );
 }

@@ -5,7 +5,7 @@
 //! which is exact (each CPU's share is written only by that CPU).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -18,32 +18,17 @@ use collector_common::{
 };
 
 use super::{
-    error::MapReadError,
+    error::{MapReadError, access},
+    memory::memlock,
+    peer_table::PeerTable,
     peers::{Peer, PeerAges, peer_key},
     slots::{Slots, Taken},
 };
-
-fn access(map: &'static str) -> impl FnOnce(MapError) -> MapReadError {
-    move |source| MapReadError::Access { map, source }
-}
 
 /// The directory flags of an interface whose packets look like `framing`.
 pub(crate) const fn slot_flags(framing: crate::discovery::Framing) -> u32 {
     (if framing.tunnel_peers { SLOT_TUNNEL } else { 0 })
         | (if framing.raw_ip { SLOT_RAW_IP } else { 0 })
-}
-
-/// The kernel's memory accounting of a map (`memlock:` in `/proc/self/fdinfo/<fd>`).
-fn memlock(map: &MapData) -> Option<u64> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    let fd = map.fd().as_fd().as_raw_fd();
-    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("memlock:"))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Per-direction statistics of one interface, summed over CPUs.
@@ -91,13 +76,14 @@ pub(crate) struct CounterMaps {
     directory: Array<MapData, Slot>,
     stats: PerCpuArray<MapData, Stats>,
     peers: PerCpuHashMap<MapData, PeerKey, Counter>,
+    table: PeerTable,
     overflow: PerCpuArray<MapData, Counter>,
     slots: Slots,
     /// When each peer was last seen moving.
     ages: PeerAges,
     cpus: usize,
     /// Kernel memory of the preallocated maps, read once: it does not change.
-    fixed_bytes: [(&'static str, Option<u64>); 3],
+    fixed_bytes: [(&'static str, Option<u64>); 4],
 }
 
 fn sum<T: aya::Pod + Default>(values: &PerCpuValues<T>, add: impl Fn(&mut T, &T)) -> T {
@@ -114,6 +100,7 @@ impl CounterMaps {
         mask: u32,
         stats: PerCpuArray<MapData, Stats>,
         peers: PerCpuHashMap<MapData, PeerKey, Counter>,
+        table: PeerTable,
         overflow: PerCpuArray<MapData, Counter>,
         capacity: u32,
     ) -> Result<Self, MapReadError> {
@@ -122,12 +109,14 @@ impl CounterMaps {
             ("directory", memlock(directory.map())),
             ("stats", memlock(stats.map())),
             ("overflow", memlock(overflow.map())),
+            ("peer_table", table.table_bytes()),
         ];
         Ok(Self {
             fixed_bytes,
             directory,
             stats,
             peers,
+            table,
             overflow,
             slots: Slots::new(capacity, mask),
             ages: PeerAges::default(),
@@ -138,6 +127,9 @@ impl CounterMaps {
     /// Gives `ifindex` a slot (zeroed) and publishes it in the directory with `flags`; an
     /// interface that has one keeps it (and its counters), with the new flags.
     pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
+        if flags & SLOT_TUNNEL != 0 {
+            self.table.attached(ifindex);
+        }
         if let Some(Taken { slot, position, .. }) = self.slots.reflag(ifindex, flags) {
             self.publish(position, ifindex, slot, flags)?;
             return Ok(slot);
@@ -208,11 +200,12 @@ impl CounterMaps {
         self.slots.slotted().collect()
     }
 
-    /// Kernel memory of each map by its label (`map`) in the self-metrics; only the peer map,
-    /// allocated as peers appear, is read again.
+    /// Kernel memory of each map by its label (`map`) in the self-metrics; only the peer hash
+    /// and the peer totals, allocated as peers appear, are read again.
     pub(crate) fn map_bytes(&self) -> Vec<(&'static str, Option<u64>)> {
         let mut out = self.fixed_bytes.to_vec();
         out.push(("peers", memlock(self.peers.map())));
+        out.push(("peer_totals", self.table.totals_bytes()));
         out
     }
 
@@ -259,11 +252,34 @@ impl CounterMaps {
 
     /// Traffic per tunnel device, direction and remote endpoint.
     pub(crate) fn peers(&self) -> Result<Vec<Peer>, MapReadError> {
-        Ok(self
-            .peer_counters()?
+        Ok(self.peer_counters()?.0)
+    }
+
+    /// Every peer (its count in the hash map, the table and the totals), and the peers that
+    /// hold table entries.
+    fn peer_counters(&self) -> Result<(Vec<Peer>, HashSet<PeerKey>), MapReadError> {
+        let mut counts: HashMap<PeerKey, Counter> = HashMap::new();
+        let mut in_table = HashSet::new();
+        // Only a tunnel device has peers: without one, nothing to read.
+        if self.slots.any_flagged(SLOT_TUNNEL) {
+            self.table.add_counts(&mut counts, &mut in_table)?;
+        }
+        for entry in self.peers.iter() {
+            match entry {
+                Ok((key, values)) => counts
+                    .entry(key)
+                    .or_default()
+                    .add(&sum(&values, Counter::add)),
+                // The entry was deleted while iterating: skip it.
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(access(PEERS_MAP)(source)),
+            }
+        }
+        let peers = counts
             .into_iter()
             .filter_map(|(key, counter)| Peer::from_key(&key, counter))
-            .collect())
+            .collect();
+        Ok((peers, in_table))
     }
 
     /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers, e.g.
@@ -278,6 +294,7 @@ impl CounterMaps {
             for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
                 self.remove_peer(&peer_key(peer))?;
             }
+            self.table.forget_interface(ifindex)?;
         }
         Ok(())
     }
@@ -289,45 +306,27 @@ impl CounterMaps {
         Ok(peers)
     }
 
-    /// Reads the peers, records which moved, and removes those whose counter has not
-    /// moved for `idle`; returns how many were removed. Each is read once more just before its
-    /// removal and kept if it moved; a packet of that peer counted between that read and the
+    /// Empties the retired half of the peer table into the totals, reads the peers, records
+    /// which moved, and forgets those whose count has not moved for `idle` and that hold no
+    /// table entry (a peer's entries are carried into its total within two harvests); returns
+    /// how many were forgotten. A packet of such a peer counted between this read and the
     /// removal (microseconds, after `idle` of silence) is lost with it.
     pub(crate) fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
+        if self.slots.any_flagged(SLOT_TUNNEL) {
+            self.table.harvest()?;
+        }
         let now = Instant::now();
-        let peers = self.peers()?;
+        let (peers, in_table) = self.peer_counters()?;
         self.ages.observe(&peers, now);
         let mut removed = 0;
-        for (key, packets) in self.ages.idle(idle, now) {
-            if self.peer_packets(&key)? == Some(packets) {
+        for (key, _) in self.ages.idle(idle, now) {
+            if !in_table.contains(&key) {
                 self.remove_peer(&key)?;
+                self.table.forget(&key)?;
                 removed += 1;
             }
         }
         Ok(removed)
-    }
-
-    /// Every peer counter, summed over CPUs.
-    fn peer_counters(&self) -> Result<Vec<(PeerKey, Counter)>, MapReadError> {
-        let mut out = Vec::new();
-        for entry in self.peers.iter() {
-            match entry {
-                Ok((key, values)) => out.push((key, sum(&values, Counter::add))),
-                // The entry was deleted while iterating: skip it.
-                Err(MapError::KeyNotFound) => {}
-                Err(source) => return Err(access(PEERS_MAP)(source)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// One peer's packets, summed over CPUs; `None` when it is not in the map.
-    fn peer_packets(&self, key: &PeerKey) -> Result<Option<u64>, MapReadError> {
-        match self.peers.get(key, 0) {
-            Ok(values) => Ok(Some(sum(&values, Counter::add).packets)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(access(PEERS_MAP)(source)),
-        }
     }
 
     /// Removes a peer's counter (a missing one is fine).
@@ -351,7 +350,11 @@ impl CounterMaps {
         };
         Ok(Overflow {
             interfaces: read(OVERFLOW_INTERFACES)?,
-            peers: read(OVERFLOW_PEERS)?,
+            peers: {
+                let mut peers = read(OVERFLOW_PEERS)?;
+                peers.add(&self.table.overflow()?);
+                peers
+            },
         })
     }
 }

@@ -35,7 +35,9 @@ mod hooks;
 mod legacy;
 mod load;
 mod maps;
+mod memory;
 mod netns;
+mod peer_table;
 mod peers;
 mod pin;
 mod programs;
@@ -243,6 +245,17 @@ impl EbpfCounters {
     /// [`MapReadError`] when the kernel refuses the map lookup.
     pub fn overflow(&self) -> Result<Overflow, MapReadError> {
         self.counters.maps.overflow()
+    }
+
+    /// Empties the retired half of the peer table into the peer totals (when it has been out of
+    /// the programs' use for a second) and forgets the peers whose count has not moved for
+    /// `idle`; returns how many it forgot. The daemon calls it at every resync.
+    ///
+    /// # Errors
+    ///
+    /// [`MapReadError`] when the kernel refuses a map access.
+    pub fn expire_peers(&mut self, idle: std::time::Duration) -> Result<usize, MapReadError> {
+        self.counters.maps.expire_peers(idle)
     }
 
     /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers, e.g.

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! <base>/                              pin_path, e.g. /sys/fs/bpf/linkmeter
-//!   v1-i256-p10240/                    MAP_LAYOUT_VERSION, max_interfaces, max_peers
-//!     directory stats peers overflow   the maps
+//!   v2-i256-p10240/                    MAP_LAYOUT_VERSION, max_interfaces, max_peers
+//!     directory stats peers overflow   the maps (and peer_table, peer_control, peer_totals)
 //!     links/7-ingress links/7-egress   TCX links, by ifindex and hook
 //! ```
 //!
@@ -24,7 +24,10 @@ use nix::{
     fcntl::{Flock, FlockArg},
 };
 
-use collector_common::{DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEERS_MAP, STATS_MAP};
+use collector_common::{
+    DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEER_CONTROL_MAP, PEER_TABLE_MAP,
+    PEER_TOTALS_MAP, PEERS_MAP, STATS_MAP,
+};
 
 use super::{hooks::Hook, tcx};
 
@@ -32,10 +35,13 @@ use super::{hooks::Hook, tcx};
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/linkmeter";
 
 /// Map names in the object and their file names in the pin directory.
-pub(super) const MAP_FILES: [(&str, &str); 4] = [
+pub(super) const MAP_FILES: [(&str, &str); 7] = [
     (DIRECTORY_MAP, "directory"),
     (STATS_MAP, "stats"),
     (PEERS_MAP, "peers"),
+    (PEER_TABLE_MAP, "peer_table"),
+    (PEER_CONTROL_MAP, "peer_control"),
+    (PEER_TOTALS_MAP, "peer_totals"),
     (OVERFLOW_MAP, "overflow"),
 ];
 

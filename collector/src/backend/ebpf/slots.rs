@@ -124,6 +124,11 @@ impl Slots {
         self.taken.keys().copied()
     }
 
+    /// Whether an interface with any of `flags` has a place.
+    pub(super) fn any_flagged(&self, flags: u32) -> bool {
+        self.taken.values().any(|taken| taken.flags & flags != 0)
+    }
+
     /// How many interfaces have a place.
     pub(super) fn len(&self) -> usize {
         self.taken.len()

@@ -1,0 +1,280 @@
+//! The peer table as user space keeps it: two halves of per-CPU entries that the programs fill
+//! without a hash lookup, and the totals of the halves emptied so far.
+//!
+//! The programs count each peer in the *live* half (named by the control map), claiming a free
+//! entry of their CPU's copy with plain stores. User space never writes an entry a program may
+//! be using: at each resync it empties the *other* half — which no program has written since
+//! the previous swap, at least a second earlier — into the totals map, then makes it the live
+//! one. So a peer's count is its total plus its entries in both halves (plus the hash map for
+//! the peers whose probed entries were taken), and an idle peer leaves the table within two
+//! resyncs without a write racing a CPU.
+//!
+//! A harvest is safe to interrupt: it records its sequence number and half in the control map
+//! before it starts, and tags each total with the last entry added to it
+//! ([`harvest_tag`]); a daemon that finds a harvest unfinished (its predecessor was killed)
+//! does it again, skipping what was added already.
+
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, HashMap, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuValues};
+use collector_common::{
+    Counter, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_MAP, PEER_CONTROL_SEQUENCE,
+    PEER_TABLE_MAP, PEER_TOTALS_MAP, PeerEntry, PeerKey, PeerTotal, harvest_tag,
+};
+
+use super::{
+    error::{MapReadError, access},
+    memory::memlock,
+};
+
+/// How long a half must have been out of the programs' use before it is emptied: far longer
+/// than any program runs.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Harvests after an interface's removal during which its entries are dropped, not carried:
+/// by then both halves have been emptied.
+const GONE_HARVESTS: u8 = 2;
+
+/// The totals key (ifindex 0, never an interface's) of counts that found the totals map full:
+/// reported as peer overflow.
+const OVERFLOW_KEY: PeerKey = PeerKey {
+    ifindex: 0,
+    direction: 0,
+    family: 0,
+    reserved: [0; 2],
+    addr: [0; 4],
+};
+
+/// The peer table's maps and what user space remembers of them.
+pub(crate) struct PeerTable {
+    table: PerCpuArray<MapData, PeerEntry>,
+    control: Array<MapData, u32>,
+    totals: HashMap<MapData, PeerKey, PeerTotal>,
+    /// Entries of one half; 0: the table is off (the programs use the hash map alone).
+    half: u32,
+    cpus: usize,
+    /// When the live half last changed.
+    swapped: Instant,
+    /// Removed interfaces whose entries the next harvests drop, with the harvests left.
+    gone: BTreeMap<u32, u8>,
+}
+
+impl PeerTable {
+    /// The table over its maps; `half` entries per half (0: off), `cpus` possible CPUs.
+    pub(crate) fn new(
+        table: PerCpuArray<MapData, PeerEntry>,
+        control: Array<MapData, u32>,
+        totals: HashMap<MapData, PeerKey, PeerTotal>,
+        half: u32,
+        cpus: usize,
+    ) -> Self {
+        Self {
+            table,
+            control,
+            totals,
+            half,
+            cpus,
+            swapped: Instant::now(),
+            gone: BTreeMap::new(),
+        }
+    }
+
+    /// Kernel memory of the table (preallocated).
+    pub(crate) fn table_bytes(&self) -> Option<u64> {
+        memlock(self.table.map())
+    }
+
+    /// Kernel memory of the totals (allocated as peers are carried).
+    pub(crate) fn totals_bytes(&self) -> Option<u64> {
+        memlock(self.totals.map())
+    }
+
+    fn control(&self, index: u32) -> Result<u32, MapReadError> {
+        self.control
+            .get(&index, 0)
+            .map_err(access(PEER_CONTROL_MAP))
+    }
+
+    fn set_control(&mut self, index: u32, value: u32) -> Result<(), MapReadError> {
+        self.control
+            .set(index, value, 0)
+            .map_err(access(PEER_CONTROL_MAP))
+    }
+
+    /// Finishes a harvest that an earlier daemon began and did not finish (pinned maps);
+    /// returns whether there was one.
+    pub(crate) fn recover(&mut self) -> Result<bool, MapReadError> {
+        let harvesting = self.control(PEER_CONTROL_HARVESTING)?;
+        if harvesting == 0 || self.half == 0 {
+            return Ok(false);
+        }
+        let half = (harvesting - 1) & 1;
+        let sequence = self.control(PEER_CONTROL_SEQUENCE)?;
+        self.empty(half, sequence)?;
+        self.finish(half)?;
+        Ok(true)
+    }
+
+    /// Adds every peer's count outside the hash map to `out`: its total and its entries in both
+    /// halves; the peers that hold entries go to `in_table`. Entries of removed interfaces are
+    /// left out.
+    pub(crate) fn add_counts(
+        &self,
+        out: &mut StdHashMap<PeerKey, Counter>,
+        in_table: &mut HashSet<PeerKey>,
+    ) -> Result<(), MapReadError> {
+        for entry in self.totals.iter() {
+            match entry {
+                Ok((key, total)) if key != OVERFLOW_KEY => {
+                    out.entry(key).or_default().add(&total.counter);
+                }
+                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
+            }
+        }
+        for index in 0..self.half * 2 {
+            for copy in self.entry(index)?.iter() {
+                if copy.key.ifindex != 0 && !self.gone.contains_key(&copy.key.ifindex) {
+                    out.entry(copy.key).or_default().add(&copy.counter);
+                    in_table.insert(copy.key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts that found the totals map full (peer overflow carried by user space).
+    pub(crate) fn overflow(&self) -> Result<Counter, MapReadError> {
+        match self.totals.get(&OVERFLOW_KEY, 0) {
+            Ok(total) => Ok(total.counter),
+            Err(MapError::KeyNotFound) => Ok(Counter::default()),
+            Err(source) => Err(access(PEER_TOTALS_MAP)(source)),
+        }
+    }
+
+    fn entry(&self, index: u32) -> Result<PerCpuValues<PeerEntry>, MapReadError> {
+        self.table.get(&index, 0).map_err(access(PEER_TABLE_MAP))
+    }
+
+    /// Empties the half the programs have not used since the last swap (at least a second
+    /// ago) into the totals and makes it the live one; returns whether it did (not when the
+    /// table is off or the last swap is too recent).
+    pub(crate) fn harvest(&mut self) -> Result<bool, MapReadError> {
+        if self.half == 0 || self.swapped.elapsed() < SETTLE {
+            return Ok(false);
+        }
+        let retired = (self.control(PEER_CONTROL_LIVE)? & 1) ^ 1;
+        let sequence = self.control(PEER_CONTROL_SEQUENCE)?.wrapping_add(1);
+        self.set_control(PEER_CONTROL_SEQUENCE, sequence)?;
+        self.set_control(PEER_CONTROL_HARVESTING, retired + 1)?;
+        self.empty(retired, sequence)?;
+        self.finish(retired)?;
+        self.gone.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
+        Ok(true)
+    }
+
+    /// Makes the emptied `half` the live one and marks the harvest done.
+    fn finish(&mut self, half: u32) -> Result<(), MapReadError> {
+        self.set_control(PEER_CONTROL_HARVESTING, 0)?;
+        self.set_control(PEER_CONTROL_LIVE, half)?;
+        self.swapped = Instant::now();
+        Ok(())
+    }
+
+    /// Adds every entry of `half` to the totals (skipping what harvest `sequence` added
+    /// already) and clears it.
+    fn empty(&mut self, half: u32, sequence: u32) -> Result<(), MapReadError> {
+        for offset in 0..self.half {
+            let index = half * self.half + offset;
+            let copies = self.entry(index)?;
+            let mut used = false;
+            for (cpu, copy) in copies.iter().enumerate() {
+                if copy.key.ifindex == 0 {
+                    continue;
+                }
+                used = true;
+                if self.gone.contains_key(&copy.key.ifindex) {
+                    continue;
+                }
+                let tag = harvest_tag(sequence, offset, u32::try_from(cpu).unwrap_or(u32::MAX));
+                self.carry(copy, tag)?;
+            }
+            if used {
+                let free = PerCpuValues::try_from(vec![PeerEntry::default(); self.cpus])
+                    .map_err(MapReadError::Cpus)?;
+                self.table
+                    .set(index, free, 0)
+                    .map_err(access(PEER_TABLE_MAP))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `copy` to its peer's total unless the total includes it already (`tag`); when the
+    /// totals map is full, to the overflow total.
+    fn carry(&mut self, copy: &PeerEntry, tag: u64) -> Result<(), MapReadError> {
+        for key in [copy.key, OVERFLOW_KEY] {
+            let mut total = match self.totals.get(&key, 0) {
+                Ok(total) => total,
+                Err(MapError::KeyNotFound) => PeerTotal::default(),
+                Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
+            };
+            if total.applied >= tag {
+                return Ok(());
+            }
+            total.counter.add(&copy.counter);
+            total.applied = tag;
+            match self.totals.insert(key, total, 0) {
+                Ok(()) => return Ok(()),
+                // Full (`E2BIG`): carry it as overflow, which has its reserved entry.
+                Err(MapError::SyscallError(ref e))
+                    if e.io_error.raw_os_error() == Some(nix::libc::E2BIG)
+                        && key != OVERFLOW_KEY => {}
+                Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets `key`'s total (an idle peer).
+    pub(crate) fn forget(&mut self, key: &PeerKey) -> Result<(), MapReadError> {
+        match self.totals.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(ref e))
+                if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(access(PEER_TOTALS_MAP)(source)),
+        }
+    }
+
+    /// Forgets the peers of a removed interface: its totals now, its entries in the table at
+    /// the next two harvests (they are left out of the counts until then).
+    pub(crate) fn forget_interface(&mut self, ifindex: u32) -> Result<(), MapReadError> {
+        let keys: Vec<PeerKey> = self
+            .totals
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.ifindex == ifindex)
+            .collect();
+        for key in keys {
+            self.forget(&key)?;
+        }
+        if self.half != 0 {
+            self.gone.insert(ifindex, GONE_HARVESTS);
+        }
+        Ok(())
+    }
+
+    /// `ifindex` counts peers again (attached anew): its entries count from now on.
+    pub(crate) fn attached(&mut self, ifindex: u32) {
+        self.gone.remove(&ifindex);
+    }
+}
