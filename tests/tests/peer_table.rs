@@ -162,6 +162,50 @@ struct PinnedPeerMaps {
 }
 
 impl PinnedPeerMaps {
+    /// Leaves the maps as a harvest cut short leaves them: the halves swapped (the programs
+    /// fill the other one), the half they filled being emptied, one of its entries (copy of
+    /// one CPU) carried into its peer's total already, nothing cleared. Returns the half and
+    /// the table index of that entry.
+    fn interrupt_harvest(&mut self) -> (u32, u32) {
+        let live = self.control.get(&PEER_CONTROL_LIVE, 0).expect("live half");
+        let half_entries = self.table.len() / 2;
+        let (offset, cpu, carried) = (0..half_entries)
+            .find_map(|offset| {
+                let copies = self
+                    .table
+                    .get(&(live * half_entries + offset), 0)
+                    .expect("entry");
+                copies
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| c.key.ifindex != 0)
+                    .map(|(cpu, c)| (offset, cpu, *c))
+            })
+            .expect("the peers are in the table");
+        self.control
+            .set(PEER_CONTROL_LIVE, live ^ 1, 0)
+            .expect("swap");
+        let sequence = self.control.get(&PEER_CONTROL_SEQUENCE, 0).expect("seq") + 1;
+        self.control
+            .set(PEER_CONTROL_SEQUENCE, sequence, 0)
+            .expect("set");
+        self.control
+            .set(PEER_CONTROL_HARVESTING, live + 1, 0)
+            .expect("set");
+        let tag = harvest_tag(sequence, offset, u32::try_from(cpu).expect("cpu"));
+        self.totals
+            .insert(
+                carried.key,
+                PeerTotal {
+                    counter: carried.counter,
+                    applied: tag,
+                },
+                0,
+            )
+            .expect("carry one entry");
+        (live, live * half_entries + offset)
+    }
+
     fn open(pins: &Path) -> Self {
         let dir = std::fs::read_dir(pins)
             .expect("pin dir")
@@ -217,42 +261,7 @@ fn a_harvest_cut_short_is_finished_by_the_next_daemon_without_counting_twice() {
     // emptying the one the programs filled: it had carried one entry into its total and not
     // yet cleared the half.
     let mut maps = PinnedPeerMaps::open(&pins);
-    let live = maps.control.get(&PEER_CONTROL_LIVE, 0).expect("live half");
-    let half_entries = maps.table.len() / 2;
-    let (offset, cpu, carried) = (0..half_entries)
-        .find_map(|offset| {
-            let copies = maps
-                .table
-                .get(&(live * half_entries + offset), 0)
-                .expect("entry");
-            copies
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.key.ifindex != 0)
-                .map(|(cpu, c)| (offset, cpu, *c))
-        })
-        .expect("the peers are in the table");
-    maps.control
-        .set(PEER_CONTROL_LIVE, live ^ 1, 0)
-        .expect("swap");
-    let sequence = maps.control.get(&PEER_CONTROL_SEQUENCE, 0).expect("seq") + 1;
-    maps.control
-        .set(PEER_CONTROL_SEQUENCE, sequence, 0)
-        .expect("set");
-    maps.control
-        .set(PEER_CONTROL_HARVESTING, live + 1, 0)
-        .expect("set");
-    let tag = harvest_tag(sequence, offset, u32::try_from(cpu).expect("cpu"));
-    maps.totals
-        .insert(
-            carried.key,
-            PeerTotal {
-                counter: carried.counter,
-                applied: tag,
-            },
-            0,
-        )
-        .expect("carry one entry");
+    let (live, entry) = maps.interrupt_harvest();
     // The next daemon finishes that harvest: every count once.
     let counters = EbpfCounters::load(&options).expect("load again");
     let device = ifindex(&topo.node, overlay::DEVICE);
@@ -271,10 +280,55 @@ fn a_harvest_cut_short_is_finished_by_the_next_daemon_without_counting_twice() {
     );
     assert!(
         maps.table
-            .get(&(live * half_entries + offset), 0)
+            .get(&entry, 0)
             .expect("entry")
             .iter()
             .all(|c| c.key.ifindex == 0),
         "the half is emptied"
     );
+}
+
+#[test]
+fn a_harvest_that_failed_part_way_is_finished_by_the_next_without_counting_twice() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = OverlayNode::new("ptf");
+    let bpffs = BpfFs::mount("failed");
+    let pins = bpffs.path().join("linkmeter");
+    let options = LoadOptions {
+        pin: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let mut counters = EbpfCounters::load(&options).expect("load");
+    let _attached = attach_counter(
+        &topo.node,
+        &mut counters,
+        overlay::DEVICE,
+        AttachMode::Tc,
+        TUNNEL,
+    )
+    .expect("attach");
+    let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
+    for (i, endpoint) in endpoints(&topo, 4).into_iter().enumerate() {
+        send(&topo, endpoint, 3 + i);
+        want.insert(endpoint.into(), counter(3 + i as u64));
+    }
+    // This daemon's harvest stopped part-way (a map access failed after it had carried one
+    // entry): its next harvest finishes that one rather than beginning another.
+    let mut maps = PinnedPeerMaps::open(&pins);
+    let (live, _) = maps.interrupt_harvest();
+    std::thread::sleep(Duration::from_millis(1100));
+    counters
+        .expire_peers(Duration::from_secs(3600))
+        .expect("harvest");
+    let device = ifindex(&topo.node, overlay::DEVICE);
+    assert_eq!(ingress_peers(&counters, device), want);
+    assert_eq!(
+        maps.control
+            .get(&PEER_CONTROL_HARVESTING, 0)
+            .expect("state"),
+        0
+    );
+    assert_eq!(maps.control.get(&PEER_CONTROL_LIVE, 0).expect("live"), live);
 }

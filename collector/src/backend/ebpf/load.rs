@@ -267,7 +267,7 @@ impl EbpfCounters {
             half,
             cpus,
         );
-        if pins.is_some() && table.recover().map_err(LoadError::Maps)? {
+        if table.prepare().map_err(LoadError::Maps)? {
             tracing::info!("finished emptying the peer table half an earlier daemon had begun");
         }
         let mut maps = CounterMaps::new(

@@ -38,6 +38,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// by then both halves have been emptied.
 const GONE_HARVESTS: u8 = 2;
 
+/// `BPF_NOEXIST` (uapi `linux/bpf.h`): an update that only creates.
+const BPF_NOEXIST: u64 = 1;
+
 /// The totals key (ifindex 0, never an interface's) of counts that found the totals map full:
 /// reported as peer overflow.
 const OVERFLOW_KEY: PeerKey = PeerKey {
@@ -104,9 +107,29 @@ impl PeerTable {
             .map_err(access(PEER_CONTROL_MAP))
     }
 
-    /// Finishes a harvest that an earlier daemon began and did not finish (pinned maps);
-    /// returns whether there was one.
-    pub(crate) fn recover(&mut self) -> Result<bool, MapReadError> {
+    /// Prepares the maps at load: makes sure the overflow total has its entry (so that the
+    /// totals map being full never keeps it out), and finishes a harvest that an earlier daemon
+    /// began and did not finish (pinned maps); returns whether there was one.
+    pub(crate) fn prepare(&mut self) -> Result<bool, MapReadError> {
+        if self.half == 0 {
+            return Ok(false);
+        }
+        match self
+            .totals
+            .insert(OVERFLOW_KEY, PeerTotal::default(), BPF_NOEXIST)
+        {
+            Ok(()) => {}
+            Err(MapError::SyscallError(ref e))
+                if e.io_error.raw_os_error() == Some(nix::libc::EEXIST) => {}
+            Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
+        }
+        self.recover()
+    }
+
+    /// Finishes a harvest begun and not finished (by an earlier daemon, or by this one when a
+    /// map access failed part-way), with its own sequence number; returns whether there was
+    /// one.
+    fn recover(&mut self) -> Result<bool, MapReadError> {
         let harvesting = self.control(PEER_CONTROL_HARVESTING)?;
         if harvesting == 0 || self.half == 0 {
             return Ok(false);
@@ -166,16 +189,17 @@ impl PeerTable {
         if self.half == 0 || self.swapped.elapsed() < SETTLE {
             return Ok(false);
         }
+        // One that failed part-way is finished first: begun again under a new sequence number,
+        // it would add again what it had carried.
+        if self.recover()? {
+            return Ok(true);
+        }
         let retired = (self.control(PEER_CONTROL_LIVE)? & 1) ^ 1;
         let sequence = self.control(PEER_CONTROL_SEQUENCE)?.wrapping_add(1);
         self.set_control(PEER_CONTROL_SEQUENCE, sequence)?;
         self.set_control(PEER_CONTROL_HARVESTING, retired + 1)?;
         self.empty(retired, sequence)?;
         self.finish(retired)?;
-        self.gone.retain(|_, left| {
-            *left -= 1;
-            *left > 0
-        });
         Ok(true)
     }
 
@@ -184,6 +208,10 @@ impl PeerTable {
         self.set_control(PEER_CONTROL_HARVESTING, 0)?;
         self.set_control(PEER_CONTROL_LIVE, half)?;
         self.swapped = Instant::now();
+        self.gone.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
         Ok(())
     }
 
