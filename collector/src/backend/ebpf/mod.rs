@@ -27,6 +27,7 @@
 //! See [`collector_common`] for the maps and the byte definition.
 
 mod attach;
+mod batch;
 mod counter;
 mod error;
 #[cfg(test)]

@@ -26,6 +26,7 @@ use collector_common::{
 };
 
 use super::{
+    batch,
     error::{MapReadError, access},
     memory::memlock,
 };
@@ -158,8 +159,8 @@ impl PeerTable {
                 Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
             }
         }
-        for index in 0..self.half * 2 {
-            for copy in self.entry(index)?.iter() {
+        for half in [0, 1] {
+            for copy in self.copies(half)? {
                 if copy.key.ifindex != 0 && !self.gone.contains_key(&copy.key.ifindex) {
                     out.entry(copy.key).or_default().add(&copy.counter);
                     in_table.insert(copy.key);
@@ -178,8 +179,11 @@ impl PeerTable {
         }
     }
 
-    fn entry(&self, index: u32) -> Result<PerCpuValues<PeerEntry>, MapReadError> {
-        self.table.get(&index, 0).map_err(access(PEER_TABLE_MAP))
+    /// Every CPU's copy of every entry of `half`, in one system call: entry by entry, CPU by
+    /// CPU (`copies[offset * cpus + cpu]`).
+    fn copies(&self, half: u32) -> Result<Vec<PeerEntry>, MapReadError> {
+        batch::per_cpu_values(self.table.map(), half * self.half, self.half, self.cpus)
+            .map_err(access(PEER_TABLE_MAP))
     }
 
     /// Empties the half the programs have not used since the last swap (at least a second
@@ -218,9 +222,9 @@ impl PeerTable {
     /// Adds every entry of `half` to the totals (skipping what harvest `sequence` added
     /// already) and clears it.
     fn empty(&mut self, half: u32, sequence: u32) -> Result<(), MapReadError> {
-        for offset in 0..self.half {
+        let all = self.copies(half)?;
+        for (offset, copies) in (0..self.half).zip(all.chunks_exact(self.cpus)) {
             let index = half * self.half + offset;
-            let copies = self.entry(index)?;
             let mut used = false;
             for (cpu, copy) in copies.iter().enumerate() {
                 if copy.key.ifindex == 0 {
