@@ -84,14 +84,20 @@ pub const fn harvest_tag(sequence: u32, index: u32, cpu: u32) -> u64 {
 /// How many entries of its table half a peer may use, from its position on.
 pub const PEER_PROBES: u32 = 2;
 
-/// The position of `key` in a table half of `half` entries (a power of two): a multiplicative
-/// hash of its words, high bits folded into the low ones.
+/// The position of `key` in a table half of `half` entries (a power of two): its words folded
+/// together and mixed with MurmurHash3's finaliser, so that every bit of the address reaches
+/// the low bits (endpoints of one subnet differ only in their last bytes, which a plain
+/// multiplication would carry only upwards).
 pub const fn peer_position(key: &PeerKey, half: u32) -> u32 {
     let [a, b, c, d] = key.addr;
-    let mixed = (a ^ b.rotate_left(7) ^ c.rotate_left(13) ^ d.rotate_left(19) ^ key.ifindex)
-        .wrapping_add((key.direction as u32) << 16)
-        .wrapping_mul(0x9e37_79b1);
-    (mixed ^ (mixed >> 16)) & half.wrapping_sub(1)
+    let mut h = a ^ b.rotate_left(8) ^ c.rotate_left(16) ^ d.rotate_left(24);
+    h ^= key.ifindex.wrapping_mul(0x9e37_79b1) ^ ((key.direction as u32) << 31);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h & half.wrapping_sub(1)
 }
 
 /// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): which half of the peer table the
@@ -150,6 +156,32 @@ mod tests {
             peer_position(&key(1, 0), 1024),
             peer_position(&key(1, 1), 1024)
         );
+    }
+
+    #[test]
+    fn the_nodes_of_one_subnet_spread_over_the_half() {
+        // Endpoints that differ only in their last byte, as the nodes of one underlay subnet
+        // do (found by review: a plain multiplication put 254 of them on 4 positions of 1,024).
+        for half in [16u32, 1024] {
+            let positions: std::collections::BTreeSet<u32> = (1..=254u8)
+                .map(|last| {
+                    let key = PeerKey {
+                        ifindex: 7,
+                        direction: 0,
+                        family: PEER_IPV4,
+                        reserved: [0; 2],
+                        addr: [u32::from_ne_bytes([10, 210, 0, last]), 0, 0, 0],
+                    };
+                    peer_position(&key, half)
+                })
+                .collect();
+            let want = half.min(254) * 3 / 4;
+            assert!(
+                positions.len() as u32 >= want,
+                "half {half}: {}",
+                positions.len()
+            );
+        }
     }
 
     #[test]

@@ -232,8 +232,7 @@ impl EbpfCounters {
             .map_max_entries(PEERS_MAP, peers)
             // An array cannot be empty: without a table, one unused entry.
             .map_max_entries(PEER_TABLE_MAP, (half * 2).max(1))
-            // One entry more for what finds the totals full (counted as overflow).
-            .map_max_entries(PEER_TOTALS_MAP, peers + 1);
+            .map_max_entries(PEER_TOTALS_MAP, peers);
         if let Some(pins) = &pins {
             for (map, file) in MAP_FILES {
                 loader.map_pin_path(map, pins.map(file));

@@ -81,6 +81,9 @@ pub(crate) struct CounterMaps {
     slots: Slots,
     /// When each peer was last seen moving.
     ages: PeerAges,
+    /// Whether a tunnel device has had a slot: from then on the peer table and totals are
+    /// read and harvested (a node without one never pays for them).
+    tunnels: bool,
     cpus: usize,
     /// Kernel memory of the preallocated maps, read once: it does not change.
     fixed_bytes: [(&'static str, Option<u64>); 4],
@@ -120,6 +123,7 @@ impl CounterMaps {
             overflow,
             slots: Slots::new(capacity, mask),
             ages: PeerAges::default(),
+            tunnels: false,
             cpus,
         })
     }
@@ -129,6 +133,7 @@ impl CounterMaps {
     pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
         if flags & SLOT_TUNNEL != 0 {
             self.table.attached(ifindex);
+            self.tunnels = true;
         }
         if let Some(Taken { slot, position, .. }) = self.slots.reflag(ifindex, flags) {
             self.publish(position, ifindex, slot, flags)?;
@@ -187,6 +192,7 @@ impl CounterMaps {
                     .map_err(access(DIRECTORY_MAP))?;
             }
         }
+        self.tunnels |= self.slots.any_flagged(SLOT_TUNNEL);
         Ok(self.slots.len())
     }
 
@@ -260,8 +266,8 @@ impl CounterMaps {
     fn peer_counters(&self) -> Result<(Vec<Peer>, HashSet<PeerKey>), MapReadError> {
         let mut counts: HashMap<PeerKey, Counter> = HashMap::new();
         let mut in_table = HashSet::new();
-        // Only a tunnel device has peers: without one, nothing to read.
-        if self.slots.any_flagged(SLOT_TUNNEL) {
+        // Only a tunnel device has peers: before one, nothing to read.
+        if self.tunnels {
             self.table.add_counts(&mut counts, &mut in_table)?;
         }
         for entry in self.peers.iter() {
@@ -312,7 +318,7 @@ impl CounterMaps {
     /// how many were forgotten. A packet of such a peer counted between this read and the
     /// removal (microseconds, after `idle` of silence) is lost with it.
     pub(crate) fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
-        if self.slots.any_flagged(SLOT_TUNNEL) {
+        if self.tunnels {
             self.table.harvest()?;
         }
         let now = Instant::now();
@@ -350,11 +356,7 @@ impl CounterMaps {
         };
         Ok(Overflow {
             interfaces: read(OVERFLOW_INTERFACES)?,
-            peers: {
-                let mut peers = read(OVERFLOW_PEERS)?;
-                peers.add(&self.table.overflow()?);
-                peers
-            },
+            peers: read(OVERFLOW_PEERS)?,
         })
     }
 }

@@ -39,19 +39,6 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// by then both halves have been emptied.
 const GONE_HARVESTS: u8 = 2;
 
-/// `BPF_NOEXIST` (uapi `linux/bpf.h`): an update that only creates.
-const BPF_NOEXIST: u64 = 1;
-
-/// The totals key (ifindex 0, never an interface's) of counts that found the totals map full:
-/// reported as peer overflow.
-const OVERFLOW_KEY: PeerKey = PeerKey {
-    ifindex: 0,
-    direction: 0,
-    family: 0,
-    reserved: [0; 2],
-    addr: [0; 4],
-};
-
 /// The peer table's maps and what user space remembers of them.
 pub(crate) struct PeerTable {
     table: PerCpuArray<MapData, PeerEntry>,
@@ -108,22 +95,9 @@ impl PeerTable {
             .map_err(access(PEER_CONTROL_MAP))
     }
 
-    /// Prepares the maps at load: makes sure the overflow total has its entry (so that the
-    /// totals map being full never keeps it out), and finishes a harvest that an earlier daemon
-    /// began and did not finish (pinned maps); returns whether there was one.
+    /// Prepares the maps at load: finishes a harvest that an earlier daemon began and did not
+    /// finish (pinned maps); returns whether there was one.
     pub(crate) fn prepare(&mut self) -> Result<bool, MapReadError> {
-        if self.half == 0 {
-            return Ok(false);
-        }
-        match self
-            .totals
-            .insert(OVERFLOW_KEY, PeerTotal::default(), BPF_NOEXIST)
-        {
-            Ok(()) => {}
-            Err(MapError::SyscallError(ref e))
-                if e.io_error.raw_os_error() == Some(nix::libc::EEXIST) => {}
-            Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
-        }
         self.recover()
     }
 
@@ -152,10 +126,10 @@ impl PeerTable {
     ) -> Result<(), MapReadError> {
         for entry in self.totals.iter() {
             match entry {
-                Ok((key, total)) if key != OVERFLOW_KEY => {
+                Ok((key, total)) => {
                     out.entry(key).or_default().add(&total.counter);
                 }
-                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::KeyNotFound) => {}
                 Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
             }
         }
@@ -168,15 +142,6 @@ impl PeerTable {
             }
         }
         Ok(())
-    }
-
-    /// Counts that found the totals map full (peer overflow carried by user space).
-    pub(crate) fn overflow(&self) -> Result<Counter, MapReadError> {
-        match self.totals.get(&OVERFLOW_KEY, 0) {
-            Ok(total) => Ok(total.counter),
-            Err(MapError::KeyNotFound) => Ok(Counter::default()),
-            Err(source) => Err(access(PEER_TOTALS_MAP)(source)),
-        }
     }
 
     /// Every CPU's copy of every entry of `half`, in one system call: entry by entry, CPU by
@@ -220,58 +185,57 @@ impl PeerTable {
     }
 
     /// Adds every entry of `half` to the totals (skipping what harvest `sequence` added
-    /// already) and clears it.
+    /// already) and clears it. An entry whose peer finds the totals map full stays where it is,
+    /// counted from the table (its CPU goes on counting into it once the half is live again),
+    /// until a later harvest finds room: a count never goes backwards.
     fn empty(&mut self, half: u32, sequence: u32) -> Result<(), MapReadError> {
         let all = self.copies(half)?;
         for (offset, copies) in (0..self.half).zip(all.chunks_exact(self.cpus)) {
             let index = half * self.half + offset;
-            let mut used = false;
-            for (cpu, copy) in copies.iter().enumerate() {
+            let mut kept = copies.to_vec();
+            let mut changed = false;
+            for (cpu, copy) in kept.iter_mut().enumerate() {
                 if copy.key.ifindex == 0 {
                     continue;
                 }
-                used = true;
-                if self.gone.contains_key(&copy.key.ifindex) {
-                    continue;
-                }
                 let tag = harvest_tag(sequence, offset, u32::try_from(cpu).unwrap_or(u32::MAX));
-                self.carry(copy, tag)?;
+                if self.gone.contains_key(&copy.key.ifindex) || self.carry(copy, tag)? {
+                    *copy = PeerEntry::default();
+                    changed = true;
+                }
             }
-            if used {
-                let free = PerCpuValues::try_from(vec![PeerEntry::default(); self.cpus])
-                    .map_err(MapReadError::Cpus)?;
+            if changed {
+                let values = PerCpuValues::try_from(kept).map_err(MapReadError::Cpus)?;
                 self.table
-                    .set(index, free, 0)
+                    .set(index, values, 0)
                     .map_err(access(PEER_TABLE_MAP))?;
             }
         }
         Ok(())
     }
 
-    /// Adds `copy` to its peer's total unless the total includes it already (`tag`); when the
-    /// totals map is full, to the overflow total.
-    fn carry(&mut self, copy: &PeerEntry, tag: u64) -> Result<(), MapReadError> {
-        for key in [copy.key, OVERFLOW_KEY] {
-            let mut total = match self.totals.get(&key, 0) {
-                Ok(total) => total,
-                Err(MapError::KeyNotFound) => PeerTotal::default(),
-                Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
-            };
-            if total.applied >= tag {
-                return Ok(());
-            }
-            total.counter.add(&copy.counter);
-            total.applied = tag;
-            match self.totals.insert(key, total, 0) {
-                Ok(()) => return Ok(()),
-                // Full (`E2BIG`): carry it as overflow, which has its reserved entry.
-                Err(MapError::SyscallError(ref e))
-                    if e.io_error.raw_os_error() == Some(nix::libc::E2BIG)
-                        && key != OVERFLOW_KEY => {}
-                Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
-            }
+    /// Adds `copy` to its peer's total unless the total includes it already (`tag`); `false`
+    /// when the totals map is full and the peer has no total yet.
+    fn carry(&mut self, copy: &PeerEntry, tag: u64) -> Result<bool, MapReadError> {
+        let mut total = match self.totals.get(&copy.key, 0) {
+            Ok(total) => total,
+            Err(MapError::KeyNotFound) => PeerTotal::default(),
+            Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
+        };
+        if total.applied >= tag {
+            return Ok(true);
         }
-        Ok(())
+        total.counter.add(&copy.counter);
+        total.applied = tag;
+        match self.totals.insert(copy.key, total, 0) {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(ref e))
+                if e.io_error.raw_os_error() == Some(nix::libc::E2BIG) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(access(PEER_TOTALS_MAP)(source)),
+        }
     }
 
     /// Forgets `key`'s total (an idle peer).
