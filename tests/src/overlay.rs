@@ -211,3 +211,62 @@ pub fn send_encapsulated(ns: &NetNs, src: IpAddr, dst: IpAddr, frames: &[Vec<u8>
         assert_eq!(sent, datagram.len());
     }
 }
+
+/// Adds `n` tunnel endpoint addresses on the IPv4-underlay peer, from 10.210.0.`first` on.
+///
+/// # Panics
+///
+/// When `ip` fails.
+pub fn endpoints(topo: &OverlayNode, first: u8, n: u8) -> Vec<Ipv4Addr> {
+    (0..n)
+        .map(|i| {
+            let address = Ipv4Addr::new(10, 210, 0, first + i);
+            topo.v4_peer
+                .ip(&["addr", "add", &format!("{address}/24"), "dev", "u4"]);
+            address
+        })
+        .collect()
+}
+
+/// Sends `packets` encapsulated frames of 100 bytes (UDP inside) from the IPv4-underlay peer's
+/// address `endpoint` to the node: ingress peer traffic of that endpoint.
+///
+/// # Panics
+///
+/// As [`send_encapsulated`].
+pub fn send_from(topo: &OverlayNode, endpoint: Ipv4Addr, packets: usize) {
+    let frame = crate::frames::ethernet(
+        0x0800,
+        &crate::frames::ipv4(
+            Ipv4Addr::new(10, 220, 9, 9),
+            NODE_OVERLAY,
+            17,
+            0,
+            &crate::frames::udp(100 - 14 - 20 - 8),
+        ),
+    );
+    send_encapsulated(
+        &topo.v4_peer,
+        endpoint.into(),
+        NODE_V4.into(),
+        &vec![frame; packets],
+    );
+}
+
+/// Ingress peers of tunnel device `ifindex` as `counters` reads them: endpoint → counter.
+///
+/// # Panics
+///
+/// When the peers cannot be read.
+pub fn ingress_peers(
+    counters: &collector::backend::ebpf::EbpfCounters,
+    ifindex: u32,
+) -> std::collections::BTreeMap<IpAddr, collector_common::Counter> {
+    counters
+        .peers()
+        .expect("peers")
+        .into_iter()
+        .filter(|p| p.ifindex == ifindex && p.direction == collector_common::Direction::Ingress)
+        .filter_map(|p| Some((p.endpoint?, p.counter)))
+        .collect()
+}

@@ -2,76 +2,28 @@
 //! the hash map for those whose entries are taken, and the harvests that empty one half into
 //! the totals — every count exact, across harvests and across a daemon killed mid-harvest.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-    path::Path,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::IpAddr, path::Path, time::Duration};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use collector::backend::ebpf::{
     AttachMode, Capacity, DEFAULT_MAX_INTERFACES, EbpfCounters, Framing, LoadOptions,
 };
 use collector_common::{
-    Counter, Direction, MAP_LAYOUT_VERSION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE,
-    PEER_CONTROL_SEQUENCE, PeerEntry, PeerKey, PeerTotal, harvest_tag,
+    Counter, MAP_LAYOUT_VERSION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_SEQUENCE,
+    PeerEntry, PeerKey, PeerTotal, harvest_tag,
 };
 use integration_tests::{
     bpffs::BpfFs,
-    frames::{ethernet, ipv4, udp},
     kernel::{attach_counter, ifindex},
     kernel_tests_enabled,
     overlay::{self, OverlayNode},
+    overlay::{ingress_peers, send_from as send},
 };
 
 const TUNNEL: Framing = Framing {
     tunnel_peers: true,
     raw_ip: false,
 };
-
-/// `n` remote tunnel endpoints on the IPv4-underlay peer: 10.210.0.100 and up.
-fn endpoints(topo: &OverlayNode, n: u8) -> Vec<Ipv4Addr> {
-    (0..n)
-        .map(|i| {
-            let address = Ipv4Addr::new(10, 210, 0, 100 + i);
-            topo.v4_peer
-                .ip(&["addr", "add", &format!("{address}/24"), "dev", "u4"]);
-            address
-        })
-        .collect()
-}
-
-/// Sends `packets` encapsulated frames of 100 bytes from `endpoint` to the node.
-fn send(topo: &OverlayNode, endpoint: Ipv4Addr, packets: usize) {
-    let frame = ethernet(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(10, 220, 9, 9),
-            overlay::NODE_OVERLAY,
-            17,
-            0,
-            &udp(100 - 14 - 20 - 8),
-        ),
-    );
-    overlay::send_encapsulated(
-        &topo.v4_peer,
-        endpoint.into(),
-        overlay::NODE_V4.into(),
-        &vec![frame; packets],
-    );
-}
-
-/// Ingress peers of `ifindex`: endpoint → counter.
-fn ingress_peers(counters: &EbpfCounters, ifindex: u32) -> BTreeMap<IpAddr, Counter> {
-    counters
-        .peers()
-        .expect("peers")
-        .into_iter()
-        .filter(|p| p.ifindex == ifindex && p.direction == Direction::Ingress)
-        .filter_map(|p| Some((p.endpoint?, p.counter)))
-        .collect()
-}
 
 fn counter(packets: u64) -> Counter {
     Counter {
@@ -121,7 +73,7 @@ fn peers_beyond_the_table_go_to_the_hash_and_every_count_stays_exact_across_harv
     )
     .expect("attach");
     let device = ifindex(&topo.node, overlay::DEVICE);
-    let peers = endpoints(&topo, 40);
+    let peers = overlay::endpoints(&topo, 100, 40);
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
     for round in 0..3 {
         for (i, &endpoint) in peers.iter().enumerate() {
@@ -238,7 +190,7 @@ fn a_harvest_cut_short_is_finished_by_the_next_daemon_without_counting_twice() {
         pin: Some(pins.clone()),
         ..LoadOptions::default()
     };
-    let peers = endpoints(&topo, 4);
+    let peers = overlay::endpoints(&topo, 100, 4);
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
     {
         let mut counters = EbpfCounters::load(&options).expect("load");
@@ -310,7 +262,7 @@ fn a_harvest_that_failed_part_way_is_finished_by_the_next_without_counting_twice
     )
     .expect("attach");
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
-    for (i, endpoint) in endpoints(&topo, 4).into_iter().enumerate() {
+    for (i, endpoint) in overlay::endpoints(&topo, 100, 4).into_iter().enumerate() {
         send(&topo, endpoint, 3 + i);
         want.insert(endpoint.into(), counter(3 + i as u64));
     }

@@ -14,59 +14,16 @@ use collector::backend::ebpf::{
 };
 use collector_common::{Counter, Direction};
 use integration_tests::{
-    frames::{ethernet, ipv4, udp},
     kernel::{attach_counter, ifindex},
     kernel_tests_enabled,
     overlay::{self, OverlayNode},
+    overlay::{endpoints, ingress_peers, send_from as send},
 };
 
 const TUNNEL: Framing = Framing {
     tunnel_peers: true,
     raw_ip: false,
 };
-
-/// Adds `n` endpoint addresses on the IPv4-underlay peer, from 10.210.0.`first` on.
-fn endpoints(topo: &OverlayNode, first: u8, n: u8) -> Vec<Ipv4Addr> {
-    (0..n)
-        .map(|i| {
-            let address = Ipv4Addr::new(10, 210, 0, first + i);
-            topo.v4_peer
-                .ip(&["addr", "add", &format!("{address}/24"), "dev", "u4"]);
-            address
-        })
-        .collect()
-}
-
-/// Sends `packets` encapsulated frames of 100 bytes from `endpoint` to the node.
-fn send(topo: &OverlayNode, endpoint: Ipv4Addr, packets: usize) {
-    let frame = ethernet(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(10, 220, 9, 9),
-            overlay::NODE_OVERLAY,
-            17,
-            0,
-            &udp(100 - 14 - 20 - 8),
-        ),
-    );
-    overlay::send_encapsulated(
-        &topo.v4_peer,
-        endpoint.into(),
-        overlay::NODE_V4.into(),
-        &vec![frame; packets],
-    );
-}
-
-/// Ingress peers of `ifindex`: endpoint → counter.
-fn ingress_peers(counters: &EbpfCounters, ifindex: u32) -> BTreeMap<IpAddr, Counter> {
-    counters
-        .peers()
-        .expect("peers")
-        .into_iter()
-        .filter(|p| p.ifindex == ifindex && p.direction == Direction::Ingress)
-        .filter_map(|p| Some((p.endpoint?, p.counter)))
-        .collect()
-}
 
 fn counter(packets: u64) -> Counter {
     Counter {
