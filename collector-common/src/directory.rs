@@ -25,8 +25,13 @@ pub struct Slot {
     pub index: u32,
     /// [`SLOT_TUNNEL`](crate::SLOT_TUNNEL), [`SLOT_RAW_IP`](crate::SLOT_RAW_IP).
     pub flags: u32,
+    /// The attachment's generation, given out by user space from
+    /// [`PEER_CONTROL_GENERATION`](crate::PEER_CONTROL_GENERATION) when the slot is taken; the
+    /// program copies it into each [`PeerKey`](crate::PeerKey), so that the peers of a removed
+    /// device are never counted under a later device with the same ifindex.
+    pub generation: u16,
     /// Zero.
-    pub reserved: u32,
+    pub reserved: u16,
 }
 
 #[cfg(test)]

@@ -40,9 +40,9 @@ pub use self::{
     },
     directory::{Slot, directory_position, stats_index},
     peers::{
-        PEER_CONTROL_ENTRIES, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_SEQUENCE,
-        PEER_IPV4, PEER_IPV6, PEER_NONE, PEER_PROBES, PeerEntry, PeerKey, PeerTotal, harvest_tag,
-        peer_position,
+        PEER_CONTROL_ENTRIES, PEER_CONTROL_GENERATION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE,
+        PEER_CONTROL_SEQUENCE, PEER_IPV4, PEER_IPV6, PEER_NONE, PEER_PROBES, PeerEntry, PeerKey,
+        PeerTotal, harvest_tag, peer_position,
     },
 };
 
@@ -73,7 +73,7 @@ pub const OVERFLOW_MAP: &str = "LINKMETER_OVERFLOW";
 /// by a restarted or upgraded daemon only under the same version: bump it with any change to
 /// [`Slot`], [`Stats`], [`PeerKey`], [`Counter`], [`Protocol`], the size buckets or the
 /// indexing (a unit test pins the sizes it was set for).
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 /// Name of the program's global holding the directory's index mask (its size minus one).
 pub const DIRECTORY_MASK_GLOBAL: &str = "DIRECTORY_MASK";
 /// Name of the ingress TC program in the object.
@@ -198,10 +198,11 @@ mod tests {
             PROTOCOLS,
             SIZE_BUCKETS,
             TCP_FLAGS,
+            PEER_CONTROL_ENTRIES,
         );
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes),
-            (2, (16, 24, 16, 256, 40, 24, 10, 8, 4))
+            (3, (16, 24, 16, 256, 40, 24, 10, 8, 4, 4))
         );
     }
 

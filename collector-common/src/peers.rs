@@ -10,7 +10,8 @@ pub const PEER_IPV4: u8 = 4;
 /// [`PeerKey::family`] of an IPv6 tunnel endpoint.
 pub const PEER_IPV6: u8 = 6;
 
-/// Key of [`PEERS_MAP`](crate::PEERS_MAP): an interface, a direction and the remote tunnel endpoint.
+/// Key of [`PEERS_MAP`](crate::PEERS_MAP): an interface (its ifindex and the generation of its
+/// slot), a direction and the remote tunnel endpoint.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey {
@@ -20,8 +21,9 @@ pub struct PeerKey {
     pub direction: u8,
     /// [`PEER_NONE`], [`PEER_IPV4`] or [`PEER_IPV6`].
     pub family: u8,
-    /// Zero.
-    pub reserved: [u8; 2],
+    /// The [`Slot::generation`](crate::Slot::generation) of the tunnel device's slot: a key
+    /// whose (ifindex, generation) is no longer a slot's belongs to a removed device.
+    pub generation: u16,
     /// The endpoint's address bytes in network order (an IPv4 address in the first four,
     /// zeros after it), held as four native-endian words so that the eBPF program writes it
     /// with four stores; zero for [`PEER_NONE`]. See [`PeerKey::addr_bytes`].
@@ -109,8 +111,12 @@ pub const PEER_CONTROL_SEQUENCE: u32 = 1;
 /// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): 1 + the half being harvested, 0
 /// when no harvest is under way.
 pub const PEER_CONTROL_HARVESTING: u32 = 2;
+/// Index into [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP): the last
+/// [`Slot::generation`](crate::Slot::generation) given out (pinned with the maps, so a restarted
+/// daemon never gives out one a removed device's peers still carry).
+pub const PEER_CONTROL_GENERATION: u32 = 3;
 /// Entries of [`PEER_CONTROL_MAP`](crate::PEER_CONTROL_MAP).
-pub const PEER_CONTROL_ENTRIES: u32 = 3;
+pub const PEER_CONTROL_ENTRIES: u32 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -139,7 +145,7 @@ mod tests {
             ifindex: 7,
             direction,
             family: PEER_IPV4,
-            reserved: [0; 2],
+            generation: 0,
             addr: [
                 u32::from_be_bytes([10, 0, (last >> 8) as u8, last as u8]),
                 0,
@@ -169,7 +175,7 @@ mod tests {
                         ifindex: 7,
                         direction: 0,
                         family: PEER_IPV4,
-                        reserved: [0; 2],
+                        generation: 0,
                         addr: [u32::from_ne_bytes([10, 210, 0, last]), 0, 0, 0],
                     };
                     peer_position(&key, half)

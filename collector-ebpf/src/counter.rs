@@ -169,7 +169,7 @@ fn count(ctx: &TcContext, direction: Direction) {
         }
     }
     if variant.does(Part::TunnelKey) && slot.flags & SLOT_TUNNEL != 0 {
-        count_peer(ctx, ifindex, direction, len);
+        count_peer(ctx, ifindex, slot.generation, direction, len);
     }
 }
 
@@ -190,6 +190,7 @@ fn constant_slot(ifindex: u32) -> Slot {
         ifindex,
         index,
         flags,
+        generation: 0,
         reserved: 0,
     }
 }
@@ -216,9 +217,10 @@ fn find_slot(ifindex: u32) -> Option<Slot> {
 /// key's `remote_*`; at egress the destination is in `local_*` (the helper copies the tunnel
 /// info's source into `remote_*` and its destination into `local_*`). A packet without a tunnel
 /// key (which an external-mode device drops at egress without counting it) is counted under
-/// [`PEER_NONE`].
+/// [`PEER_NONE`]. The key carries the slot's `generation`, so a later device with the same
+/// ifindex never counts into a removed device's peers.
 #[inline(always)]
-fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
+fn count_peer(ctx: &TcContext, ifindex: u32, generation: u16, direction: Direction, len: u32) {
     let Some((family, addr)) = tunnel_endpoint(ctx, direction) else {
         return;
     };
@@ -230,7 +232,7 @@ fn count_peer(ctx: &TcContext, ifindex: u32, direction: Direction, len: u32) {
         ifindex,
         direction: direction as u8,
         family,
-        reserved: [0; 2],
+        generation,
         addr,
     };
     if add_to_table(&peer, len) {
@@ -287,6 +289,7 @@ fn add_to_table(peer: &PeerKey, len: u32) -> bool {
         if key.ifindex == peer.ifindex
             && key.direction == peer.direction
             && key.family == peer.family
+            && key.generation == peer.generation
             && key.addr[0] == a
             && key.addr[1] == b
             && key.addr[2] == c
@@ -300,6 +303,7 @@ fn add_to_table(peer: &PeerKey, len: u32) -> bool {
             key.ifindex = peer.ifindex;
             key.direction = peer.direction;
             key.family = peer.family;
+            key.generation = peer.generation;
             key.addr = [a, b, c, d];
             entry.counter.packets = 1;
             entry.counter.bytes = u64::from(len);

@@ -87,6 +87,7 @@ impl Build {
             ifindex,
             index: 0,
             flags,
+            generation: 0,
             reserved: 0,
         };
         // The probed directory's first position, and the entry an array indexed by ifindex

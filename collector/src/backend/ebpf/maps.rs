@@ -21,7 +21,7 @@ use super::{
     error::{MapReadError, access},
     memory::memlock,
     peer_table::PeerTable,
-    peers::{Peer, PeerAges, peer_key},
+    peers::{Peer, PeerAges},
     slots::{Slots, Taken},
 };
 
@@ -69,6 +69,24 @@ pub struct Overflow {
     pub interfaces: Counter,
     /// Packets whose peer did not fit into the peer map.
     pub peers: Counter,
+}
+
+/// What [`CounterMaps::peer_counters`] read.
+struct PeerCounts {
+    /// Each peer's count.
+    counts: Vec<(PeerKey, Counter)>,
+    /// The peers that hold peer table entries.
+    in_table: HashSet<PeerKey>,
+    /// Keys in the hash map of interfaces that no longer have their slot.
+    stale: Vec<PeerKey>,
+}
+
+/// The peers as the API shows them.
+fn shown(counts: &[(PeerKey, Counter)]) -> Vec<Peer> {
+    counts
+        .iter()
+        .filter_map(|(key, counter)| Peer::from_key(key, *counter))
+        .collect()
 }
 
 /// The maps of the counting programs, owned by user space.
@@ -128,18 +146,20 @@ impl CounterMaps {
         })
     }
 
-    /// Gives `ifindex` a slot (zeroed) and publishes it in the directory with `flags`; an
-    /// interface that has one keeps it (and its counters), with the new flags.
+    /// Gives `ifindex` a slot (zeroed, of a new generation) and publishes it in the directory
+    /// with `flags`; an interface that has one keeps it (and its counters), with the new flags.
     pub(crate) fn assign(&mut self, ifindex: u32, flags: u32) -> Result<u32, MapReadError> {
         if flags & SLOT_TUNNEL != 0 {
-            self.table.attached(ifindex);
             self.tunnels = true;
         }
-        if let Some(Taken { slot, position, .. }) = self.slots.reflag(ifindex, flags) {
-            self.publish(position, ifindex, slot, flags)?;
-            return Ok(slot);
+        if let Some(taken) = self.slots.reflag(ifindex, flags) {
+            self.publish(ifindex, taken)?;
+            return Ok(taken.slot);
         }
-        let taken = self.slots.next_for(ifindex, flags)?;
+        // Checked before a generation is spent on it.
+        self.slots.next_for(ifindex, flags, 0)?;
+        let generation = self.table.next_generation()?;
+        let taken = self.slots.next_for(ifindex, flags, generation)?;
         for direction in Direction::ALL {
             let zero = PerCpuValues::try_from(vec![Stats::default(); self.cpus])
                 .map_err(MapReadError::Cpus)?;
@@ -147,26 +167,21 @@ impl CounterMaps {
                 .set(stats_index(taken.slot, direction), zero, 0)
                 .map_err(access(STATS_MAP))?;
         }
-        self.publish(taken.position, ifindex, taken.slot, flags)?;
+        self.publish(ifindex, taken)?;
         self.slots.take(ifindex, taken);
         Ok(taken.slot)
     }
 
-    fn publish(
-        &mut self,
-        position: u32,
-        ifindex: u32,
-        slot: u32,
-        flags: u32,
-    ) -> Result<(), MapReadError> {
+    fn publish(&mut self, ifindex: u32, taken: Taken) -> Result<(), MapReadError> {
         let entry = Slot {
             ifindex,
-            index: slot,
-            flags,
+            index: taken.slot,
+            flags: taken.flags,
+            generation: taken.generation,
             reserved: 0,
         };
         self.directory
-            .set(position, entry, 0)
+            .set(taken.position, entry, 0)
             .map_err(access(DIRECTORY_MAP))
     }
 
@@ -183,10 +198,13 @@ impl CounterMaps {
             .filter(|(_, entry)| entry.ifindex != 0)
             .collect();
         for (position, entry) in entries {
-            if !self
-                .slots
-                .adopt(entry.ifindex, position, entry.index, entry.flags)
-            {
+            let taken = Taken {
+                slot: entry.index,
+                position,
+                flags: entry.flags,
+                generation: entry.generation,
+            };
+            if !self.slots.adopt(entry.ifindex, position, taken) {
                 self.directory
                     .set(position, Slot::default(), 0)
                     .map_err(access(DIRECTORY_MAP))?;
@@ -258,72 +276,93 @@ impl CounterMaps {
 
     /// Traffic per tunnel device, direction and remote endpoint.
     pub(crate) fn peers(&self) -> Result<Vec<Peer>, MapReadError> {
-        Ok(self.peer_counters()?.0)
+        Ok(shown(&self.peer_counters()?.counts))
     }
 
-    /// Every peer (its count in the hash map, the table and the totals), and the peers that
-    /// hold table entries.
-    fn peer_counters(&self) -> Result<(Vec<Peer>, HashSet<PeerKey>), MapReadError> {
+    /// Every peer of an interface that has its slot (its count in the hash map, the table and
+    /// the totals), the peers that hold table entries, and the hash map's keys of removed
+    /// interfaces.
+    fn peer_counters(&self) -> Result<PeerCounts, MapReadError> {
+        let slots = &self.slots;
+        let live = |key: &PeerKey| slots.holds(key.ifindex, key.generation);
         let mut counts: HashMap<PeerKey, Counter> = HashMap::new();
         let mut in_table = HashSet::new();
+        let mut stale = Vec::new();
         // Only a tunnel device has peers: before one, nothing to read.
         if self.tunnels {
-            self.table.add_counts(&mut counts, &mut in_table)?;
+            self.table.add_counts(&mut counts, &mut in_table, &live)?;
         }
         for entry in self.peers.iter() {
             match entry {
-                Ok((key, values)) => counts
+                Ok((key, values)) if live(&key) => counts
                     .entry(key)
                     .or_default()
                     .add(&sum(&values, Counter::add)),
+                Ok((key, _)) => stale.push(key),
                 // The entry was deleted while iterating: skip it.
                 Err(MapError::KeyNotFound) => {}
                 Err(source) => return Err(access(PEERS_MAP)(source)),
             }
         }
-        let peers = counts
-            .into_iter()
-            .filter_map(|(key, counter)| Peer::from_key(&key, counter))
-            .collect();
-        Ok((peers, in_table))
+        Ok(PeerCounts {
+            counts: counts.into_iter().collect(),
+            in_table,
+            stale,
+        })
     }
 
-    /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers, e.g.
-    /// after its interface was deleted. Its counters are gone; a later attachment starts from
-    /// zero.
+    /// Frees the slot of `ifindex`, takes it out of the directory and removes its peers from
+    /// the hash map, e.g. after its interface was deleted. Its counters are gone: its peers in
+    /// the peer table are no longer shown (their key's generation is no slot's) and go at the
+    /// next harvest; a later attachment starts from zero.
     pub(crate) fn forget(&mut self, ifindex: u32) -> Result<(), MapReadError> {
         // Only a tunnel device has peers: other interfaces leave without a walk of the map.
         let Some(flags) = self.release(ifindex)? else {
             return Ok(());
         };
         if flags & SLOT_TUNNEL != 0 {
-            for peer in self.peers()?.iter().filter(|p| p.ifindex == ifindex) {
-                self.remove_peer(&peer_key(peer))?;
+            let keys: Vec<PeerKey> = self
+                .peers
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| key.ifindex == ifindex)
+                .collect();
+            for key in keys {
+                self.remove_peer(&key)?;
             }
-            self.table.forget_interface(ifindex)?;
         }
         Ok(())
     }
 
     /// Reads the peers and records which moved (for [`CounterMaps::expire_peers`]).
     pub(crate) fn observe_peers(&mut self) -> Result<Vec<Peer>, MapReadError> {
-        let peers = self.peers()?;
-        self.ages.observe(&peers, Instant::now());
-        Ok(peers)
+        let counts = self.peer_counters()?.counts;
+        self.ages.observe(&counts, Instant::now());
+        Ok(shown(&counts))
     }
 
     /// Empties the retired half of the peer table into the totals, reads the peers, records
     /// which moved, and forgets those whose count has not moved for `idle` and that hold no
     /// table entry (a peer's entries are carried into its total within two harvests); returns
     /// how many were forgotten. A packet of such a peer counted between this read and the
-    /// removal (microseconds, after `idle` of silence) is lost with it.
+    /// removal (microseconds, after `idle` of silence) is lost with it. The peers of removed
+    /// interfaces (left by a daemon that stopped before it could forget them) go as well.
     pub(crate) fn expire_peers(&mut self, idle: Duration) -> Result<usize, MapReadError> {
         if self.tunnels {
-            self.table.harvest()?;
+            let slots = &self.slots;
+            self.table
+                .harvest(&|key: &PeerKey| slots.holds(key.ifindex, key.generation))?;
         }
         let now = Instant::now();
-        let (peers, in_table) = self.peer_counters()?;
-        self.ages.observe(&peers, now);
+        let PeerCounts {
+            counts,
+            in_table,
+            stale,
+        } = self.peer_counters()?;
+        self.ages.observe(&counts, now);
+        for key in &stale {
+            self.remove_peer(key)?;
+        }
         let mut removed = 0;
         for (key, _) in self.ages.idle(idle, now) {
             if !in_table.contains(&key) {

@@ -9,20 +9,26 @@
 //! the peers whose probed entries were taken), and an idle peer leaves the table within two
 //! resyncs without a write racing a CPU.
 //!
+//! Each key carries the generation of its device's slot (given out here, from a counter pinned
+//! with the maps): an entry or total whose (ifindex, generation) no slot holds any more belongs
+//! to a removed device. It is never shown and is dropped at the next harvest, so a later device
+//! with the same ifindex starts from zero, also under a restarted daemon.
+//!
 //! A harvest is safe to interrupt: it records its sequence number and half in the control map
 //! before it starts, and tags each total with the last entry added to it
 //! ([`harvest_tag`]); a daemon that finds a harvest unfinished (its predecessor was killed)
 //! does it again, skipping what was added already.
 
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    collections::{HashMap as StdHashMap, HashSet},
     time::{Duration, Instant},
 };
 
 use aya::maps::{Array, HashMap, IterableMap as _, MapData, MapError, PerCpuArray, PerCpuValues};
 use collector_common::{
-    Counter, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_MAP, PEER_CONTROL_SEQUENCE,
-    PEER_TABLE_MAP, PEER_TOTALS_MAP, PeerEntry, PeerKey, PeerTotal, harvest_tag,
+    Counter, PEER_CONTROL_GENERATION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_MAP,
+    PEER_CONTROL_SEQUENCE, PEER_TABLE_MAP, PEER_TOTALS_MAP, PeerEntry, PeerKey, PeerTotal,
+    harvest_tag,
 };
 
 use super::{
@@ -35,10 +41,6 @@ use super::{
 /// than any program runs.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// Harvests after an interface's removal during which its entries are dropped, not carried:
-/// by then both halves have been emptied.
-const GONE_HARVESTS: u8 = 2;
-
 /// The peer table's maps and what user space remembers of them.
 pub(crate) struct PeerTable {
     table: PerCpuArray<MapData, PeerEntry>,
@@ -49,9 +51,11 @@ pub(crate) struct PeerTable {
     cpus: usize,
     /// When the live half last changed.
     swapped: Instant,
-    /// Removed interfaces whose entries the next harvests drop, with the harvests left.
-    gone: BTreeMap<u32, u8>,
 }
+
+/// Whether a peer key belongs to an interface that still has its slot (same ifindex and
+/// generation).
+pub(crate) type Live<'a> = &'a dyn Fn(&PeerKey) -> bool;
 
 impl PeerTable {
     /// The table over its maps; `half` entries per half (0: off), `cpus` possible CPUs.
@@ -69,7 +73,6 @@ impl PeerTable {
             half,
             cpus,
             swapped: Instant::now(),
-            gone: BTreeMap::new(),
         }
     }
 
@@ -96,46 +99,61 @@ impl PeerTable {
     }
 
     /// Prepares the maps at load: finishes a harvest that an earlier daemon began and did not
-    /// finish (pinned maps); returns whether there was one.
+    /// finish (pinned maps), carrying every entry (which slots are live is not known yet: stale
+    /// totals go at the next harvest); returns whether there was one.
     pub(crate) fn prepare(&mut self) -> Result<bool, MapReadError> {
-        self.recover()
+        self.recover(&|_| true)
+    }
+
+    /// A generation for a new slot: never 0 (the generation of slots written before there were
+    /// any) and not given out in the last 65,535 (the counter is pinned with the maps).
+    pub(crate) fn next_generation(&mut self) -> Result<u16, MapReadError> {
+        let last = self.control(PEER_CONTROL_GENERATION)?;
+        let next = match u16::try_from(last.wrapping_add(1)) {
+            Ok(0) | Err(_) => 1,
+            Ok(next) => next,
+        };
+        self.set_control(PEER_CONTROL_GENERATION, u32::from(next))?;
+        Ok(next)
     }
 
     /// Finishes a harvest begun and not finished (by an earlier daemon, or by this one when a
     /// map access failed part-way), with its own sequence number; returns whether there was
     /// one.
-    fn recover(&mut self) -> Result<bool, MapReadError> {
+    fn recover(&mut self, live: Live<'_>) -> Result<bool, MapReadError> {
         let harvesting = self.control(PEER_CONTROL_HARVESTING)?;
         if harvesting == 0 || self.half == 0 {
             return Ok(false);
         }
         let half = (harvesting - 1) & 1;
         let sequence = self.control(PEER_CONTROL_SEQUENCE)?;
-        self.empty(half, sequence)?;
+        self.empty(half, sequence, live)?;
         self.finish(half)?;
         Ok(true)
     }
 
     /// Adds every peer's count outside the hash map to `out`: its total and its entries in both
-    /// halves; the peers that hold entries go to `in_table`. Entries of removed interfaces are
-    /// left out.
+    /// halves; the peers that hold entries go to `in_table`. Peers of removed interfaces (not
+    /// `live`) are left out.
     pub(crate) fn add_counts(
         &self,
         out: &mut StdHashMap<PeerKey, Counter>,
         in_table: &mut HashSet<PeerKey>,
+        live: Live<'_>,
     ) -> Result<(), MapReadError> {
         for entry in self.totals.iter() {
             match entry {
-                Ok((key, total)) => {
+                Ok((key, total)) if live(&key) => {
                     out.entry(key).or_default().add(&total.counter);
                 }
+                Ok(_) => {}
                 Err(MapError::KeyNotFound) => {}
                 Err(source) => return Err(access(PEER_TOTALS_MAP)(source)),
             }
         }
         for half in [0, 1] {
             for copy in self.copies(half)? {
-                if copy.key.ifindex != 0 && !self.gone.contains_key(&copy.key.ifindex) {
+                if copy.key.ifindex != 0 && live(&copy.key) {
                     out.entry(copy.key).or_default().add(&copy.counter);
                     in_table.insert(copy.key);
                 }
@@ -152,24 +170,41 @@ impl PeerTable {
     }
 
     /// Empties the half the programs have not used since the last swap (at least a second
-    /// ago) into the totals and makes it the live one; returns whether it did (not when the
-    /// table is off or the last swap is too recent).
-    pub(crate) fn harvest(&mut self) -> Result<bool, MapReadError> {
+    /// ago) into the totals and makes it the live one, dropping the entries and totals of
+    /// removed interfaces (not `live`); returns whether it did (not when the table is off or
+    /// the last swap is too recent).
+    pub(crate) fn harvest(&mut self, live: Live<'_>) -> Result<bool, MapReadError> {
         if self.half == 0 || self.swapped.elapsed() < SETTLE {
             return Ok(false);
         }
         // One that failed part-way is finished first: begun again under a new sequence number,
         // it would add again what it had carried.
-        if self.recover()? {
+        if self.recover(live)? {
+            self.sweep(live)?;
             return Ok(true);
         }
         let retired = (self.control(PEER_CONTROL_LIVE)? & 1) ^ 1;
         let sequence = self.control(PEER_CONTROL_SEQUENCE)?.wrapping_add(1);
         self.set_control(PEER_CONTROL_SEQUENCE, sequence)?;
         self.set_control(PEER_CONTROL_HARVESTING, retired + 1)?;
-        self.empty(retired, sequence)?;
+        self.empty(retired, sequence, live)?;
         self.finish(retired)?;
+        self.sweep(live)?;
         Ok(true)
+    }
+
+    /// Removes the totals of removed interfaces (not `live`).
+    fn sweep(&mut self, live: Live<'_>) -> Result<(), MapReadError> {
+        let stale: Vec<PeerKey> = self
+            .totals
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| !live(key))
+            .collect();
+        for key in stale {
+            self.forget(&key)?;
+        }
+        Ok(())
     }
 
     /// Makes the emptied `half` the live one and marks the harvest done.
@@ -177,18 +212,15 @@ impl PeerTable {
         self.set_control(PEER_CONTROL_HARVESTING, 0)?;
         self.set_control(PEER_CONTROL_LIVE, half)?;
         self.swapped = Instant::now();
-        self.gone.retain(|_, left| {
-            *left -= 1;
-            *left > 0
-        });
         Ok(())
     }
 
     /// Adds every entry of `half` to the totals (skipping what harvest `sequence` added
-    /// already) and clears it. An entry whose peer finds the totals map full stays where it is,
+    /// already) and clears it; an entry of a removed interface (not `live`) is cleared without
+    /// being carried. An entry whose peer finds the totals map full stays where it is,
     /// counted from the table (its CPU goes on counting into it once the half is live again),
     /// until a later harvest finds room: a count never goes backwards.
-    fn empty(&mut self, half: u32, sequence: u32) -> Result<(), MapReadError> {
+    fn empty(&mut self, half: u32, sequence: u32, live: Live<'_>) -> Result<(), MapReadError> {
         let all = self.copies(half)?;
         for (offset, copies) in (0..self.half).zip(all.chunks_exact(self.cpus)) {
             let index = half * self.half + offset;
@@ -199,7 +231,7 @@ impl PeerTable {
                     continue;
                 }
                 let tag = harvest_tag(sequence, offset, u32::try_from(cpu).unwrap_or(u32::MAX));
-                if self.gone.contains_key(&copy.key.ifindex) || self.carry(copy, tag)? {
+                if !live(&copy.key) || self.carry(copy, tag)? {
                     *copy = PeerEntry::default();
                     changed = true;
                 }
@@ -249,28 +281,5 @@ impl PeerTable {
             }
             Err(source) => Err(access(PEER_TOTALS_MAP)(source)),
         }
-    }
-
-    /// Forgets the peers of a removed interface: its totals now, its entries in the table at
-    /// the next two harvests (they are left out of the counts until then).
-    pub(crate) fn forget_interface(&mut self, ifindex: u32) -> Result<(), MapReadError> {
-        let keys: Vec<PeerKey> = self
-            .totals
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|key| key.ifindex == ifindex)
-            .collect();
-        for key in keys {
-            self.forget(&key)?;
-        }
-        if self.half != 0 {
-            self.gone.insert(ifindex, GONE_HARVESTS);
-        }
-        Ok(())
-    }
-
-    /// `ifindex` counts peers again (attached anew): its entries count from now on.
-    pub(crate) fn attached(&mut self, ifindex: u32) {
-        self.gone.remove(&ifindex);
     }
 }

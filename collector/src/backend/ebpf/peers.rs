@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use collector_common::{Counter, Direction, PEER_IPV4, PEER_IPV6, PEER_NONE, PeerKey};
+use collector_common::{Counter, Direction, PEER_IPV4, PEER_IPV6, PeerKey};
 
 /// Traffic of one tunnel device in one direction to or from one remote endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,26 +38,6 @@ impl Peer {
     }
 }
 
-/// The map key of `peer`.
-pub(super) fn peer_key(peer: &Peer) -> PeerKey {
-    let (family, addr) = match peer.endpoint {
-        None => (PEER_NONE, [0; 16]),
-        Some(IpAddr::V4(v4)) => {
-            let mut addr = [0; 16];
-            addr[..4].copy_from_slice(&v4.octets());
-            (PEER_IPV4, addr)
-        }
-        Some(IpAddr::V6(v6)) => (PEER_IPV6, v6.octets()),
-    };
-    PeerKey {
-        ifindex: peer.ifindex,
-        direction: peer.direction as u8,
-        family,
-        reserved: [0; 2],
-        addr: PeerKey::addr_words(addr),
-    }
-}
-
 /// When each peer's counter last moved, to forget the peers that went idle.
 #[derive(Debug, Default)]
 pub(super) struct PeerAges {
@@ -65,17 +45,16 @@ pub(super) struct PeerAges {
 }
 
 impl PeerAges {
-    /// Records a reading of every peer at `now`: a peer whose packet count moved (or that is
-    /// new) is seen now. Peers no longer in the map are forgotten.
-    pub(super) fn observe(&mut self, peers: &[Peer], now: Instant) {
+    /// Records a reading of every peer (its key and count) at `now`: a peer whose packet count
+    /// moved (or that is new) is seen now. Peers no longer in the map are forgotten.
+    pub(super) fn observe(&mut self, peers: &[(PeerKey, Counter)], now: Instant) {
         let mut seen = HashMap::with_capacity(peers.len());
-        for peer in peers {
-            let key = peer_key(peer);
-            let since = match self.seen.get(&key) {
-                Some(&(packets, at)) if packets == peer.counter.packets => at,
+        for (key, counter) in peers {
+            let since = match self.seen.get(key) {
+                Some(&(packets, at)) if packets == counter.packets => at,
                 _ => now,
             };
-            seen.insert(key, (peer.counter.packets, since));
+            seen.insert(*key, (counter.packets, since));
         }
         self.seen = seen;
     }
@@ -94,9 +73,30 @@ impl PeerAges {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use collector_common::PEER_NONE;
 
-    fn peer(last: u8, packets: u64) -> Peer {
-        Peer {
+    /// The map key of `peer`, counted under its device's slot `generation`.
+    fn peer_key(peer: &Peer, generation: u16) -> PeerKey {
+        let (family, addr) = match peer.endpoint {
+            None => (PEER_NONE, [0; 16]),
+            Some(IpAddr::V4(v4)) => {
+                let mut addr = [0; 16];
+                addr[..4].copy_from_slice(&v4.octets());
+                (PEER_IPV4, addr)
+            }
+            Some(IpAddr::V6(v6)) => (PEER_IPV6, v6.octets()),
+        };
+        PeerKey {
+            ifindex: peer.ifindex,
+            direction: peer.direction as u8,
+            family,
+            generation,
+            addr: PeerKey::addr_words(addr),
+        }
+    }
+
+    fn peer(last: u8, packets: u64) -> (PeerKey, Counter) {
+        let peer = Peer {
             ifindex: 3,
             direction: Direction::Ingress,
             endpoint: Some(IpAddr::from([192, 0, 2, last])),
@@ -104,7 +104,8 @@ mod tests {
                 packets,
                 bytes: packets * 100,
             },
-        }
+        };
+        (peer_key(&peer, 1), peer.counter)
     }
 
     #[test]
@@ -115,7 +116,7 @@ mod tests {
         let later = start + Duration::from_secs(60);
         ages.observe(&[peer(1, 6), peer(2, 5)], later);
         let idle = ages.idle(Duration::from_secs(30), later);
-        assert_eq!(idle, vec![(peer_key(&peer(2, 0)), 5)]);
+        assert_eq!(idle, vec![(peer(2, 0).0, 5)]);
         assert!(ages.idle(Duration::from_secs(61), later).is_empty());
     }
 
@@ -133,7 +134,7 @@ mod tests {
                 counter: Counter::default(),
             };
             assert_eq!(
-                Peer::from_key(&peer_key(&peer), Counter::default()),
+                Peer::from_key(&peer_key(&peer, 9), Counter::default()),
                 Some(peer)
             );
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <base>/                              pin_path, e.g. /sys/fs/bpf/linkmeter
-//!   v2-i256-p10240/                    MAP_LAYOUT_VERSION, max_interfaces, max_peers
+//!   v3-i256-p10240/                    MAP_LAYOUT_VERSION, max_interfaces, max_peers
 //!     directory stats peers overflow   the maps (and peer_table, peer_control, peer_totals)
 //!     links/7-ingress links/7-egress   TCX links, by ifindex and hook
 //! ```

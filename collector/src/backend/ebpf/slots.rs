@@ -17,6 +17,8 @@ pub(super) struct Taken {
     pub(super) position: u32,
     /// The directory entry's flags ([`collector_common::SLOT_TUNNEL`], ...).
     pub(super) flags: u32,
+    /// The attachment's generation ([`collector_common::Slot::generation`]).
+    pub(super) generation: u16,
 }
 
 /// The slots and directory positions in use.
@@ -56,13 +58,19 @@ impl Slots {
     }
 
     /// The place `ifindex` would get: the longest-free slot and the first directory position
-    /// the program probes for it that is free. Nothing is taken until [`Slots::take`].
+    /// the program probes for it that is free, with `flags` and `generation`. Nothing is taken
+    /// until [`Slots::take`].
     ///
     /// # Errors
     ///
     /// [`MapReadError::Crowded`] when every probed position is taken, [`MapReadError::Full`]
     /// when every slot is.
-    pub(super) fn next_for(&self, ifindex: u32, flags: u32) -> Result<Taken, MapReadError> {
+    pub(super) fn next_for(
+        &self,
+        ifindex: u32,
+        flags: u32,
+        generation: u16,
+    ) -> Result<Taken, MapReadError> {
         let position = (0..DIRECTORY_PROBES)
             .map(|probe| directory_position(ifindex, probe, self.mask))
             .find(|position| !self.taken.values().any(|t| t.position == *position))
@@ -74,6 +82,7 @@ impl Slots {
             slot,
             position,
             flags,
+            generation,
         })
     }
 
@@ -83,10 +92,12 @@ impl Slots {
         self.taken.insert(ifindex, taken);
     }
 
-    /// Takes over a directory entry an earlier daemon left at `position`, when it can be ours:
+    /// Takes over a directory entry an earlier daemon left at `position` (its slot, flags and
+    /// generation in `entry`), when it can be ours:
     /// its slot is free and in range, the program probes `position` for `ifindex`, and
     /// `ifindex` has no place yet. Returns whether it was taken over.
-    pub(super) fn adopt(&mut self, ifindex: u32, position: u32, slot: u32, flags: u32) -> bool {
+    pub(super) fn adopt(&mut self, ifindex: u32, position: u32, entry: Taken) -> bool {
+        let Taken { slot, .. } = entry;
         let probed = (0..DIRECTORY_PROBES)
             .any(|probe| directory_position(ifindex, probe, self.mask) == position);
         let Some(at) = self.free.iter().position(|&s| s == slot) else {
@@ -96,14 +107,7 @@ impl Slots {
             return false;
         }
         self.free.remove(at);
-        self.taken.insert(
-            ifindex,
-            Taken {
-                slot,
-                position,
-                flags,
-            },
-        );
+        self.taken.insert(ifindex, Taken { position, ..entry });
         true
     }
 
@@ -129,6 +133,14 @@ impl Slots {
         self.taken.values().any(|taken| taken.flags & flags != 0)
     }
 
+    /// Whether `ifindex` has a place of `generation`: whether peers counted under that pair
+    /// belong to an interface that still has its slot.
+    pub(super) fn holds(&self, ifindex: u32, generation: u16) -> bool {
+        self.taken
+            .get(&ifindex)
+            .is_some_and(|taken| taken.generation == generation)
+    }
+
     /// How many interfaces have a place.
     pub(super) fn len(&self) -> usize {
         self.taken.len()
@@ -142,33 +154,45 @@ mod tests {
     #[test]
     fn a_freed_slot_is_given_out_last_and_positions_never_collide() {
         let mut slots = Slots::new(2, 63);
-        let a = slots.next_for(5, 0).expect("room");
+        let a = slots.next_for(5, 0, 1).expect("room");
         slots.take(5, a);
-        let b = slots.next_for(6, 0).expect("room");
+        let b = slots.next_for(6, 0, 2).expect("room");
         slots.take(6, b);
         assert_ne!(a.slot, b.slot);
         assert_ne!(a.position, b.position);
         assert!(matches!(
-            slots.next_for(7, 0),
+            slots.next_for(7, 0, 3),
             Err(MapReadError::Full { capacity: 2 })
         ));
         assert_eq!(slots.release(5), Some(a));
         assert_eq!(slots.usage(), (1, 1));
-        assert_eq!(slots.next_for(7, 0).expect("room").slot, a.slot);
+        assert_eq!(slots.next_for(7, 0, 3).expect("room").slot, a.slot);
     }
 
     #[test]
     fn only_entries_the_program_would_find_are_adopted() {
         let mut slots = Slots::new(4, 63);
         let position = directory_position(9, 0, 63);
+        let entry = |slot| Taken {
+            slot,
+            position: 0,
+            flags: 0,
+            generation: 4,
+        };
         assert!(
-            !slots.adopt(9, (position + 20) & 63, 1, 0),
+            !slots.adopt(9, (position + 20) & 63, entry(1)),
             "not probed there"
         );
-        assert!(!slots.adopt(9, position, 7, 0), "slot out of range");
-        assert!(slots.adopt(9, position, 1, 0));
-        assert!(!slots.adopt(9, position, 2, 0), "ifindex placed twice");
-        assert_eq!(slots.get(9).map(|t| t.slot), Some(1));
+        assert!(!slots.adopt(9, position, entry(7)), "slot out of range");
+        assert!(slots.adopt(9, position, entry(1)));
+        assert!(!slots.adopt(9, position, entry(2)), "ifindex placed twice");
+        assert_eq!(
+            slots.get(9).map(|t| (t.slot, t.position)),
+            Some((1, position))
+        );
         assert_eq!(slots.usage(), (1, 3));
+        assert!(slots.holds(9, 4));
+        assert!(!slots.holds(9, 5), "another generation");
+        assert!(!slots.holds(8, 4), "another interface");
     }
 }
