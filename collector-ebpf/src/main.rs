@@ -4,17 +4,7 @@
 #![no_main]
 
 mod counter;
+#[macro_use]
 mod variant;
 
-/// The real program: every part.
-const VARIANT: variant::Variant = variant::Variant::REAL;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+build!(variant::Variant::REAL);

@@ -64,3 +64,22 @@ impl Variant {
         part as u8 <= self.last as u8
     }
 }
+
+/// The root items of a build of the counting programs: its [`Variant`] (`VARIANT`, which
+/// `counter.rs` reads), the panic handler and the license.
+macro_rules! build {
+    ($variant:expr) => {
+        /// What this build does.
+        const VARIANT: variant::Variant = $variant;
+
+        #[cfg(not(test))]
+        #[panic_handler]
+        fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+            loop {}
+        }
+
+        #[unsafe(link_section = "license")]
+        #[unsafe(no_mangle)]
+        static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+    };
+}

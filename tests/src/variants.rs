@@ -20,7 +20,7 @@ macro_rules! object {
 }
 
 /// The builds by name, in the order of the work they do (`linkmeter` is the real program).
-pub static BUILDS: [(&str, &[u8]); 10] = [
+pub static BUILDS: [(&str, &[u8]); 11] = [
     ("ifindex", object!("variant-ifindex")),
     ("slot", object!("variant-slot")),
     ("stats", object!("variant-stats")),
@@ -30,6 +30,7 @@ pub static BUILDS: [(&str, &[u8]); 10] = [
     ("linkmeter", object!("linkmeter-tc")),
     ("constant_slot", object!("variant-constant-slot")),
     ("indexed_slot", object!("variant-indexed-slot")),
+    ("floor", object!("variant-floor")),
     // The real program with the peer table off: peers in the hash map only.
     ("peer_hash", object!("linkmeter-tc")),
 ];

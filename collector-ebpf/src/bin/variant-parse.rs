@@ -6,19 +6,10 @@
 #[path = "../counter.rs"]
 mod counter;
 #[path = "../variant.rs"]
+#[macro_use]
 mod variant;
 
-const VARIANT: variant::Variant = variant::Variant {
+build!(variant::Variant {
     last: variant::Part::Parse,
     slot: variant::SlotSource::Directory,
-};
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+});

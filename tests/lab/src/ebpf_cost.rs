@@ -34,8 +34,9 @@ use crate::{
 };
 
 /// The builds measured on a veth (full breakdown), in the order of the work they add.
-const VETH_BUILDS: [&str; 8] = [
+const VETH_BUILDS: [&str; 9] = [
     "ifindex",
+    "floor",
     "slot",
     "stats",
     "increments",
@@ -56,8 +57,14 @@ const TUNNEL_BUILDS: [&str; 5] = [
 
 /// The parts of the work: (label, build with the part, build without it). `None`: the empty
 /// program.
-pub const PARTS: [(&str, &str, &str, Option<&str>); 11] = [
+pub const PARTS: [(&str, &str, &str, Option<&str>); 12] = [
     ("veth", "reading `skb->ifindex`", "ifindex", None),
+    (
+        "veth",
+        "the floor: a load-time slot, the per-CPU statistics lookup and one increment",
+        "floor",
+        None,
+    ),
     (
         "veth",
         "finding the slot in the directory",

@@ -2,10 +2,12 @@
 //!
 //! - [`lab`]: a Cilium-like node with traffic, linkmeter and a real Prometheus (`cargo xtask
 //!   demo`, binary `linkmeter-lab`, and the end-to-end dashboard test);
+//! - [`attach`]: how soon a new interface is counted, and attaching a large node at start;
 //! - [`bench`]: measurement helpers of `cargo xtask bench` (binary `linkmeter-bench`);
 //! - [`ebpf_cost`]: the per-packet cost scenario, with the variant builds' per-part table;
 //! - [`test_run`]: `BPF_PROG_TEST_RUN`, the noise-free per-run cost of a program.
 
+pub mod attach;
 pub mod bench;
 pub mod ebpf_cost;
 pub mod lab;

@@ -11,7 +11,6 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    net::UdpSocket,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -139,7 +138,15 @@ fn main() {
     }
     if wanted("attach_latency") {
         eprintln!("[5/7] attach latency");
-        report.insert("attach_latency".to_owned(), attach_latency(200));
+        report.insert(
+            "attach_latency".to_owned(),
+            linkmeter_lab::attach::latency(200),
+        );
+        eprintln!("[5/7] attaching 1,000 interfaces at start");
+        report.insert(
+            "bulk_attach".to_owned(),
+            linkmeter_lab::attach::bulk(1000),
+        );
     }
     if wanted("healthz") {
         eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
@@ -379,62 +386,6 @@ fn concurrent_scrapes(ns: &NetNs, single_p50: f64, scrapers: usize, rounds: usiz
     })
 }
 
-/// Scenario 5: from creating an interface to its first counted packet appearing in `/metrics`.
-fn attach_latency(count: usize) -> Value {
-    let topo = VethPair::new("al");
-    let _daemon = Daemon::start(&topo.a, &["--log", "warn"]);
-    let socket = topo
-        .a
-        .within(|| UdpSocket::bind("0.0.0.0:0"))
-        .expect("bind");
-    let mut samples = Vec::new();
-    for i in 0..count {
-        let name = format!("al{i}");
-        let peer = format!("10.212.{}.{}", i / 250, i % 250 + 1);
-        let batch = format!(
-            "link add {name} type vxlan id {} local {A_IP} remote {B_IP} dstport 4789 dev va\naddr add 10.211.{}.{}/32 dev {name}\nlink set {name} up\nroute add {peer}/32 dev {name}\nneigh replace {peer} lladdr 02:00:00:00:99:01 dev {name} nud permanent\n",
-            3000 + i,
-            i / 250,
-            i % 250 + 1
-        );
-        let started = Instant::now();
-        let mut child = std::process::Command::new("ip")
-            .args(["-n", topo.a.name(), "-batch", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("ip -batch");
-        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), batch.as_bytes())
-            .expect("write");
-        drop(child.stdin.take());
-        assert!(child.wait().expect("wait").success());
-        let needle = format!(
-            "linkmeter_interface_packets_total{{interface=\"{name}\",direction=\"tx\",backend=\"ebpf\"}} "
-        );
-        // A measurement loop (2 ms cadence), not a test's wait.
-        loop {
-            let _ignored = socket.send_to(b"x", format!("{peer}:9"));
-            let body = http::get(&topo.a, LISTEN, "/metrics", &[], &[])
-                .expect("scrape")
-                .body;
-            let counted = body
-                .lines()
-                .find_map(|l| l.strip_prefix(&needle))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|v| v > 0);
-            if counted {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{name} never counted"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    json!({"interfaces": count, "ms": summary(&samples)})
-}
-
 /// Scenario 7: `/healthz` answer times on one kept-alive connection over `seconds`, every
 /// 10 ms, at `count` interfaces all counted with legacy tc (each check of an attachment a
 /// filter dump per hook over rtnetlink), with a resync every second and, as the control, with
@@ -654,6 +605,26 @@ fn attach_section(md: &mut String, r: &Value) {
         f(&a["ms"]["min"]),
         f(&a["ms"]["max"])
     );
+    let b = &r["bulk_attach"];
+    if b.is_null() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "A daemon started on a node of {} interfaces (all routed to eBPF): seconds until `/metrics` shows every one counted, from SIGTERM until it has detached every hook and exited, and the kernel's slab memory the attachments took per interface (the slab before the start against the slab with every interface attached; an upper bound).\n\n| mode | attach s | stop s | slab KiB per interface |\n| --- | --- | --- | --- |",
+        b["interfaces"]
+    );
+    for mode in ["tcx", "tc"] {
+        let m = &b["modes"][mode];
+        let _ = writeln!(
+            md,
+            "| {mode} | {:.1} | {:.1} | {:.1} |",
+            f(&m["attach_seconds"]),
+            f(&m["stop_seconds"]),
+            f(&m["slab_kib_per_interface"])
+        );
+    }
+    md.push('\n');
 }
 
 /// Idle cost.
