@@ -48,6 +48,9 @@ pub struct Variant {
     pub last: Part,
     /// Where the slot comes from.
     pub slot: SlotSource,
+    /// A build of the real program whose instructions differ by one harmless stack store:
+    /// what an upgrade loads (the upgrade test, over the same map layout).
+    pub upgrade: bool,
 }
 
 impl Variant {
@@ -56,6 +59,7 @@ impl Variant {
     pub const REAL: Self = Self {
         last: Part::Peers,
         slot: SlotSource::Directory,
+        upgrade: false,
     };
 
     /// Whether this build does `part`.

@@ -20,7 +20,7 @@ macro_rules! object {
 }
 
 /// The builds by name, in the order of the work they do (`linkmeter` is the real program).
-pub static BUILDS: [(&str, &[u8]); 11] = [
+pub static BUILDS: [(&str, &[u8]); 12] = [
     ("ifindex", object!("variant-ifindex")),
     ("slot", object!("variant-slot")),
     ("stats", object!("variant-stats")),
@@ -31,6 +31,8 @@ pub static BUILDS: [(&str, &[u8]); 11] = [
     ("constant_slot", object!("variant-constant-slot")),
     ("indexed_slot", object!("variant-indexed-slot")),
     ("floor", object!("variant-floor")),
+    // The real program with one instruction more: what an upgrade loads (`upgrade.rs`).
+    ("upgrade", object!("variant-upgrade")),
     // The real program with the peer table off: peers in the hash map only.
     ("peer_hash", object!("linkmeter-tc")),
 ];
@@ -109,6 +111,15 @@ impl Build {
                 .unwrap_or_else(|e| panic!("verify {name} {program}: {e}"));
         }
         build
+    }
+
+    /// The kernel's tag (a hash of the instructions) of the loaded `program`.
+    ///
+    /// # Panics
+    ///
+    /// When the build has no such program or the kernel does not answer.
+    pub fn tag(&mut self, program: &str) -> u64 {
+        self.program(program).info().expect("program info").tag()
     }
 
     fn program(&mut self, program: &str) -> &mut SchedClassifier {

@@ -13,4 +13,5 @@ mod variant;
 build!(variant::Variant {
     last: variant::Part::Stats,
     slot: variant::SlotSource::Constant,
+    ..variant::Variant::REAL
 });

@@ -12,4 +12,5 @@ mod variant;
 build!(variant::Variant {
     last: variant::Part::Increments,
     slot: variant::SlotSource::Directory,
+    ..variant::Variant::REAL
 });

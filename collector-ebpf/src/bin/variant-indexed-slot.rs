@@ -12,4 +12,5 @@ mod variant;
 build!(variant::Variant {
     last: variant::Part::Peers,
     slot: variant::SlotSource::Indexed,
+    ..variant::Variant::REAL
 });

@@ -142,6 +142,7 @@ impl Config {
                     file.pin_path
                         .unwrap_or_else(|| PathBuf::from(crate::backend::ebpf::DEFAULT_PIN_PATH))
                 }),
+                object: None,
             },
             resync_interval: Duration::from_secs(resync),
             event_buffer: within(

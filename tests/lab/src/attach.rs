@@ -124,13 +124,17 @@ pub fn bulk(count: usize) -> Value {
             ],
         );
         // A measurement loop, not a test's wait: 20 ms cadence.
-        eventually("every farm interface counted", Duration::from_secs(300), || {
-            let body = http::get(&ns, LISTEN, "/metrics", &[], &[]).map(|r| r.body);
-            match body.as_deref().map(ebpf_interfaces) {
-                Some(n) if n == count => Ok(()),
-                other => Err(other),
-            }
-        });
+        eventually(
+            "every farm interface counted",
+            Duration::from_secs(300),
+            || {
+                let body = http::get(&ns, LISTEN, "/metrics", &[], &[]).map(|r| r.body);
+                match body.as_deref().map(ebpf_interfaces) {
+                    Some(n) if n == count => Ok(()),
+                    other => Err(other),
+                }
+            },
+        );
         let attach = started.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         let slab_per_interface = (slab_kib() - slab_before) / count as f64;

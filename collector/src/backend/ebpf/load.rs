@@ -142,6 +142,10 @@ pub struct LoadOptions {
     /// Pin the maps and TCX links under this bpffs directory and adopt what an earlier daemon
     /// pinned there (see `pin`); `None` (the default): nothing outlives the process.
     pub pin: Option<std::path::PathBuf>,
+    /// The eBPF object to load instead of the one built into linkmeter (`None`, the default):
+    /// another build of the programs over the same map layout, as a later version's would be
+    /// (the upgrade tests).
+    pub object: Option<&'static [u8]>,
 }
 
 /// Errors from loading the eBPF object.
@@ -238,7 +242,9 @@ impl EbpfCounters {
                 loader.map_pin_path(map, pins.map(file));
             }
         }
-        let mut ebpf = loader.load(OBJECT).map_err(LoadError::Object)?;
+        let mut ebpf = loader
+            .load(options.object.unwrap_or(OBJECT))
+            .map_err(LoadError::Object)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {

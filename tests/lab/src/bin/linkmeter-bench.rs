@@ -143,10 +143,7 @@ fn main() {
             linkmeter_lab::attach::latency(200),
         );
         eprintln!("[5/7] attaching 1,000 interfaces at start");
-        report.insert(
-            "bulk_attach".to_owned(),
-            linkmeter_lab::attach::bulk(1000),
-        );
+        report.insert("bulk_attach".to_owned(), linkmeter_lab::attach::bulk(1000));
     }
     if wanted("healthz") {
         eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
@@ -594,7 +591,7 @@ fn attach_section(md: &mut String, r: &Value) {
     let a = &r["attach_latency"];
     let _ = writeln!(
         md,
-        "## 5. Attach latency: interface created → first counted packet in `/metrics` ({} interfaces; target p99 ≤ 100 ms)\n",
+        "## 5. Attach latency: interface created → first counted packet in `/metrics` ({} interfaces; target p99 ≤ 50 ms)\n",
         a["interfaces"]
     );
     let _ = writeln!(
