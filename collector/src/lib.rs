@@ -33,6 +33,7 @@ pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod policy;
 pub(crate) mod web;
+pub(crate) mod zones;
 
 use std::{error::Error, fmt};
 

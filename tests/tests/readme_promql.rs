@@ -5,13 +5,16 @@ use std::process::Command;
 
 use integration_tests::prometheus;
 
-/// The queries of the README's `promql` block, in order (comment lines dropped).
-fn readme_queries() -> Vec<String> {
+/// The queries of the README's `block`-th `promql` block (from 0), in order (comment lines
+/// dropped).
+fn readme_queries(block: usize) -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     let readme = std::fs::read_to_string(path).expect("read README.md");
     let start = readme
-        .find("```promql\n")
+        .match_indices("```promql\n")
+        .nth(block)
         .expect("a promql block in the README")
+        .0
         + 10;
     let block = &readme[start..start + readme[start..].find("```").expect("block end")];
     block
@@ -68,7 +71,7 @@ fn the_readme_joins_give_bytes_per_remote_node_and_per_zone_pair() {
     if !prometheus::available() {
         return;
     }
-    let queries = readme_queries();
+    let queries = readme_queries(0);
     assert_eq!(queries.len(), 2, "{queries:#?}");
     let tests = [
         expr_test(
@@ -87,12 +90,20 @@ fn the_readme_joins_give_bytes_per_remote_node_and_per_zone_pair() {
         ),
     ]
     .concat();
+    promtool_test(SERIES, &tests);
+}
+
+/// Runs `promtool test rules` on `series` and the `promql_expr_test` entries `tests`.
+fn promtool_test(series: &str, tests: &str) {
     let file = format!(
-        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:{SERIES}    promql_expr_test:\n{tests}"
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:{series}    promql_expr_test:\n{tests}"
     );
+    // One file per test: the tests of this binary run at once in one process.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
-        "linkmeter-readme-promql-{}.yml",
-        std::process::id()
+        "linkmeter-readme-promql-{}-{}.yml",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::write(&path, &file).expect("write the promtool test");
     let out = Command::new("promtool")
@@ -106,5 +117,34 @@ fn the_readme_joins_give_bytes_per_remote_node_and_per_zone_pair() {
         "promtool test rules failed:\n{}{}\n{file}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Node n1 (zone a) sends 10 B/s to its own zone, 20 B/s to zone b, and some to no zone.
+const ZONE_SERIES: &str = r#"
+      - series: 'linkmeter_overlay_zone_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", zone="a", job="linkmeter"}'
+        values: '0+600x10'
+      - series: 'linkmeter_overlay_zone_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", zone="b", job="linkmeter"}'
+        values: '0+1200x10'
+      - series: 'linkmeter_overlay_zone_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", zone="none", job="linkmeter"}'
+        values: '0+60x10'
+      - series: 'linkmeter_overlay_zone_bytes_total{node="n1", interface="cilium_vxlan", direction="tx", zone="unknown", job="linkmeter"}'
+        values: '0+60x10'
+      - series: 'linkmeter_overlay_zone_bytes_total{node="n1", interface="cilium_vxlan", direction="rx", zone="b", job="linkmeter"}'
+        values: '0+6000x10'
+      - series: 'linkmeter_node_zone_info{node="n1", zone="a", job="linkmeter"}'
+        values: '1x10'
+"#;
+
+#[test]
+fn the_readme_zone_query_gives_cross_zone_bytes_per_node() {
+    if !prometheus::available() {
+        return;
+    }
+    let queries = readme_queries(1);
+    assert_eq!(queries.len(), 1, "{queries:#?}");
+    promtool_test(
+        ZONE_SERIES,
+        &expr_test(&queries[0], &[(r#"{node="n1"}"#, 20.0)]),
     );
 }

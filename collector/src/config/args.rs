@@ -69,6 +69,22 @@ pub(crate) struct PolicyArgs {
     /// Regex on driver stat names to export [default: .*].
     #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
     pub ethtool_stats_allowlist: Option<String>,
+    /// Zone of overlay peers whose underlay address is in CIDR (IPv4 or IPv6; the longest prefix
+    /// wins), repeatable or comma-separated [default: none].
+    #[arg(
+        long = "peer-zone",
+        env = "LINKMETER_PEER_ZONES",
+        value_delimiter = ',',
+        value_name = "CIDR=ZONE"
+    )]
+    pub peer_zones: Option<Vec<String>>,
+    /// This node's zone (the source of its cross-zone traffic) [default: none].
+    #[arg(long, env = "LINKMETER_NODE_ZONE", value_name = "ZONE")]
+    pub node_zone: Option<String>,
+    /// Overlay series in /metrics: zone, peer or both [default: zone with --peer-zone, else
+    /// peer].
+    #[arg(long, env = "LINKMETER_OVERLAY_SERIES", value_name = "SERIES")]
+    pub overlay_series: Option<String>,
 }
 
 /// Flags (and environment variables) of `linkmeter run`: the routing ones plus the daemon's.
@@ -178,6 +194,9 @@ impl RunArgs {
                 .or(file.resync_interval_seconds),
             ethtool_stats_allowlist: p.ethtool_stats_allowlist.or(file.ethtool_stats_allowlist),
             ethtool_stats_interfaces: p.ethtool_stats_interfaces.or(file.ethtool_stats_interfaces),
+            peer_zones: p.peer_zones.or(file.peer_zones),
+            node_zone: p.node_zone.or(file.node_zone),
+            overlay_series: p.overlay_series.or(file.overlay_series),
             event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
             pin: self.pin.or(file.pin),
             pin_path: self.pin_path.or(file.pin_path),

@@ -49,6 +49,13 @@ pub struct FileConfig {
     /// Interface patterns whose raw driver statistics are exported as `linkmeter_ethtool_stat`
     /// (`DEFAULT_ETHTOOL_STATS_INTERFACES`: interfaces without a link kind, i.e. devices).
     pub ethtool_stats_interfaces: Option<Vec<String>>,
+    /// Zones of overlay peers as `"CIDR=ZONE"` (IPv4 or IPv6; the longest prefix wins).
+    pub peer_zones: Option<Vec<String>>,
+    /// This node's zone.
+    pub node_zone: Option<String>,
+    /// Overlay series in `/metrics`: `zone`, `peer` or `both` (default: `zone` with
+    /// `peer_zones`, `peer` without).
+    pub overlay_series: Option<String>,
     /// Pin the eBPF maps and links under `pin_path`, so that counting goes on while no daemon
     /// runs and a restarted or upgraded daemon continues the same counters.
     pub pin: Option<bool>,

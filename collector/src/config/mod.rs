@@ -27,6 +27,7 @@ use crate::{
     backend::ebpf::{AttachMode, Capacity, LoadOptions, Role},
     node::Settings,
     policy::Policy,
+    zones::{Overlay, OverlaySeries, ZoneTable},
 };
 
 /// The validated configuration.
@@ -124,6 +125,11 @@ impl Config {
                     .attach_mode
                     .as_deref()
                     .map_or(Ok(AttachMode::default()), attach_mode)?,
+                overlay: overlay(
+                    file.peer_zones.unwrap_or_default(),
+                    file.node_zone,
+                    file.overlay_series.as_deref(),
+                )?,
                 peer_idle: Duration::from_secs(within(
                     "peer_idle_seconds",
                     file.peer_idle_seconds.unwrap_or(DEFAULT_PEER_IDLE_SECONDS),
@@ -191,6 +197,35 @@ impl Config {
     pub const fn listen(&self) -> SocketAddr {
         self.listen
     }
+}
+
+/// The overlay settings from `peer_zones`, `node_zone` and `overlay_series`.
+fn overlay(
+    peer_zones: Vec<String>,
+    node_zone: Option<String>,
+    series: Option<&str>,
+) -> Result<Overlay, ConfigError> {
+    let zones = ZoneTable::parse(&peer_zones).map_err(|e| invalid("peer_zones", e.to_string()))?;
+    let node_zone = match node_zone.map(|z| z.trim().to_owned()) {
+        Some(zone) if zone.is_empty() => {
+            return Err(invalid("node_zone", "must not be empty"));
+        }
+        other => other,
+    };
+    let series = match series {
+        None => OverlaySeries::default_for(&zones),
+        Some(text) => OverlaySeries::parse(text).ok_or_else(|| {
+            invalid(
+                "overlay_series",
+                format!("{text:?} is not one of zone, peer, both"),
+            )
+        })?,
+    };
+    Ok(Overlay {
+        zones,
+        node_zone,
+        series,
+    })
 }
 
 #[cfg(test)]

@@ -163,3 +163,52 @@ fn pinning_is_off_by_default_and_the_flag_turns_it_on_or_off() {
         Some(PathBuf::from("/x"))
     );
 }
+
+#[test]
+fn peer_zones_set_the_overlay_series_and_bad_entries_are_named() {
+    use crate::zones::OverlaySeries;
+    let plain = Config::default();
+    assert_eq!(plain.node.overlay.series, OverlaySeries::Peer);
+    assert!(plain.node.overlay.zones.is_empty());
+    let zoned = build(
+        "peer_zones = [\"10.0.0.0/20=eu-west-1a\", \"fd00::/64=eu-west-1b\"]\nnode_zone = \"eu-west-1a\"",
+    )
+    .expect("valid");
+    assert_eq!(zoned.node.overlay.series, OverlaySeries::Zone);
+    assert_eq!(
+        zoned
+            .node
+            .overlay
+            .zones
+            .zone_of("10.0.1.1".parse().expect("ip")),
+        Some("eu-west-1a")
+    );
+    assert_eq!(zoned.node.overlay.node_zone.as_deref(), Some("eu-west-1a"));
+    let both = build("peer_zones = [\"10.0.0.0/20=a\"]\noverlay_series = \"both\"").expect("valid");
+    assert_eq!(both.node.overlay.series, OverlaySeries::Both);
+    for (text, key, names) in [
+        (
+            "peer_zones = [\"10.0.0.0/20=a\", \"10.0.0.1/20=b\"]",
+            "peer_zones",
+            "10.0.0.1/20=b",
+        ),
+        (
+            "peer_zones = [\"10.0.0.0/20\"]",
+            "peer_zones",
+            "10.0.0.0/20",
+        ),
+        (
+            "peer_zones = [\"10.0.0.0/20=\"]",
+            "peer_zones",
+            "10.0.0.0/20=",
+        ),
+        ("overlay_series = \"zones\"", "overlay_series", "zones"),
+        ("node_zone = \" \"", "node_zone", "empty"),
+    ] {
+        let message = crate::Report(&build(text).expect_err(text)).to_string();
+        assert!(
+            message.contains(&format!("invalid {key}")) && message.contains(names),
+            "{text}: {message}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use prometheus_client::{
 
 use super::{
     InterfaceSnapshot, Snapshot,
-    family::{Result, counter},
+    family::{Result, counter, gauge},
     names,
 };
 use collector_common::{Protocol, SIZE_BOUNDS, SIZE_BUCKETS, Stats, TcpFlag};
@@ -65,6 +65,12 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Resul
         }),
     )?;
     sizes(s, encoder)?;
+    if s.overlay_series.zones() {
+        zones(s, encoder)?;
+    }
+    if !s.overlay_series.peers() {
+        return Ok(());
+    }
     let peers = |value: fn(&super::PeerSnapshot) -> u64| {
         s.peers.iter().map(move |p| {
             let labels = [
@@ -86,6 +92,41 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Resul
         names::OVERLAY_BYTES,
         "Bytes per external-mode tunnel device, direction and remote tunnel endpoint (eBPF: the inner frame, skb->len).",
         peers(|p| p.bytes),
+    )
+}
+
+/// The overlay traffic per zone, and this node's zone.
+fn zones(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
+    let per_zone = |value: fn(&crate::zones::ZoneCount) -> u64| {
+        s.zones.iter().map(move |z| {
+            let labels = [
+                ("interface", z.interface.as_str()),
+                ("direction", z.direction.as_rx_tx()),
+                ("zone", z.zone.as_str()),
+            ];
+            (labels, value(z))
+        })
+    };
+    counter(
+        encoder,
+        names::OVERLAY_ZONE_PACKETS,
+        "Packets per external-mode tunnel device, direction and zone of the remote tunnel endpoint (peer_zones; zone=\"unknown\": a peer in no CIDR; zone=\"none\": egress packets without a tunnel key). The zones of a device and direction add up to its eBPF packets.",
+        per_zone(|z| z.counter.packets),
+    )?;
+    counter(
+        encoder,
+        names::OVERLAY_ZONE_BYTES,
+        "Bytes per external-mode tunnel device, direction and zone of the remote tunnel endpoint (eBPF: the inner frame, skb->len).",
+        per_zone(|z| z.counter.bytes),
+    )?;
+    gauge(
+        encoder,
+        names::NODE_ZONE_INFO,
+        "This node's zone (node_zone), value 1: the source zone of its cross-zone traffic.",
+        MetricType::Gauge,
+        s.node_zone
+            .iter()
+            .map(|zone| ([("zone", zone.as_str())], 1_i64)),
     )
 }
 

@@ -141,6 +141,12 @@ pub(crate) struct Snapshot {
     pub(crate) slots: Option<(u64, u64)>,
     /// Whether the eBPF backend is loaded.
     pub(crate) ebpf_available: bool,
+    /// Traffic per tunnel device, direction and zone of the remote endpoint.
+    pub(crate) zones: Vec<crate::zones::ZoneCount>,
+    /// Which overlay series are shown.
+    pub(crate) overlay_series: crate::zones::OverlaySeries,
+    /// This node's zone, when known.
+    pub(crate) node_zone: Option<String>,
 }
 
 impl Snapshot {

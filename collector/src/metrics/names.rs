@@ -52,3 +52,9 @@ pub(crate) const OVERLAY_BYTES: &str = "linkmeter_overlay_bytes";
 pub(crate) const EBPF_AVAILABLE: &str = "linkmeter_ebpf_available";
 /// Gauge 1: `version`.
 pub(crate) const BUILD_INFO: &str = "linkmeter_build_info";
+/// Overlay packets per tunnel device, direction and zone.
+pub(crate) const OVERLAY_ZONE_PACKETS: &str = "linkmeter_overlay_zone_packets";
+/// Overlay bytes per tunnel device, direction and zone.
+pub(crate) const OVERLAY_ZONE_BYTES: &str = "linkmeter_overlay_zone_bytes";
+/// This node's zone.
+pub(crate) const NODE_ZONE_INFO: &str = "linkmeter_node_zone_info";

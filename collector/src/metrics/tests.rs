@@ -101,6 +101,7 @@ fn fixture() -> Snapshot {
         map_bytes: vec![("directory", 32_768), ("stats", 131_072)],
         slots: Some((3, 253)),
         ebpf_available: true,
+        ..Snapshot::default()
     }
 }
 
@@ -368,4 +369,38 @@ fn overlay_peers_and_overflow_per_map_are_exported() {
     // Interfaces without the eBPF counter have no breakdown.
     assert!(!text.contains("protocol_packets_total{interface=\"lo\""));
     assert!(!text.contains("protocol_packets_total{interface=\"br0\""));
+}
+
+#[test]
+fn overlay_zones_replace_the_peers_unless_both_are_asked_for() {
+    use crate::zones::{OverlaySeries, ZoneCount};
+    let mut snapshot = fixture();
+    snapshot.zones = vec![ZoneCount {
+        interface: "cilium_vxlan".to_owned(),
+        direction: Direction::Egress,
+        zone: "eu-west-1b".to_owned(),
+        counter: collector_common::Counter {
+            packets: 5,
+            bytes: 500,
+        },
+    }];
+    snapshot.node_zone = Some("eu-west-1a".to_owned());
+    let zone_lines = [
+        "linkmeter_overlay_zone_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",zone=\"eu-west-1b\"} 5\n",
+        "linkmeter_overlay_zone_bytes_total{interface=\"cilium_vxlan\",direction=\"tx\",zone=\"eu-west-1b\"} 500\n",
+        "linkmeter_node_zone_info{zone=\"eu-west-1a\"} 1\n",
+    ];
+    let peer_line = "linkmeter_overlay_packets_total{interface=\"cilium_vxlan\",direction=\"tx\",peer=\"192.0.2.2\"} 5\n";
+    for (series, zones, peers) in [
+        (OverlaySeries::Zone, true, false),
+        (OverlaySeries::Peer, false, true),
+        (OverlaySeries::Both, true, true),
+    ] {
+        snapshot.overlay_series = series;
+        let text = render(snapshot.clone(), Format::Prometheus);
+        for line in zone_lines {
+            assert_eq!(text.contains(line), zones, "{series:?}: {line}");
+        }
+        assert_eq!(text.contains(peer_line), peers, "{series:?}");
+    }
 }

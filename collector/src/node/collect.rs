@@ -21,6 +21,7 @@ use crate::{
     discovery::{DiscoveryError, Links},
     metrics::{CollectStats, InterfaceSnapshot, MapOverflow, PeerSnapshot, Snapshot},
     policy::Backend,
+    zones::{Overlay, ZoneCount, ZoneTable, ZoneTotals},
 };
 
 /// Why a backend's part of a collection failed.
@@ -80,6 +81,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             links,
             interfaces,
             stats,
+            zone_totals,
             ..
         } = self;
         let allowlist = &settings.ethtool_stats_allowlist;
@@ -98,7 +100,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             execute(
                 &mut stats.collect,
                 Backend::Ebpf,
-                ebpf_counts(ebpf, interfaces, &mut out),
+                ebpf_counts(ebpf, interfaces, (&settings.overlay, zone_totals), &mut out),
             )
             .await;
         }
@@ -111,6 +113,8 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .map(|r| (r.as_str(), self.stats.netlink_resyncs[*r as usize]))
             .collect();
         out.ebpf_available = self.ebpf.is_some();
+        out.overlay_series = self.settings.overlay.series;
+        out.node_zone.clone_from(&self.settings.overlay.node_zone);
         out
     }
 }
@@ -181,6 +185,7 @@ async fn driver_stats<I: EthtoolIo>(
 async fn ebpf_counts<E: TcCounter>(
     ebpf: &mut E,
     interfaces: &Interfaces,
+    (overlay, zone_totals): (&Overlay, &mut ZoneTotals),
     out: &mut Snapshot,
 ) -> Vec<CollectError> {
     ebpf.flush_logs();
@@ -198,7 +203,11 @@ async fn ebpf_counts<E: TcCounter>(
         Err(err) => failures.push(err.into()),
     }
     match ebpf.observe_peers() {
-        Ok(peers) => out.peers = peer_snapshots(&peers, out),
+        Ok(peers) => {
+            out.peers = peer_snapshots(&peers, out);
+            // Only from a complete reading: a peer missing from a failed one has not left.
+            out.zones = zone_counts(&peers, out, &overlay.zones, zone_totals);
+        }
         Err(err) => failures.push(err.into()),
     }
     match ebpf.overflow() {
@@ -245,6 +254,33 @@ fn peer_snapshots(peers: &[Peer], out: &Snapshot) -> Vec<PeerSnapshot> {
         (&a.interface, a.direction, &a.peer).cmp(&(&b.interface, b.direction, &b.peer))
     });
     shown
+}
+
+/// The zones' counts of `peers` of the interfaces in `out` (see [`ZoneTotals`]).
+fn zone_counts(
+    peers: &[Peer],
+    out: &Snapshot,
+    table: &ZoneTable,
+    totals: &mut ZoneTotals,
+) -> Vec<ZoneCount> {
+    let name = |ifindex: u32| {
+        out.interfaces
+            .binary_search_by_key(&ifindex, |i| i.ifindex)
+            .ok()
+            .and_then(|at| out.interfaces.get(at))
+            .map(|i| i.name.as_str())
+    };
+    let devices: std::collections::BTreeSet<&str> =
+        out.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let readings = peers.iter().filter_map(|peer| {
+        Some((
+            name(peer.ifindex)?,
+            peer.direction,
+            peer.endpoint,
+            peer.counter,
+        ))
+    });
+    totals.update(table, readings, &devices)
 }
 
 /// An interface's routing, as exported, before any backend has read its numbers.

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) attach_mode: AttachMode,
     /// Idle time after which an overlay peer is forgotten.
     pub(crate) peer_idle: Duration,
+    /// Zones of overlay peers, and which overlay series are shown.
+    pub(crate) overlay: crate::zones::Overlay,
     /// Driver statistic names exported as `linkmeter_ethtool_stat`.
     pub(crate) ethtool_stats_allowlist: regex::Regex,
 }
@@ -159,6 +161,8 @@ pub(crate) struct Node<I, E, L> {
     /// Names already reported (once) as lacking ethtool statistics; only names still present
     /// are kept at each resync, so it is bounded by the node's interfaces.
     warned: HashSet<String>,
+    /// The overlay zones' counts, kept monotonic while their peers come and go.
+    zone_totals: crate::zones::ZoneTotals,
     /// Resyncs done: the clock of [`Retry`].
     resyncs: u64,
     stats: NodeStats,
@@ -222,6 +226,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             first_pass: None,
             stopping: false,
             warned: HashSet::new(),
+            zone_totals: crate::zones::ZoneTotals::default(),
             resyncs: 0,
             stats: NodeStats::default(),
         }

@@ -24,6 +24,7 @@ mod source;
 const FLOORS: &[(&str, u8)] = &[
     ("discovery", 1),
     ("filter", 1),
+    ("zones", 1),
     ("backend", 2),
     ("policy", 3),
     ("metrics", 3),

@@ -49,6 +49,7 @@ fn settings() -> Settings {
         attach_mode: AttachMode::Auto,
         peer_idle: Duration::from_secs(900),
         ethtool_stats_allowlist: regex::Regex::new(".*").expect("regex"),
+        overlay: crate::zones::Overlay::default(),
     }
 }
 
