@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    metrics::{Encoding, Exposition, Format},
+    metrics::{Encoding, Exposition, Format, View},
     web::{
         Web,
         server::{self, Limits},
@@ -87,6 +87,7 @@ impl Endpoints {
 pub(crate) fn router(endpoints: Endpoints) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/metrics/peers", get(peer_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(endpoints)
@@ -109,6 +110,17 @@ pub(crate) async fn serve(
 }
 
 async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Response {
+    answer(&endpoints, &headers, View::All).await
+}
+
+/// `/metrics/peers`: the overlay traffic per peer, for a scrape of its own.
+async fn peer_metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Response {
+    answer(&endpoints, &headers, View::Peers).await
+}
+
+/// A scrape of `view`: one collection shared with the scrapes that arrive meanwhile, the
+/// format and content coding negotiated.
+async fn answer(endpoints: &Endpoints, headers: &HeaderMap, view: View) -> Response {
     let Some(exposition) = endpoints.scrapes.collect().await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
@@ -124,7 +136,7 @@ async fn metrics(State(endpoints): State<Endpoints>, headers: HeaderMap) -> Resp
         )
             .into_response();
     };
-    let Some(body) = exposition.encoded(format, encoding) else {
+    let Some(body) = exposition.encoded(view, format, encoding) else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding metrics failed\n",

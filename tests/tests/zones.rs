@@ -7,9 +7,9 @@
 use std::net::Ipv4Addr;
 
 use integration_tests::{
-    daemon::{Daemon, scrape},
+    daemon::{Daemon, LISTEN, scrape},
     frames::{ethernet, ipv4, udp},
-    kernel_tests_enabled,
+    http, kernel_tests_enabled,
     overlay::{self, OverlayNode, endpoints, send_from},
     raw,
 };
@@ -111,6 +111,35 @@ fn the_daemon_counts_overlay_traffic_per_zone_exactly() {
         m.value("linkmeter_node_zone_info", &[("zone", "zone-a")]),
         Some(1.0)
     );
-    // With a zone table, the per-peer series are not in /metrics (overlay_series = zone).
+    // With a zone table, the per-peer series are not in /metrics (overlay_series = zone), and
+    // /metrics/peers has every one of them, alone.
     assert!(m.samples("linkmeter_overlay_packets_total").is_empty());
+    let peers = http::get(&topo.node, LISTEN, "/metrics/peers", &[], &[]).expect("scrape");
+    assert_eq!(peers.status, 200);
+    let peer = |direction: &str, endpoint: &str| {
+        format!(
+            "linkmeter_overlay_packets_total{{interface=\"{}\",direction=\"{direction}\",peer=\"{endpoint}\"}} ",
+            overlay::DEVICE
+        )
+    };
+    for (direction, endpoint, packets) in [
+        ("rx", zone_a[0].to_string(), 3),
+        ("rx", zone_a[1].to_string(), 4),
+        ("rx", zone_b[0].to_string(), 5),
+        ("rx", unknown[0].to_string(), 6),
+        ("tx", overlay::V4_PEER.to_string(), 4),
+        ("tx", overlay::V6_PEER.to_string(), 3),
+        ("tx", "none".to_owned(), 2),
+    ] {
+        let line = format!("{}{packets}\n", peer(direction, &endpoint));
+        assert!(
+            peers.body.contains(&line),
+            "{line} missing in {}",
+            peers.body
+        );
+    }
+    assert!(
+        !peers.body.contains("linkmeter_interface_"),
+        "/metrics/peers carries the peers only"
+    );
 }

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     cli::{Failure, once, runtime},
     config::{Config, PolicyArgs},
-    metrics::{Format, encode},
+    metrics::{Format, View, encode},
 };
 
 /// Examples shown by `linkmeter dump --help`.
@@ -50,7 +50,7 @@ pub(crate) fn execute(args: &DumpArgs) -> Result<(), Failure> {
         DumpFormat::Prometheus => Format::Prometheus,
         DumpFormat::Openmetrics => Format::OpenMetrics,
     };
-    let text = encode(Arc::new(snapshot), format)
+    let text = encode(Arc::new(snapshot), format, View::All)
         .map_err(|e| Failure::runtime(format!("encoding: {e}")))?;
     print!("{text}");
     Ok(())

@@ -60,7 +60,8 @@ pub fn labels(data: &[u8]) {
     ]
     .into();
     for format in [Format::OpenMetrics, Format::Prometheus] {
-        let text = crate::metrics::encode(Arc::clone(&snapshot), format).expect("encodes");
+        let text = crate::metrics::encode(Arc::clone(&snapshot), format, crate::metrics::View::All)
+            .expect("encodes");
         let seen = read_exposition(&text, format);
         for (label, value) in &expected {
             let values = seen

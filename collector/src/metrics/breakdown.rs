@@ -68,9 +68,14 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Resul
     if s.overlay_series.zones() {
         zones(s, encoder)?;
     }
-    if !s.overlay_series.peers() {
-        return Ok(());
+    if s.overlay_series.peers() {
+        peers(s, encoder)?;
     }
+    Ok(())
+}
+
+/// The overlay traffic per peer (also the whole of `/metrics/peers`).
+pub(super) fn peers(s: &Snapshot, encoder: &mut DescriptorEncoder<'_>) -> Result {
     let peers = |value: fn(&super::PeerSnapshot) -> u64| {
         s.peers.iter().map(move |p| {
             let labels = [

@@ -14,7 +14,7 @@ use crate::{discovery::RxTx, policy::Backend};
 
 /// The collector over one snapshot.
 #[derive(Debug)]
-pub(super) struct Families(pub(super) Arc<Snapshot>);
+pub(super) struct Families(pub(super) Arc<Snapshot>, pub(super) super::View);
 
 /// The rx and tx samples of `value`, labelled with the interface, the direction and (when
 /// `with_backend`) the backend.
@@ -237,6 +237,9 @@ impl Families {
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result {
+        if self.1 == super::View::Peers {
+            return super::breakdown::peers(&self.0, &mut encoder);
+        }
         self.routing(&mut encoder)?;
         self.interfaces(&mut encoder)?;
         super::breakdown::encode(&self.0, &mut encoder)?;

@@ -203,14 +203,29 @@ impl Format {
     }
 }
 
-/// Encodes `snapshot` in `format`.
+/// Which exposition a path serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum View {
+    /// `/metrics`: every family, the overlay ones as `overlay_series` says.
+    All,
+    /// `/metrics/peers`: the overlay traffic per peer only, whatever `overlay_series` says, for
+    /// a scrape of its own (debugging one node per peer without paying for it cluster-wide).
+    Peers,
+}
+
+/// Encodes `view` of `snapshot` in `format`.
 ///
 /// # Errors
 ///
 /// A formatting error from the encoder (not expected for in-memory strings).
-pub(crate) fn encode(snapshot: Arc<Snapshot>, format: Format) -> Result<String, std::fmt::Error> {
+pub(crate) fn encode(
+    snapshot: Arc<Snapshot>,
+    format: Format,
+    view: View,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(families::Families(snapshot)));
+    registry.register_collector(Box::new(families::Families(snapshot, view)));
     let mut out = String::new();
     match format {
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
@@ -226,8 +241,8 @@ pub(crate) fn encode(snapshot: Arc<Snapshot>, format: Format) -> Result<String, 
 #[derive(Debug)]
 pub(crate) struct Exposition {
     snapshot: Arc<Snapshot>,
-    /// By format, then coding ([`Encoding::ALL`] order).
-    bodies: [[OnceLock<Option<Bytes>>; 3]; 2],
+    /// By view, then format, then coding ([`Encoding::ALL`] order).
+    bodies: [[[OnceLock<Option<Bytes>>; 3]; 2]; 2],
 }
 
 impl Exposition {
@@ -245,10 +260,10 @@ impl Exposition {
         &self.snapshot
     }
 
-    /// The body in `format` and content coding `encoding`; `None` if encoding or compressing
-    /// failed (logged).
-    pub(crate) fn encoded(&self, format: Format, encoding: Encoding) -> Option<Bytes> {
-        let by_format = &self.bodies[format as usize];
+    /// The body of `view` in `format` and content coding `encoding`; `None` if encoding or
+    /// compressing failed (logged).
+    pub(crate) fn encoded(&self, view: View, format: Format, encoding: Encoding) -> Option<Bytes> {
+        let by_format = &self.bodies[view as usize][format as usize];
         let at = Encoding::ALL
             .iter()
             .position(|e| *e == encoding)
@@ -256,7 +271,7 @@ impl Exposition {
         by_format[at]
             .get_or_init(|| {
                 if encoding == Encoding::Identity {
-                    return match encode(Arc::clone(&self.snapshot), format) {
+                    return match encode(Arc::clone(&self.snapshot), format, view) {
                         Ok(text) => Some(Bytes::from(text)),
                         Err(err) => {
                             tracing::error!(error = %err, "encoding the exposition failed");
@@ -264,7 +279,7 @@ impl Exposition {
                         }
                     };
                 }
-                let plain = self.encoded(format, Encoding::Identity)?;
+                let plain = self.encoded(view, format, Encoding::Identity)?;
                 match encoding.apply(&plain) {
                     Ok(compressed) => Some(Bytes::from(compressed)),
                     Err(err) => {

@@ -130,7 +130,7 @@ fn peer(interface: &str, direction: Direction, peer: &str, packets: u64) -> Peer
 }
 
 fn render(snapshot: Snapshot, format: Format) -> String {
-    encode(Arc::new(snapshot), format).expect("encode")
+    encode(Arc::new(snapshot), format, View::All).expect("encode")
 }
 
 #[test]
@@ -267,25 +267,25 @@ fn negotiation_prefers_openmetrics_only_when_asked_and_honours_quality_values() 
 fn an_exposition_encodes_each_format_once_and_shares_it() {
     let exposition = Exposition::new(fixture());
     let first = exposition
-        .encoded(Format::Prometheus, Encoding::Identity)
+        .encoded(View::All, Format::Prometheus, Encoding::Identity)
         .expect("encoded");
     let second = exposition
-        .encoded(Format::Prometheus, Encoding::Identity)
+        .encoded(View::All, Format::Prometheus, Encoding::Identity)
         .expect("encoded");
     // The same bytes, not a second encoding.
     assert_eq!(first.as_ptr(), second.as_ptr());
     assert_ne!(
         exposition
-            .encoded(Format::OpenMetrics, Encoding::Identity)
+            .encoded(View::All, Format::OpenMetrics, Encoding::Identity)
             .expect("encoded"),
         first
     );
     // Compressed once too, from the same text.
     let gz = exposition
-        .encoded(Format::Prometheus, Encoding::Gzip)
+        .encoded(View::All, Format::Prometheus, Encoding::Gzip)
         .expect("gzip");
     let again = exposition
-        .encoded(Format::Prometheus, Encoding::Gzip)
+        .encoded(View::All, Format::Prometheus, Encoding::Gzip)
         .expect("gzip");
     assert_eq!(gz.as_ptr(), again.as_ptr());
     let mut text = Vec::new();
@@ -402,5 +402,22 @@ fn overlay_zones_replace_the_peers_unless_both_are_asked_for() {
             assert_eq!(text.contains(line), zones, "{series:?}: {line}");
         }
         assert_eq!(text.contains(peer_line), peers, "{series:?}");
+        // /metrics/peers: the per-peer families alone, whatever overlay_series says.
+        let only_peers =
+            encode(Arc::new(snapshot.clone()), Format::Prometheus, View::Peers).expect("encode");
+        assert!(only_peers.contains(peer_line), "{series:?}: {only_peers}");
+        let families: std::collections::BTreeSet<&str> = only_peers
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            families.into_iter().collect::<Vec<_>>(),
+            [
+                "linkmeter_overlay_bytes_total",
+                "linkmeter_overlay_packets_total"
+            ],
+            "{series:?}"
+        );
     }
 }
