@@ -312,6 +312,76 @@ impl ZoneTotals {
     }
 }
 
+/// Where this node's zone comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeZone {
+    /// `node_zone`.
+    Configured(String),
+    /// The zone of the node's own `address`, found in the table.
+    Found {
+        /// The zone.
+        zone: String,
+        /// The address it was found by.
+        address: IpAddr,
+    },
+    /// The node's addresses lie in several zones of the table: none is taken.
+    Ambiguous(Vec<(IpAddr, String)>),
+    /// No zone: no table, or none of the node's addresses is in it.
+    Unknown,
+}
+
+impl NodeZone {
+    /// The zone, when there is one.
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Self::Configured(zone) | Self::Found { zone, .. } => Some(zone),
+            Self::Ambiguous(_) | Self::Unknown => None,
+        }
+    }
+
+    /// What it is and where it comes from, for `check` and the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Configured(zone) => format!("{zone} (node_zone)"),
+            Self::Found { zone, address } => format!("{zone} (the node's address {address})"),
+            Self::Ambiguous(found) => {
+                let found: Vec<String> = found.iter().map(|(a, z)| format!("{a} in {z}")).collect();
+                format!(
+                    "unknown: the node's addresses are in several zones ({}); set node_zone",
+                    found.join(", ")
+                )
+            }
+            Self::Unknown => "unknown: none of the node's addresses is in peer_zones".to_owned(),
+        }
+    }
+}
+
+/// This node's zone: `configured` when set, else the one zone of the table that holds the
+/// node's own `addresses` (loopback and link-local addresses left out).
+pub fn node_zone(configured: Option<&str>, table: &ZoneTable, addresses: &[IpAddr]) -> NodeZone {
+    if let Some(zone) = configured {
+        return NodeZone::Configured(zone.to_owned());
+    }
+    let local = |a: &IpAddr| match a {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    let found: Vec<(IpAddr, String)> = addresses
+        .iter()
+        .filter(|a| !local(a))
+        .filter_map(|&a| Some((a, table.zone_of(a)?.to_owned())))
+        .collect();
+    let zones: BTreeSet<&str> = found.iter().map(|(_, z)| z.as_str()).collect();
+    match (zones.len(), found.first()) {
+        (1, Some((address, zone))) => NodeZone::Found {
+            zone: zone.clone(),
+            address: *address,
+        },
+        (0, _) | (_, None) => NodeZone::Unknown,
+        _ => NodeZone::Ambiguous(found),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,5 +509,37 @@ mod tests {
         assert_eq!(OverlaySeries::parse("zones"), None);
         assert!(OverlaySeries::Both.peers() && OverlaySeries::Both.zones());
         assert!(!OverlaySeries::Zone.peers() && !OverlaySeries::Peer.zones());
+    }
+
+    #[test]
+    fn the_node_zone_is_configured_or_found_by_the_nodes_addresses() {
+        let table =
+            ZoneTable::parse(&["10.0.0.0/16=a", "10.1.0.0/16=b", "127.0.0.0/8=lo"]).expect("valid");
+        let found = node_zone(
+            None,
+            &table,
+            &[ip("127.0.0.1"), ip("192.0.2.1"), ip("10.0.3.4")],
+        );
+        assert_eq!(found.zone(), Some("a"));
+        assert_eq!(found.describe(), "a (the node's address 10.0.3.4)");
+        assert_eq!(
+            node_zone(Some("z"), &table, &[ip("10.0.3.4")]).describe(),
+            "z (node_zone)"
+        );
+        let two = node_zone(None, &table, &[ip("10.0.3.4"), ip("10.1.0.9")]);
+        assert_eq!(two.zone(), None);
+        assert!(
+            two.describe().contains("10.0.3.4 in a, 10.1.0.9 in b"),
+            "{}",
+            two.describe()
+        );
+        assert_eq!(
+            node_zone(None, &table, &[ip("192.0.2.1")]),
+            NodeZone::Unknown
+        );
+        assert_eq!(
+            node_zone(None, &ZoneTable::default(), &[]),
+            NodeZone::Unknown
+        );
     }
 }

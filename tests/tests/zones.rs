@@ -143,3 +143,40 @@ fn the_daemon_counts_overlay_traffic_per_zone_exactly() {
         "/metrics/peers carries the peers only"
     );
 }
+
+#[test]
+fn check_names_the_node_zone_and_where_it_comes_from() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = OverlayNode::new("zck");
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", topo.node.name()])
+            .arg(integration_tests::daemon::binary())
+            .arg("check")
+            .args(args)
+            .output()
+            .expect("run linkmeter check");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The node's underlay address 10.210.0.1 is in zone-a.
+    let found = check(&["--peer-zone", "10.210.0.0/28=zone-a,10.211.0.0/16=zone-b"]);
+    assert!(
+        found.contains("node-zone     zone-a (the node's address 10.210.0.1)"),
+        "{found}"
+    );
+    let configured = check(&[
+        "--peer-zone",
+        "10.210.0.0/28=zone-a",
+        "--node-zone",
+        "zone-c",
+    ]);
+    assert!(configured.contains("zone-c (node_zone)"), "{configured}");
+    // Addresses in two zones: none is taken, and check says so.
+    let both = check(&["--peer-zone", "10.210.0.0/28=zone-a,fd00:210::/64=zone-v6"]);
+    assert!(
+        both.contains("warn  node-zone     unknown: the node's addresses are in several zones"),
+        "{both}"
+    );
+}

@@ -215,6 +215,27 @@ async fn next_event<S: Stream<Item = LinkEvent> + Unpin>(
     }
 }
 
+/// The node's settings with its zone: `node_zone`, or the zone of the node's own addresses in
+/// `peer_zones` (logged, with where it comes from).
+fn with_node_zone(config: &Config) -> crate::node::Settings {
+    let mut settings = config.node.clone();
+    let overlay = &mut settings.overlay;
+    if overlay.zones.is_empty() && overlay.node_zone.is_none() {
+        return settings;
+    }
+    let zone = crate::zones::node_zone(
+        overlay.node_zone.as_deref(),
+        &overlay.zones,
+        &discovery::own_addresses(),
+    );
+    match zone.zone() {
+        Some(_) => info!(zone = %zone.describe(), "node zone"),
+        None => warn!(zone = %zone.describe(), "node zone"),
+    }
+    overlay.node_zone = zone.zone().map(str::to_owned);
+    settings
+}
+
 /// Runs the daemon on `listener` until `shutdown` completes, then detaches everything.
 ///
 /// # Errors
@@ -231,7 +252,7 @@ pub(crate) async fn run(
     let buffer = config.event_buffer;
     let subscribe = move || discovery::link_events(buffer);
     let events = subscribe().map_err(DaemonError::Events)?;
-    let node = Node::open(&config.node, ebpf)?;
+    let node = Node::open(&with_node_zone(&config), ebpf)?;
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));

@@ -175,6 +175,29 @@ impl Links for Netlink {
     }
 }
 
+/// The addresses of this network namespace's interfaces (`getifaddrs`); empty when they
+/// cannot be read (logged).
+pub(crate) fn own_addresses() -> Vec<std::net::IpAddr> {
+    match nix::ifaddrs::getifaddrs() {
+        Ok(addresses) => addresses
+            .filter_map(|a| {
+                let address = a.address?;
+                if let Some(v4) = address.as_sockaddr_in() {
+                    Some(std::net::IpAddr::V4(v4.ip()))
+                } else {
+                    address
+                        .as_sockaddr_in6()
+                        .map(|v6| std::net::IpAddr::V6(v6.ip()))
+                }
+            })
+            .collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the node's addresses failed");
+            Vec::new()
+        }
+    }
+}
+
 /// Subscribes to link events (`RTNLGRP_LINK`) with a receive buffer of `buffer` bytes. Lost
 /// events (a socket overrun) arrive as [`LinkEvent::Lost`]; the stream ends when the socket
 /// fails, and the caller subscribes again.

@@ -123,6 +123,26 @@ fn interface_line(interface: &Interface) -> Line {
     )
 }
 
+/// The node's zone and where it comes from, when zones are configured; a warning when it is
+/// unknown (cross-zone traffic then has no source zone).
+fn node_zone_line(config: &Config) -> Option<Line> {
+    let overlay = &config.node.overlay;
+    if overlay.zones.is_empty() && overlay.node_zone.is_none() {
+        return None;
+    }
+    let zone = crate::zones::node_zone(
+        overlay.node_zone.as_deref(),
+        &overlay.zones,
+        &crate::discovery::own_addresses(),
+    );
+    let status = if zone.zone().is_some() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    Some(line(status, "node-zone", zone.describe()))
+}
+
 /// Runs `linkmeter check`, printing one line per requirement.
 ///
 /// # Errors
@@ -135,6 +155,7 @@ pub(crate) fn execute(args: &CheckArgs) -> Result<(), Failure> {
         .iter()
         .any(|l| l.what == "ebpf-object" && l.status == Status::Ok);
     lines.extend(runtime()?.block_on(interface_lines(&config, ebpf_ok)));
+    lines.extend(node_zone_line(&config));
     for l in &lines {
         println!("{:<5} {:<13} {}", l.status.to_string(), l.what, l.detail);
     }
