@@ -43,6 +43,7 @@ pub fn labels(data: &[u8]) {
             full_duplex: Some(true),
         }],
         peers: vec![PeerSnapshot {
+            zone: None,
             interface: name.clone(),
             direction: Direction::Egress,
             peer: peer.clone(),

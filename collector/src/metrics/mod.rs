@@ -94,6 +94,8 @@ pub(crate) struct PeerSnapshot {
     pub(crate) direction: Direction,
     /// The remote endpoint's address, or `none` for packets without a tunnel key.
     pub(crate) peer: String,
+    /// Its zone (`peer_zones`), when a zone table is configured.
+    pub(crate) zone: Option<String>,
     /// Packets.
     pub(crate) packets: u64,
     /// Bytes.

@@ -121,6 +121,7 @@ fn stats(protocols: &[(Protocol, u64, u64)], flags: &[(TcpFlag, u64)]) -> Stats 
 
 fn peer(interface: &str, direction: Direction, peer: &str, packets: u64) -> PeerSnapshot {
     PeerSnapshot {
+        zone: None,
         interface: interface.into(),
         direction,
         peer: peer.into(),

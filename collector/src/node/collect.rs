@@ -204,7 +204,7 @@ async fn ebpf_counts<E: TcCounter>(
     }
     match ebpf.observe_peers() {
         Ok(peers) => {
-            out.peers = peer_snapshots(&peers, out);
+            out.peers = peer_snapshots(&peers, out, &overlay.zones);
             // Only from a complete reading: a peer missing from a failed one has not left.
             out.zones = zone_counts(&peers, out, &overlay.zones, zone_totals);
         }
@@ -228,9 +228,9 @@ async fn ebpf_counts<E: TcCounter>(
     failures
 }
 
-/// The exported form of `peers` of the interfaces in `out` (peers of interfaces the snapshot
-/// does not show, being deleted, are left out).
-fn peer_snapshots(peers: &[Peer], out: &Snapshot) -> Vec<PeerSnapshot> {
+/// The exported form of `peers` of the interfaces in `out`, with their zones when there is a
+/// zone table (peers of interfaces the snapshot does not show, being deleted, are left out).
+fn peer_snapshots(peers: &[Peer], out: &Snapshot, zones: &ZoneTable) -> Vec<PeerSnapshot> {
     let mut shown: Vec<PeerSnapshot> = peers
         .iter()
         .filter_map(|peer| {
@@ -240,6 +240,7 @@ fn peer_snapshots(peers: &[Peer], out: &Snapshot) -> Vec<PeerSnapshot> {
                 .ok()
                 .and_then(|at| out.interfaces.get(at))?;
             Some(PeerSnapshot {
+                zone: (!zones.is_empty()).then(|| zones.label(peer.endpoint).to_owned()),
                 interface: interface.name.clone(),
                 direction: peer.direction,
                 peer: peer

@@ -77,8 +77,35 @@ pub(super) fn of(interface: &InterfaceSnapshot) -> Option<Breakdown> {
 pub(super) struct Peer {
     direction: &'static str,
     peer: String,
+    /// With a zone table only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<String>,
     packets: u64,
     bytes: u64,
+}
+
+/// One interface's overlay traffic to or from one zone.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Zone {
+    direction: &'static str,
+    zone: String,
+    packets: u64,
+    bytes: u64,
+}
+
+/// The overlay zones of `interface` in `snapshot`.
+pub(super) fn zones_of(snapshot: &Snapshot, interface: &str) -> Vec<Zone> {
+    snapshot
+        .zones
+        .iter()
+        .filter(|z| z.interface == interface)
+        .map(|z| Zone {
+            direction: z.direction.as_rx_tx(),
+            zone: z.zone.clone(),
+            packets: z.counter.packets,
+            bytes: z.counter.bytes,
+        })
+        .collect()
 }
 
 /// The overlay peers of `interface` in `snapshot`.
@@ -90,6 +117,7 @@ pub(super) fn peers_of(snapshot: &Snapshot, interface: &str) -> Vec<Peer> {
         .map(|p| Peer {
             direction: p.direction.as_rx_tx(),
             peer: p.peer.clone(),
+            zone: p.zone.clone(),
             packets: p.packets,
             bytes: p.bytes,
         })
@@ -140,19 +168,39 @@ pub(super) fn sections(snapshot: &Snapshot) -> String {
     if !mix.is_empty() {
         let _ = write!(out, "\nPROTOCOLS AND TCP FLAGS (packets)\n{mix}");
     }
+    let zoned = snapshot.peers.iter().any(|p| p.zone.is_some());
+    if zoned && !snapshot.zones.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nOVERLAY ZONES\n{:<16} {:<3} {:<24} {:>12} {:>14}",
+            "INTERFACE", "DIR", "ZONE", "PACKETS", "BYTES"
+        );
+        for z in &snapshot.zones {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<3} {:<24} {:>12} {:>14}",
+                z.interface,
+                z.direction.as_rx_tx(),
+                z.zone,
+                z.counter.packets,
+                z.counter.bytes
+            );
+        }
+    }
     if !snapshot.peers.is_empty() {
         let _ = writeln!(
             out,
-            "\nOVERLAY PEERS\n{:<16} {:<3} {:<40} {:>12} {:>14}",
-            "INTERFACE", "DIR", "PEER", "PACKETS", "BYTES"
+            "\nOVERLAY PEERS\n{:<16} {:<3} {:<40} {:<24} {:>12} {:>14}",
+            "INTERFACE", "DIR", "PEER", "ZONE", "PACKETS", "BYTES"
         );
         for p in &snapshot.peers {
             let _ = writeln!(
                 out,
-                "{:<16} {:<3} {:<40} {:>12} {:>14}",
+                "{:<16} {:<3} {:<40} {:<24} {:>12} {:>14}",
                 p.interface,
                 p.direction.as_rx_tx(),
                 p.peer,
+                p.zone.as_deref().unwrap_or("-"),
                 p.packets,
                 p.bytes
             );

@@ -81,6 +81,9 @@ struct Row {
     breakdown: Option<breakdown::Breakdown>,
     /// Traffic per remote tunnel endpoint (external-mode tunnel devices).
     peers: Vec<breakdown::Peer>,
+    /// With a zone table only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    zones: Vec<breakdown::Zone>,
 }
 
 impl Row {
@@ -100,6 +103,7 @@ impl Row {
             attach_mode: i.attach_mode.map(|m| m.to_string()),
             breakdown: breakdown::of(i),
             peers: breakdown::peers_of(snapshot, &i.name),
+            zones: breakdown::zones_of(snapshot, &i.name),
         }
     }
 }
@@ -266,6 +270,7 @@ mod tests {
             ..Snapshot::default()
         };
         snapshot.peers.push(crate::metrics::PeerSnapshot {
+            zone: None,
             interface: "vx1".into(),
             direction: collector_common::Direction::Egress,
             peer: "192.0.2.2".into(),
@@ -284,6 +289,29 @@ mod tests {
         assert!(text.contains("vx1              tx  ipv4_udp 2"), "{text}");
         assert!(
             text.contains("OVERLAY PEERS") && text.contains("192.0.2.2"),
+            "{text}"
+        );
+        assert!(json.get("zones").is_none() && json["peers"][0].get("zone").is_none());
+        assert!(!text.contains("OVERLAY ZONES"), "{text}");
+        // With a zone table: each peer's zone, and the interface's zones.
+        snapshot.peers[0].zone = Some("eu-west-1b".into());
+        snapshot.zones.push(crate::zones::ZoneCount {
+            interface: "vx1".into(),
+            direction: collector_common::Direction::Egress,
+            zone: "eu-west-1b".into(),
+            counter: collector_common::Counter {
+                packets: 2,
+                bytes: 200,
+            },
+        });
+        let json =
+            serde_json::to_value(Row::new(&snapshot.interfaces[0], &snapshot)).expect("json");
+        assert_eq!(json["peers"][0]["zone"], "eu-west-1b");
+        assert_eq!(json["zones"][0]["zone"], "eu-west-1b");
+        assert_eq!(json["zones"][0]["packets"], 2);
+        let text = breakdown::sections(&snapshot);
+        assert!(
+            text.contains("OVERLAY ZONES") && text.contains("vx1              tx  eu-west-1b"),
             "{text}"
         );
     }

@@ -64,6 +64,7 @@ pub(super) struct View {
     first: BTreeMap<String, Reading>,
     last: BTreeMap<String, Reading>,
     last_peers: BTreeMap<(String, Direction, String), u64>,
+    last_zones: BTreeMap<(String, Direction, String), u64>,
     last_at: Instant,
     terminal: bool,
 }
@@ -82,6 +83,7 @@ impl View {
             first: readings.clone(),
             last: readings,
             last_peers: peer_packets(snapshot),
+            last_zones: zone_packets(snapshot),
             last_at: now,
             terminal,
         }
@@ -126,6 +128,7 @@ impl View {
                 "\nPROTOCOLS AND TCP FLAGS (packets since start)\n{mix}"
             );
         }
+        self.zones(&mut out, snapshot, seconds);
         self.peers(&mut out, snapshot, seconds);
         if snapshot.map_overflow.interfaces + snapshot.map_overflow.peers > 0 {
             let _ = writeln!(
@@ -161,6 +164,33 @@ impl View {
         row(out, (name, &mode, "kernel"), kernel, seconds);
         mix_line(mix, name, "rx", &now.ebpf.rx, &first.ebpf.rx);
         mix_line(mix, name, "tx", &now.ebpf.tx, &first.ebpf.tx);
+    }
+
+    fn zones(&mut self, out: &mut String, snapshot: &Snapshot, seconds: f64) {
+        if snapshot.zones.is_empty() || snapshot.peers.iter().all(|p| p.zone.is_none()) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nOVERLAY ZONES\n{:<16} {:>3} {:<24} {:>12} {:>14} {:>10}",
+            "INTERFACE", "DIR", "ZONE", "PACKETS", "BYTES", "PPS"
+        );
+        for zone in &snapshot.zones {
+            let key = (zone.interface.clone(), zone.direction, zone.zone.clone());
+            let packets = zone.counter.packets;
+            let before = self.last_zones.get(&key).copied().unwrap_or(packets);
+            let _ = writeln!(
+                out,
+                "{:<16} {:>3} {:<24} {:>12} {:>14} {:>10.0}",
+                zone.interface,
+                zone.direction.as_rx_tx(),
+                zone.zone,
+                packets,
+                zone.counter.bytes,
+                packets.wrapping_sub(before) as f64 / seconds
+            );
+        }
+        self.last_zones = zone_packets(snapshot);
     }
 
     fn peers(&mut self, out: &mut String, snapshot: &Snapshot, seconds: f64) {
@@ -204,6 +234,19 @@ fn peer_packets(snapshot: &Snapshot) -> BTreeMap<(String, Direction, String), u6
         .collect()
 }
 
+fn zone_packets(snapshot: &Snapshot) -> BTreeMap<(String, Direction, String), u64> {
+    snapshot
+        .zones
+        .iter()
+        .map(|z| {
+            (
+                (z.interface.clone(), z.direction, z.zone.clone()),
+                z.counter.packets,
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use collector_common::{Counter, Protocol};
@@ -241,6 +284,7 @@ mod tests {
                 full_duplex: None,
             }],
             peers: vec![PeerSnapshot {
+                zone: None,
                 interface: "vx0".into(),
                 direction: Direction::Egress,
                 peer: "192.0.2.2".into(),
@@ -267,6 +311,40 @@ mod tests {
         assert!(frame.contains("ipv4_udp 10"), "{frame}");
         assert!(frame.contains("192.0.2.2"), "{frame}");
         assert!(!frame.contains(CLEAR));
+    }
+
+    #[test]
+    fn zones_are_shown_with_their_rates_when_there_is_a_zone_table() {
+        let zoned = |packets: u64| {
+            let mut s = snapshot(packets, packets, packets);
+            s.peers[0].zone = Some("eu-west-1b".into());
+            s.zones = vec![crate::zones::ZoneCount {
+                interface: "vx0".into(),
+                direction: Direction::Egress,
+                zone: "eu-west-1b".into(),
+                counter: Counter {
+                    packets,
+                    bytes: packets * 100,
+                },
+            }];
+            s
+        };
+        let mut view = View::new(&zoned(5), false);
+        let frame = view.render(&zoned(15));
+        assert!(frame.contains("OVERLAY ZONES"), "{frame}");
+        let row = frame
+            .lines()
+            .find(|l| l.contains("eu-west-1b") && !l.contains("192.0.2.2"))
+            .unwrap_or_else(|| panic!("no zone row in {frame}"));
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &fields[..5],
+            ["vx0", "tx", "eu-west-1b", "15", "1500"],
+            "{row}"
+        );
+        // Without a table there is no zone section.
+        let plain = View::new(&snapshot(5, 5, 5), false).render(&snapshot(6, 6, 6));
+        assert!(!plain.contains("OVERLAY ZONES"), "{plain}");
     }
 
     #[test]
