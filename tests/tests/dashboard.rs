@@ -138,6 +138,10 @@ fn the_required_panels_are_there() {
         "TCP resets/s",
         "Packet sizes",
         "eBPF map kernel memory",
+        "Cross-zone bytes/s per node",
+        "Overlay traffic: zone → zone (bytes/s)",
+        "Top nodes by cross-zone bytes/s",
+        "Estimated cross-zone transfer cost per day",
     ] {
         assert!(titles.contains(&needed), "{needed} missing: {titles:?}");
     }

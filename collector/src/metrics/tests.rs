@@ -101,7 +101,29 @@ fn fixture() -> Snapshot {
         map_bytes: vec![("directory", 32_768), ("stats", 131_072)],
         slots: Some((3, 253)),
         ebpf_available: true,
-        ..Snapshot::default()
+        // Every family in the golden files: the zones beside the peers.
+        overlay_series: crate::zones::OverlaySeries::Both,
+        zones: vec![
+            crate::zones::ZoneCount {
+                interface: "cilium_vxlan".into(),
+                direction: Direction::Egress,
+                zone: "eu-west-1b".into(),
+                counter: Counter {
+                    packets: 5,
+                    bytes: 500,
+                },
+            },
+            crate::zones::ZoneCount {
+                interface: "cilium_vxlan".into(),
+                direction: Direction::Egress,
+                zone: "none".into(),
+                counter: Counter {
+                    packets: 1,
+                    bytes: 60,
+                },
+            },
+        ],
+        node_zone: Some("eu-west-1a".into()),
     }
 }
 

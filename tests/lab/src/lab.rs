@@ -123,7 +123,21 @@ impl Lab {
         let topo = CiliumNode::new(tag);
         // eth1 and eth2 stand in for the node's NICs: veths, so their raw driver statistics
         // are asked for (by default only device-backed interfaces export them).
-        let daemon = Daemon::start(&topo.node, &["--ethtool-stats-interfaces", "eth*"]);
+        // The remote nodes' underlays lie in two zones, the node in the first; per-peer and
+        // per-zone series both, for the dashboard's panels of each.
+        let daemon = Daemon::start(
+            &topo.node,
+            &[
+                "--ethtool-stats-interfaces",
+                "eth*",
+                "--peer-zone",
+                "192.168.50.0/24=zone-a,192.168.51.0/24=zone-b",
+                "--node-zone",
+                "zone-a",
+                "--overlay-series",
+                "both",
+            ],
+        );
         let prometheus = Prometheus::start_with_labels(&topo.node, LISTEN, &[("node", NODE_LABEL)]);
         let traffic = Traffic::start(&topo);
         Self {

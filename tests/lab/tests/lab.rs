@@ -26,6 +26,7 @@ fn substitute(expr: &str) -> String {
         .replace("$interface", ".*")
         .replace("$backend", ".*")
         .replace("$__rate_interval", "15s")
+        .replace("$price_per_gb", "0.01")
 }
 
 /// The dashboard's queries with its variables substituted as Grafana does for "All"; Grafana's
@@ -108,9 +109,28 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         .collect();
     peers.sort_unstable();
     assert_eq!(peers, CiliumNode::REMOTE_UNDERLAYS);
+    // The zone panels: the lab's node is in zone-a and sends to one node of each zone.
+    let matrix = panel_query(&d, "Overlay traffic: zone → zone (bytes/s)");
+    let pairs = lab.prometheus.wait_for(
+        &format!("count by (source_zone, zone) ({matrix} > 0)"),
+        Duration::from_secs(60),
+    );
+    let mut pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["metric"]["source_zone"].as_str()?,
+                r["metric"]["zone"].as_str()?,
+            ))
+        })
+        .collect();
+    pairs.sort_unstable();
+    assert_eq!(pairs, [("zone-a", "zone-a"), ("zone-a", "zone-b")]);
     for title in [
         "Packets without a tunnel key (dropped by the device)/s",
         "TCP resets/s",
+        "Cross-zone bytes/s per node",
+        "Estimated cross-zone transfer cost per day",
     ] {
         let query = format!("{} > 0", panel_query(&d, title));
         let moving = lab.prometheus.wait_for(&query, Duration::from_secs(60));
