@@ -180,3 +180,100 @@ fn check_names_the_node_zone_and_where_it_comes_from() {
         "{both}"
     );
 }
+
+/// An IPv4 VXLAN datagram from `src` (any address: forged) to the node's VXLAN port carrying
+/// `frame`, as a remote node's tunnel device would send it.
+fn encapsulated(src: Ipv4Addr, frame: &[u8]) -> Vec<u8> {
+    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 2, 0];
+    vxlan.extend_from_slice(frame);
+    let mut datagram = Vec::with_capacity(8 + vxlan.len());
+    datagram.extend_from_slice(&40000u16.to_be_bytes());
+    datagram.extend_from_slice(&8472u16.to_be_bytes());
+    datagram.extend_from_slice(&u16::try_from(8 + vxlan.len()).expect("fits").to_be_bytes());
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(&vxlan);
+    ipv4(src, overlay::NODE_V4, 17, 0, &datagram)
+}
+
+/// Lines of an exposition that are samples (not comments).
+fn samples(body: &str) -> usize {
+    body.lines().filter(|l| !l.starts_with('#')).count()
+}
+
+#[test]
+fn a_thousand_endpoints_add_only_the_zone_series_to_metrics_and_all_are_on_metrics_peers() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let topo = OverlayNode::new("zth");
+    // The forged endpoints' network is routed back through the underlay (reverse-path checks).
+    topo.node
+        .ip(&["route", "add", "10.211.0.0/16", "dev", "u4"]);
+    let daemon = Daemon::start(
+        &topo.node,
+        &["--peer-zone", "10.211.0.0/16=zone-a,10.211.2.0/23=zone-b"],
+    );
+    let before = http::get(&topo.node, LISTEN, "/metrics", &[], &[]).expect("scrape");
+    let endpoints: Vec<Ipv4Addr> = (0..1000u16)
+        .map(|i| {
+            Ipv4Addr::new(
+                10,
+                211,
+                u8::try_from(i / 250).expect("< 4"),
+                u8::try_from(i % 250 + 1).expect("< 251"),
+            )
+        })
+        .collect();
+    let frame = ethernet(
+        0x0800,
+        &ipv4(
+            Ipv4Addr::new(10, 220, 9, 9),
+            overlay::NODE_OVERLAY,
+            17,
+            0,
+            &udp(100 - 14 - 20 - 8),
+        ),
+    );
+    let packets: Vec<Vec<u8>> = endpoints
+        .iter()
+        .flat_map(|&e| [encapsulated(e, &frame), encapsulated(e, &frame)])
+        .collect();
+    raw::send_ipv4(&topo.v4_peer, &packets);
+
+    let after = http::get(&topo.node, LISTEN, "/metrics", &[], &[]).expect("scrape");
+    let m = scrape(&topo.node);
+    let rx = |zone: &str| {
+        m.value(
+            "linkmeter_overlay_zone_packets_total",
+            &[
+                ("interface", overlay::DEVICE),
+                ("direction", "rx"),
+                ("zone", zone),
+            ],
+        )
+    };
+    // 10.211.0.x and 10.211.1.x in zone-a, 10.211.2.x and 10.211.3.x in zone-b (longer).
+    assert_eq!(
+        (rx("zone-a"), rx("zone-b")),
+        (Some(1000.0), Some(1000.0)),
+        "{}",
+        daemon.log_text()
+    );
+    // /metrics grows by the zone series alone: two families, two directions, at most the two
+    // zones, unknown and none.
+    let grown = samples(&after.body).saturating_sub(samples(&before.body));
+    assert!(grown <= 2 * 2 * 4, "/metrics grew by {grown} samples");
+    assert!(m.samples("linkmeter_overlay_packets_total").is_empty());
+    // /metrics/peers has every endpoint.
+    let peers = http::get(&topo.node, LISTEN, "/metrics/peers", &[], &[]).expect("scrape");
+    let rx_peers = peers
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with("linkmeter_overlay_packets_total{")
+                && l.contains("direction=\"rx\"")
+                && l.ends_with(" 2")
+        })
+        .count();
+    assert_eq!(rx_peers, 1000);
+}
