@@ -63,6 +63,15 @@ fn bad_flags_exit_2_naming_the_key() {
             &["--ethtool-stats-allowlist", "("][..],
             "ethtool_stats_allowlist",
         ),
+        (
+            &["--peer-zone", "10.0.0.0/8"][..],
+            "peer_zones: \"10.0.0.0/8\"",
+        ),
+        (
+            &["--peer-zone", "10.0.0.0/8=a,fd00::/129=b"][..],
+            "peer_zones: \"fd00::/129=b\"",
+        ),
+        (&["--overlay-series", "all"][..], "overlay_series"),
     ] {
         let (code, stderr) = run(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");

@@ -212,6 +212,39 @@ pub fn send_encapsulated(ns: &NetNs, src: IpAddr, dst: IpAddr, frames: &[Vec<u8>
     }
 }
 
+/// An IPv4 VXLAN datagram (header included, for [`crate::raw::send_ipv4`]) from `src` — any
+/// address, forged — to the node's VXLAN port, carrying `frame`: what a remote node's tunnel
+/// device would send. Thousands of distinct endpoints without an address each; the node needs
+/// a route back to `src` through the underlay for reverse-path checks.
+pub fn forged(src: Ipv4Addr, frame: &[u8]) -> Vec<u8> {
+    let mut vxlan = vec![0x08, 0, 0, 0];
+    vxlan.extend_from_slice(&(VNI << 8).to_be_bytes());
+    vxlan.extend_from_slice(frame);
+    let length = u16::try_from(8 + vxlan.len()).expect("fits");
+    let mut datagram = Vec::with_capacity(8 + vxlan.len());
+    datagram.extend_from_slice(&40000u16.to_be_bytes());
+    datagram.extend_from_slice(&8472u16.to_be_bytes());
+    datagram.extend_from_slice(&length.to_be_bytes());
+    // No UDP checksum (allowed over IPv4).
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(&vxlan);
+    crate::frames::ipv4(src, NODE_V4, 17, 0, &datagram)
+}
+
+/// A 100-byte inner frame (UDP from a remote pod to the node's overlay address).
+pub fn inner_frame() -> Vec<u8> {
+    crate::frames::ethernet(
+        0x0800,
+        &crate::frames::ipv4(
+            Ipv4Addr::new(10, 220, 9, 9),
+            NODE_OVERLAY,
+            17,
+            0,
+            &crate::frames::udp(100 - 14 - 20 - 8),
+        ),
+    )
+}
+
 /// Adds `n` tunnel endpoint addresses on the IPv4-underlay peer, from 10.210.0.`first` on.
 ///
 /// # Panics
@@ -235,16 +268,7 @@ pub fn endpoints(topo: &OverlayNode, first: u8, n: u8) -> Vec<Ipv4Addr> {
 ///
 /// As [`send_encapsulated`].
 pub fn send_from(topo: &OverlayNode, endpoint: Ipv4Addr, packets: usize) {
-    let frame = crate::frames::ethernet(
-        0x0800,
-        &crate::frames::ipv4(
-            Ipv4Addr::new(10, 220, 9, 9),
-            NODE_OVERLAY,
-            17,
-            0,
-            &crate::frames::udp(100 - 14 - 20 - 8),
-        ),
-    );
+    let frame = inner_frame();
     send_encapsulated(
         &topo.v4_peer,
         endpoint.into(),

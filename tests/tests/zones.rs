@@ -181,20 +181,6 @@ fn check_names_the_node_zone_and_where_it_comes_from() {
     );
 }
 
-/// An IPv4 VXLAN datagram from `src` (any address: forged) to the node's VXLAN port carrying
-/// `frame`, as a remote node's tunnel device would send it.
-fn encapsulated(src: Ipv4Addr, frame: &[u8]) -> Vec<u8> {
-    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 2, 0];
-    vxlan.extend_from_slice(frame);
-    let mut datagram = Vec::with_capacity(8 + vxlan.len());
-    datagram.extend_from_slice(&40000u16.to_be_bytes());
-    datagram.extend_from_slice(&8472u16.to_be_bytes());
-    datagram.extend_from_slice(&u16::try_from(8 + vxlan.len()).expect("fits").to_be_bytes());
-    datagram.extend_from_slice(&[0, 0]);
-    datagram.extend_from_slice(&vxlan);
-    ipv4(src, overlay::NODE_V4, 17, 0, &datagram)
-}
-
 /// Lines of an exposition that are samples (not comments).
 fn samples(body: &str) -> usize {
     body.lines().filter(|l| !l.starts_with('#')).count()
@@ -224,19 +210,10 @@ fn a_thousand_endpoints_add_only_the_zone_series_to_metrics_and_all_are_on_metri
             )
         })
         .collect();
-    let frame = ethernet(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(10, 220, 9, 9),
-            overlay::NODE_OVERLAY,
-            17,
-            0,
-            &udp(100 - 14 - 20 - 8),
-        ),
-    );
+    let frame = overlay::inner_frame();
     let packets: Vec<Vec<u8>> = endpoints
         .iter()
-        .flat_map(|&e| [encapsulated(e, &frame), encapsulated(e, &frame)])
+        .flat_map(|&e| [overlay::forged(e, &frame), overlay::forged(e, &frame)])
         .collect();
     raw::send_ipv4(&topo.v4_peer, &packets);
 

@@ -205,8 +205,11 @@ async fn ebpf_counts<E: TcCounter>(
     match ebpf.observe_peers() {
         Ok(peers) => {
             out.peers = peer_snapshots(&peers, out, &overlay.zones);
-            // Only from a complete reading: a peer missing from a failed one has not left.
-            out.zones = zone_counts(&peers, out, &overlay.zones, zone_totals);
+            // Only from a complete reading: a peer missing from a failed one has not left. Not
+            // at all without a zone table or zone series (nothing would show them).
+            if !overlay.zones.is_empty() || overlay.series.zones() {
+                out.zones = zone_counts(&peers, out, &overlay.zones, zone_totals);
+            }
         }
         Err(err) => failures.push(err.into()),
     }

@@ -4,7 +4,7 @@
 //! reports the median with the spread (min–max).
 //!
 //! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
-//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf|datapath|scrape|attach_latency|idle|healthz`
+//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf|datapath|scrape|attach_latency|idle|healthz|overlay_scale`
 //! (one section; its report is written the same way), `--render REPORT.json` (the Markdown of an
 //! earlier run).
 
@@ -47,13 +47,14 @@ fn argument(name: &str) -> Option<String> {
 }
 
 /// The sections, by the names `--only` takes and the report's keys.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "ebpf",
     "datapath",
     "scrape",
     "attach_latency",
     "idle",
     "healthz",
+    "overlay_scale",
 ];
 
 /// Flags that take a value; anything else on the command line is a usage error.
@@ -144,6 +145,13 @@ fn main() {
         );
         eprintln!("[5/7] attaching 1,000 interfaces at start");
         report.insert("bulk_attach".to_owned(), linkmeter_lab::attach::bulk(1000));
+    }
+    if wanted("overlay_scale") {
+        eprintln!("[8/8] /metrics of a tunnel device with 5,000 peers, per zone and per peer");
+        report.insert(
+            "overlay_scale".to_owned(),
+            linkmeter_lab::overlay_scale::scale(5000),
+        );
     }
     if wanted("healthz") {
         eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
@@ -492,12 +500,13 @@ fn markdown(r: &Value) -> String {
     if r.get("ebpf").is_some() {
         ebpf_cost::markdown(&mut md, &r["ebpf"]);
     }
-    let sections: [(&str, Section); 5] = [
+    let sections: [(&str, Section); 6] = [
         ("datapath", datapath_section),
         ("scrape", scrape_section),
         ("attach_latency", attach_section),
         ("idle", idle_section),
         ("healthz", healthz_section),
+        ("overlay_scale", overlay_scale_section),
     ];
     for (key, section) in sections {
         if r.get(key).is_some() {
@@ -619,6 +628,31 @@ fn attach_section(md: &mut String, r: &Value) {
             f(&m["attach_seconds"]),
             f(&m["stop_seconds"]),
             f(&m["slab_kib_per_interface"])
+        );
+    }
+    md.push('\n');
+}
+
+/// Overlay series at scale.
+fn overlay_scale_section(md: &mut String, r: &Value) {
+    let o = &r["overlay_scale"];
+    if o.is_null() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## 8. `/metrics` of a tunnel device that has seen {} remote nodes (40 scrapes, identity coding)\n\n| overlay_series | body bytes | scrape p50 / p99 ms | daemon CPU ms per scrape |\n| --- | --- | --- | --- |",
+        o["peers"]
+    );
+    for mode in ["zone", "peer"] {
+        let m = &o["modes"][mode];
+        let _ = writeln!(
+            md,
+            "| {mode} | {} | {:.2} / {:.2} | {:.2} |",
+            m["body_bytes"],
+            f(&m["scrape_ms"]["median"]),
+            f(&m["scrape_ms"]["p99"]),
+            f(&m["cpu_ms_per_scrape"])
         );
     }
     md.push('\n');
