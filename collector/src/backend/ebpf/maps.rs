@@ -21,7 +21,7 @@ use super::{
     error::{MapReadError, access},
     memory::memlock,
     peer_table::PeerTable,
-    peers::{Peer, PeerAges},
+    peers::{Peer, PeerAges, shown},
     slots::{Slots, Taken},
 };
 
@@ -79,14 +79,6 @@ struct PeerCounts {
     in_table: HashSet<PeerKey>,
     /// Keys in the hash map of interfaces that no longer have their slot.
     stale: Vec<PeerKey>,
-}
-
-/// The peers as the API shows them.
-fn shown(counts: &[(PeerKey, Counter)]) -> Vec<Peer> {
-    counts
-        .iter()
-        .filter_map(|(key, counter)| Peer::from_key(key, *counter))
-        .collect()
 }
 
 /// The maps of the counting programs, owned by user space.

@@ -38,6 +38,14 @@ impl Peer {
     }
 }
 
+/// The peers as the API shows them, from their keys and counts.
+pub(super) fn shown(counts: &[(PeerKey, Counter)]) -> Vec<Peer> {
+    counts
+        .iter()
+        .filter_map(|(key, counter)| Peer::from_key(key, *counter))
+        .collect()
+}
+
 /// When each peer's counter last moved, to forget the peers that went idle.
 #[derive(Debug, Default)]
 pub(super) struct PeerAges {
