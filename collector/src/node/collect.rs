@@ -267,18 +267,21 @@ fn zone_counts(
     table: &ZoneTable,
     totals: &mut ZoneTotals,
 ) -> Vec<ZoneCount> {
-    let name = |ifindex: u32| {
+    let device = |ifindex: u32| {
         out.interfaces
             .binary_search_by_key(&ifindex, |i| i.ifindex)
             .ok()
             .and_then(|at| out.interfaces.get(at))
-            .map(|i| i.name.as_str())
+            .map(|i| (i.name.as_str(), i.ifindex))
     };
-    let devices: std::collections::BTreeSet<&str> =
-        out.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let devices: std::collections::BTreeSet<(&str, u32)> = out
+        .interfaces
+        .iter()
+        .map(|i| (i.name.as_str(), i.ifindex))
+        .collect();
     let readings = peers.iter().filter_map(|peer| {
         Some((
-            name(peer.ifindex)?,
+            device(peer.ifindex)?,
             peer.direction,
             peer.endpoint,
             peer.counter,

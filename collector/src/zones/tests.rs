@@ -69,14 +69,15 @@ fn bad_entries_are_named() {
 fn zone_counts_stay_monotonic_while_peers_leave_and_return() {
     let table = ZoneTable::parse(&["10.0.0.0/16=a", "10.1.0.0/16=b"]).expect("valid");
     let mut totals = ZoneTotals::default();
-    let devices: BTreeSet<&str> = ["vx"].into_iter().collect();
+    const VX: (&str, u32) = ("vx", 7);
+    let devices: BTreeSet<(&str, u32)> = [VX].into_iter().collect();
     let c = |packets| Counter {
         packets,
         bytes: packets * 100,
     };
     let peer = |last: u8, zone_b: bool, packets| {
         let address = IpAddr::from([10, u8::from(zone_b), 0, last]);
-        ("vx", Direction::Ingress, Some(address), c(packets))
+        (VX, Direction::Ingress, Some(address), c(packets))
     };
     let zone = |counts: &[ZoneCount], name: &str| {
         counts
@@ -90,9 +91,9 @@ fn zone_counts_stay_monotonic_while_peers_leave_and_return() {
             peer(1, false, 5),
             peer(2, false, 7),
             peer(1, true, 3),
-            ("vx", Direction::Egress, None, c(2)),
+            (VX, Direction::Egress, None, c(2)),
             (
-                "vx",
+                VX,
                 Direction::Ingress,
                 Some(IpAddr::from([192, 0, 2, 1])),
                 c(4),
@@ -115,6 +116,18 @@ fn zone_counts_stay_monotonic_while_peers_leave_and_return() {
         &devices,
     );
     assert_eq!(zone(&third, "a"), Some(14));
+    // The device is deleted and made again under its name (another ifindex) between two
+    // readings: its zones start from zero, as its other counters do.
+    const AGAIN: (&str, u32) = ("vx", 9);
+    let again: BTreeSet<(&str, u32)> = [AGAIN].into_iter().collect();
+    let address = IpAddr::from([10, 0, 0, 1]);
+    let fresh = totals.update(
+        &table,
+        [(AGAIN, Direction::Ingress, Some(address), c(1))],
+        &again,
+    );
+    assert_eq!(zone(&fresh, "a"), Some(1));
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
     // The device is removed: its zones go.
     let gone = totals.update(&table, [], &BTreeSet::new());
     assert!(gone.is_empty());

@@ -23,15 +23,25 @@ pub struct ZoneCount {
     pub counter: Counter,
 }
 
+/// A tunnel device: its name and ifindex (a device deleted and made again under its name gets
+/// another ifindex, and its zones start from zero, as its other counters do).
+pub type Device<'a> = (&'a str, u32);
+
+/// A peer of a device: (device name, ifindex, direction, endpoint).
+type PeerAt = (String, u32, Direction, Option<IpAddr>);
+
+/// A zone of a device: (device name, ifindex, direction, zone).
+type ZoneAt = (String, u32, Direction, String);
+
 /// Per-zone counters kept monotonic while their peers come and go: a zone's count is what its
 /// peers count now plus the last count of each peer that left (forgotten when idle), so the
 /// zones of a device and direction add up to what its peers ever counted.
 #[derive(Debug, Default)]
 pub struct ZoneTotals {
-    /// The last count of every peer, by (device, direction, endpoint), with its zone.
-    last: HashMap<(String, Direction, Option<IpAddr>), (String, Counter)>,
-    /// What peers that left had counted, by (device, direction, zone).
-    left: BTreeMap<(String, Direction, String), Counter>,
+    /// The last count of every peer, by (device, ifindex, direction, endpoint), with its zone.
+    last: HashMap<PeerAt, (String, Counter)>,
+    /// What peers that left had counted, by (device, ifindex, direction, zone).
+    left: BTreeMap<ZoneAt, Counter>,
 }
 
 impl ZoneTotals {
@@ -42,36 +52,41 @@ impl ZoneTotals {
     pub fn update<'a>(
         &mut self,
         table: &ZoneTable,
-        peers: impl IntoIterator<Item = (&'a str, Direction, Option<IpAddr>, Counter)>,
-        devices: &BTreeSet<&str>,
+        peers: impl IntoIterator<Item = (Device<'a>, Direction, Option<IpAddr>, Counter)>,
+        devices: &BTreeSet<Device<'_>>,
     ) -> Vec<ZoneCount> {
         let mut now = HashMap::new();
-        let mut counts: BTreeMap<(String, Direction, String), Counter> = BTreeMap::new();
-        for (device, direction, endpoint, counter) in peers {
+        let mut counts: BTreeMap<ZoneAt, Counter> = BTreeMap::new();
+        for ((name, ifindex), direction, endpoint, counter) in peers {
             let zone = table.label(endpoint).to_owned();
             counts
-                .entry((device.to_owned(), direction, zone.clone()))
+                .entry((name.to_owned(), ifindex, direction, zone.clone()))
                 .or_default()
                 .add(&counter);
-            now.insert((device.to_owned(), direction, endpoint), (zone, counter));
+            now.insert(
+                (name.to_owned(), ifindex, direction, endpoint),
+                (zone, counter),
+            );
         }
-        for ((device, direction, endpoint), (zone, counter)) in std::mem::take(&mut self.last) {
-            if !now.contains_key(&(device.clone(), direction, endpoint)) {
+        for ((name, ifindex, direction, endpoint), (zone, counter)) in
+            std::mem::take(&mut self.last)
+        {
+            if !now.contains_key(&(name.clone(), ifindex, direction, endpoint)) {
                 self.left
-                    .entry((device, direction, zone))
+                    .entry((name, ifindex, direction, zone))
                     .or_default()
                     .add(&counter);
             }
         }
         self.left
-            .retain(|(device, _, _), _| devices.contains(device.as_str()));
+            .retain(|(name, ifindex, _, _), _| devices.contains(&(name.as_str(), *ifindex)));
         for (key, counter) in &self.left {
             counts.entry(key.clone()).or_default().add(counter);
         }
         self.last = now;
         counts
             .into_iter()
-            .map(|((interface, direction, zone), counter)| ZoneCount {
+            .map(|((interface, _, direction, zone), counter)| ZoneCount {
                 interface,
                 direction,
                 zone,
