@@ -45,6 +45,24 @@ pub struct OverlayNode {
 }
 
 impl OverlayNode {
+    /// Attaches `counters` to the node's tunnel device with `mode`, counting per peer.
+    ///
+    /// # Panics
+    ///
+    /// When attaching fails.
+    pub fn attach_tunnel(
+        &self,
+        counters: &mut collector::backend::ebpf::EbpfCounters,
+        mode: collector::backend::ebpf::AttachMode,
+    ) -> collector::backend::ebpf::InterfaceAttachment {
+        let framing = collector::backend::ebpf::Framing {
+            tunnel_peers: true,
+            raw_ip: false,
+        };
+        crate::kernel::attach_counter(&self.node, counters, DEVICE, mode, framing)
+            .expect("attach to the tunnel device")
+    }
+
     /// Builds the three nodes.
     pub fn new(tag: &str) -> Self {
         let topo = Self {

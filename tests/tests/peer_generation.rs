@@ -10,19 +10,14 @@ use std::{
     time::Duration,
 };
 
-use collector::backend::ebpf::{AttachMode, EbpfCounters, Framing, LoadOptions};
+use collector::backend::ebpf::{AttachMode, EbpfCounters, LoadOptions};
 use collector_common::Counter;
 use integration_tests::{
     bpffs::BpfFs,
-    kernel::{attach_counter, ifindex},
+    kernel::ifindex,
     kernel_tests_enabled,
     netns::NetNs,
     overlay::{self, OverlayNode, endpoints, ingress_peers, send_from},
-};
-
-const TUNNEL: Framing = Framing {
-    tunnel_peers: true,
-    raw_ip: false,
 };
 
 /// `packets` of 100 bytes from each of `peers`.
@@ -88,14 +83,7 @@ fn a_tunnel_recreated_with_the_same_ifindex_starts_from_zero() {
     let device = ifindex(&topo.node, overlay::DEVICE);
     let peers = endpoints(&topo, 100, 3);
     {
-        let _attached = attach_counter(
-            &topo.node,
-            &mut counters,
-            overlay::DEVICE,
-            AttachMode::Auto,
-            TUNNEL,
-        )
-        .expect("attach");
+        let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
         // Counts in the totals (carried by a harvest) and in the live half.
         send_each(&topo, &peers, 5);
         harvest(&mut counters);
@@ -112,14 +100,7 @@ fn a_tunnel_recreated_with_the_same_ifindex_starts_from_zero() {
         "dropped at once"
     );
     // A new device with the same ifindex is attached: it starts from zero and counts its own.
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach the new device");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     assert_eq!(
         ingress_peers(&counters, device),
         BTreeMap::new(),
@@ -153,14 +134,7 @@ fn a_restarted_daemon_does_not_count_a_removed_devices_peers() {
     {
         let mut counters = EbpfCounters::load(&options).expect("load");
         {
-            let _attached = attach_counter(
-                &topo.node,
-                &mut counters,
-                overlay::DEVICE,
-                AttachMode::Tc,
-                TUNNEL,
-            )
-            .expect("attach");
+            let _attached = topo.attach_tunnel(&mut counters, AttachMode::Tc);
             send_each(&topo, &peers, 4);
             harvest(&mut counters);
             harvest(&mut counters);
@@ -172,14 +146,7 @@ fn a_restarted_daemon_does_not_count_a_removed_devices_peers() {
         assert_eq!(ingress_peers(&counters, device), BTreeMap::new());
     }
     let mut counters = EbpfCounters::load(&options).expect("load again");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Tc,
-        TUNNEL,
-    )
-    .expect("attach the new device");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Tc);
     assert_eq!(
         ingress_peers(&counters, device),
         BTreeMap::new(),

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path, time::Duration};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use collector::backend::ebpf::{
-    AttachMode, Capacity, DEFAULT_MAX_INTERFACES, EbpfCounters, Framing, LoadOptions,
+    AttachMode, Capacity, DEFAULT_MAX_INTERFACES, EbpfCounters, LoadOptions,
 };
 use collector_common::{
     Counter, MAP_LAYOUT_VERSION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE, PEER_CONTROL_SEQUENCE,
@@ -14,15 +14,10 @@ use collector_common::{
 };
 use integration_tests::{
     bpffs::BpfFs,
-    kernel::{attach_counter, ifindex},
+    kernel::ifindex,
     kernel_tests_enabled,
     overlay::{self, OverlayNode},
     overlay::{ingress_peers, send_from as send},
-};
-
-const TUNNEL: Framing = Framing {
-    tunnel_peers: true,
-    raw_ip: false,
 };
 
 fn counter(packets: u64) -> Counter {
@@ -64,14 +59,7 @@ fn peers_beyond_the_table_go_to_the_hash_and_every_count_stays_exact_across_harv
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     let device = ifindex(&topo.node, overlay::DEVICE);
     let peers = overlay::endpoints(&topo, 100, 40);
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
@@ -194,14 +182,7 @@ fn a_harvest_cut_short_is_finished_by_the_next_daemon_without_counting_twice() {
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
     {
         let mut counters = EbpfCounters::load(&options).expect("load");
-        let _attached = attach_counter(
-            &topo.node,
-            &mut counters,
-            overlay::DEVICE,
-            AttachMode::Tc,
-            TUNNEL,
-        )
-        .expect("attach");
+        let _attached = topo.attach_tunnel(&mut counters, AttachMode::Tc);
         for (i, &endpoint) in peers.iter().enumerate() {
             send(&topo, endpoint, 2 + i);
             want.insert(endpoint.into(), counter(2 + i as u64));
@@ -253,14 +234,7 @@ fn a_harvest_that_failed_part_way_is_finished_by_the_next_without_counting_twice
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Tc,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Tc);
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
     for (i, endpoint) in overlay::endpoints(&topo, 100, 4).into_iter().enumerate() {
         send(&topo, endpoint, 3 + i);

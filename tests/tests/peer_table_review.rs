@@ -20,11 +20,6 @@ use integration_tests::{
     overlay::{endpoints, ingress_peers, send_from as send},
 };
 
-const TUNNEL: Framing = Framing {
-    tunnel_peers: true,
-    raw_ip: false,
-};
-
 fn counter(packets: u64) -> Counter {
     Counter {
         packets,
@@ -47,14 +42,7 @@ fn review_a_peer_count_never_goes_backwards_across_a_harvest_when_the_totals_fil
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     let device = ifindex(&topo.node, overlay::DEVICE);
     let mut backwards = Vec::new();
     let mut next = 1u8;
@@ -114,14 +102,7 @@ fn review_a_peer_counted_on_both_cpus_stays_exact_across_harvests() {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let topo = OverlayNode::new("rvc");
     let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     let device = ifindex(&topo.node, overlay::DEVICE);
     let peers = endpoints(&topo, 100, 8);
     let mut want: BTreeMap<IpAddr, Counter> = BTreeMap::new();
@@ -170,14 +151,7 @@ fn review_with_the_table_off_peers_are_read_exactly() {
         ..LoadOptions::default()
     };
     let mut counters = EbpfCounters::load(&options).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     let device = ifindex(&topo.node, overlay::DEVICE);
     let peers = endpoints(&topo, 100, 5);
     for &endpoint in &peers {
@@ -211,14 +185,7 @@ fn review_a_reflagged_tunnel_device_keeps_its_peers_consistent() {
     let device = ifindex(&topo.node, overlay::DEVICE);
     let peers = endpoints(&topo, 100, 3);
     let before = {
-        let _attached = attach_counter(
-            &topo.node,
-            &mut counters,
-            overlay::DEVICE,
-            AttachMode::Auto,
-            TUNNEL,
-        )
-        .expect("attach");
+        let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
         for &endpoint in &peers {
             send(&topo, endpoint, 5);
         }
@@ -252,14 +219,7 @@ fn review_egress_and_keyless_peers_stay_exact_across_harvests() {
     }
     let topo = OverlayNode::new("rve");
     let mut counters = EbpfCounters::load(&LoadOptions::default()).expect("load");
-    let _attached = attach_counter(
-        &topo.node,
-        &mut counters,
-        overlay::DEVICE,
-        AttachMode::Auto,
-        TUNNEL,
-    )
-    .expect("attach");
+    let _attached = topo.attach_tunnel(&mut counters, AttachMode::Auto);
     let device = ifindex(&topo.node, overlay::DEVICE);
     // A route without encap: packets leave the device without a tunnel key.
     topo.node
