@@ -32,6 +32,7 @@
 
 mod breakdown;
 mod directory;
+pub mod drops;
 mod peers;
 
 pub use self::{
@@ -39,6 +40,7 @@ pub use self::{
         PROTOCOLS, Protocol, SIZE_BOUNDS, SIZE_BUCKETS, Stats, TCP_FLAGS, TcpFlag, size_bucket,
     },
     directory::{Slot, directory_position, stats_index},
+    drops::DropKey,
     peers::{
         PEER_CONTROL_ENTRIES, PEER_CONTROL_GENERATION, PEER_CONTROL_HARVESTING, PEER_CONTROL_LIVE,
         PEER_CONTROL_SEQUENCE, PEER_IPV4, PEER_IPV6, PEER_NONE, PEER_PROBES, PeerEntry, PeerKey,
@@ -179,6 +181,9 @@ mod user {
     // SAFETY: `PeerTotal` is `#[repr(C)]`, `Copy`, has no padding (a `Counter` and a `u64`) and
     // every bit pattern is a valid value.
     unsafe impl aya::Pod for super::PeerTotal {}
+    // SAFETY: `DropKey` is `#[repr(C)]`, `Copy`, has no padding (two `u32`) and every bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for super::DropKey {}
 }
 
 #[cfg(test)]

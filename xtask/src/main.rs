@@ -139,6 +139,16 @@ const TEST_TOOLS: &[Tool] = &[
         why: "changing a veth's queue count (`ethtool -L`) in the ethtool tests",
     },
     Tool {
+        command: "nft",
+        package: "nftables",
+        why: "an nftables drop rule whose drops are counted by reason in the tests",
+    },
+    Tool {
+        command: "bpftool",
+        package: "bpftool",
+        why: "reading the kernel's drop reason names from its BTF in the tests",
+    },
+    Tool {
         command: "setpriv",
         package: "util-linux",
         why: "running linkmeter without BPF capabilities in the tests",

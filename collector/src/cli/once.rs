@@ -11,6 +11,7 @@ use tracing::warn;
 use crate::{
     Report,
     backend::{
+        drops,
         ebpf::{LoadOptions, Role, TcCounter, load_or_explain},
         ethtool::Ioctl,
     },
@@ -42,17 +43,21 @@ pub(crate) async fn route<E: TcCounter>(
     Ok(node)
 }
 
-/// Routes every interface, counts for `sample` when eBPF-routed interfaces are attached, then
-/// collects once and detaches. SIGINT or SIGTERM at any point detaches and fails with
+/// Routes every interface, counts for `sample` when eBPF-routed interfaces are attached (and
+/// drops by reason, `with_drops`), then collects once and detaches. SIGINT or SIGTERM at any point detaches and fails with
 /// [`Failure::interrupted`].
 pub(crate) async fn collect<E: TcCounter>(
     config: &Config,
     ebpf: Option<E>,
     sample: Duration,
+    with_drops: bool,
 ) -> Result<Snapshot, Failure> {
     let mut interrupted = std::pin::pin!(interruption());
     let _ = futures_util::poll!(interrupted.as_mut());
     let mut node = route(config, ebpf).await?;
+    if with_drops {
+        node = node.with_drops(drops::load_or_explain(config.drop_reasons));
+    }
     let stopped = tokio::select! {
         biased;
         () = &mut interrupted => true,
@@ -95,10 +100,17 @@ pub(crate) fn command_options(config: &Config) -> LoadOptions {
     }
 }
 
-/// As [`collect`], attaching the eBPF counter where routing says so (`--attach`, `dump`).
+/// As [`collect`], attaching the eBPF counter where routing says so and counting drops by
+/// reason (`--attach`, `dump`).
 pub(crate) async fn collect_attached(
     config: &Config,
     sample: Duration,
 ) -> Result<Snapshot, Failure> {
-    collect(config, load_or_explain(&command_options(config)), sample).await
+    collect(
+        config,
+        load_or_explain(&command_options(config)),
+        sample,
+        true,
+    )
+    .await
 }

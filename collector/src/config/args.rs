@@ -69,6 +69,10 @@ pub(crate) struct PolicyArgs {
     /// Regex on driver stat names to export [default: .*].
     #[arg(long, env = "LINKMETER_ETHTOOL_STATS_ALLOWLIST", value_name = "REGEX")]
     pub ethtool_stats_allowlist: Option<String>,
+    /// Count dropped packets per interface and kernel drop reason with a kfree_skb tracing
+    /// program (linkmeter_interface_drops_total) [default: true].
+    #[arg(long, env = "LINKMETER_DROP_REASONS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub drop_reasons: Option<bool>,
     /// Zone of overlay peers whose underlay address is in CIDR (IPv4 or IPv6; the longest prefix
     /// wins), repeatable or comma-separated [default: none].
     #[arg(
@@ -197,6 +201,7 @@ impl RunArgs {
             peer_zones: p.peer_zones.or(file.peer_zones),
             node_zone: p.node_zone.or(file.node_zone),
             overlay_series: p.overlay_series.or(file.overlay_series),
+            drop_reasons: p.drop_reasons.or(file.drop_reasons),
             event_buffer_bytes: self.event_buffer_bytes.or(file.event_buffer_bytes),
             pin: self.pin.or(file.pin),
             pin_path: self.pin_path.or(file.pin_path),

@@ -11,6 +11,8 @@ pub use crate::backend::ebpf::{
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9977";
 /// Default of `exclude`.
 pub(crate) const DEFAULT_EXCLUDE: &[&str] = &["lo"];
+/// Default of `drop_reasons`.
+pub(crate) const DEFAULT_DROP_REASONS: bool = true;
 /// Default of `peer_idle_seconds`: a peer not seen for this long leaves the map and `/metrics`.
 pub(crate) const DEFAULT_PEER_IDLE_SECONDS: u64 = 900;
 /// Accepted values of `peer_idle_seconds`.

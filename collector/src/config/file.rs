@@ -49,6 +49,8 @@ pub struct FileConfig {
     /// Interface patterns whose raw driver statistics are exported as `linkmeter_ethtool_stat`
     /// (`DEFAULT_ETHTOOL_STATS_INTERFACES`: interfaces without a link kind, i.e. devices).
     pub ethtool_stats_interfaces: Option<Vec<String>>,
+    /// Count dropped packets per interface and kernel drop reason (default: true).
+    pub drop_reasons: Option<bool>,
     /// Zones of overlay peers as `"CIDR=ZONE"` (IPv4 or IPv6; the longest prefix wins).
     pub peer_zones: Option<Vec<String>>,
     /// This node's zone.

@@ -39,6 +39,8 @@ pub struct Config {
     pub(crate) node: Settings,
     /// The eBPF maps' capacity and pinning (the daemon's).
     pub(crate) ebpf: LoadOptions,
+    /// Whether drops are counted by kernel drop reason.
+    pub(crate) drop_reasons: bool,
     /// Full re-discovery period.
     pub(crate) resync_interval: Duration,
     /// Receive buffer of the link-event socket.
@@ -150,6 +152,7 @@ impl Config {
                 }),
                 object: None,
             },
+            drop_reasons: file.drop_reasons.unwrap_or(DEFAULT_DROP_REASONS),
             resync_interval: Duration::from_secs(resync),
             event_buffer: within(
                 "event_buffer_bytes",

@@ -252,7 +252,8 @@ pub(crate) async fn run(
     let buffer = config.event_buffer;
     let subscribe = move || discovery::link_events(buffer);
     let events = subscribe().map_err(DaemonError::Events)?;
-    let node = Node::open(&with_node_zone(&config), ebpf)?;
+    let drops = crate::backend::drops::load_or_explain(config.drop_reasons);
+    let node = Node::open(&with_node_zone(&config), ebpf)?.with_drops(drops);
     let (scrapes, requests) = scrapes();
     let ready = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));

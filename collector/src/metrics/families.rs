@@ -96,6 +96,20 @@ impl Families {
                 .filter_map(|i| Some(rx_tx(i, i.kernel?.dropped(), false)))
                 .flatten(),
         )?;
+        counter(
+            encoder,
+            names::INTERFACE_DROPS,
+            "Packets the kernel dropped (kfree_skb) per interface and drop reason, as the running kernel names it; counted since the daemon started.",
+            s.drops.iter().map(|d| {
+                (
+                    [
+                        ("interface", d.interface.as_str()),
+                        ("reason", d.reason.as_str()),
+                    ],
+                    d.packets,
+                )
+            }),
+        )?;
         gauge(
             encoder,
             names::ETHTOOL_STAT,
@@ -199,12 +213,14 @@ impl Families {
         counter(
             encoder,
             names::EBPF_MAP_OVERFLOW,
-            "Packets the eBPF programs could not count in their map: of an interface without an entry in the directory (map=directory: more interfaces than max_interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers).",
+            "Packets the eBPF programs could not count in their map: of an interface without an entry in the directory (map=directory: more interfaces than max_interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers), of a drop whose interface and reason did not fit into the drop map (map=drops).",
             [
-                ("directory", s.map_overflow.interfaces),
-                ("peers", s.map_overflow.peers),
+                ("directory", Some(s.map_overflow.interfaces)),
+                ("peers", Some(s.map_overflow.peers)),
+                ("drops", s.map_overflow.drops),
             ]
-            .map(|(map, packets)| ([("map", map)], packets)),
+            .into_iter()
+            .filter_map(|(map, packets)| Some(([("map", map)], packets?))),
         )?;
         gauge(
             encoder,
@@ -231,6 +247,13 @@ impl Families {
             "1 if the eBPF backend is loaded, 0 if interfaces fall back to kernel link stats.",
             MetricType::Gauge,
             std::iter::once(([] as [(&str, &str); 0], i64::from(s.ebpf_available))),
+        )?;
+        gauge(
+            encoder,
+            names::DROP_REASONS_AVAILABLE,
+            "1 if drops are counted per interface and kernel drop reason (linkmeter_interface_drops_total), 0 if not: turned off, or the kernel lacks what it needs (`linkmeter check` says why).",
+            MetricType::Gauge,
+            std::iter::once(([] as [(&str, &str); 0], i64::from(s.drop_reasons))),
         )
     }
 }

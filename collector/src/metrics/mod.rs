@@ -109,6 +109,20 @@ pub(crate) struct MapOverflow {
     pub(crate) interfaces: u64,
     /// Of peers that did not fit into the peer map.
     pub(crate) peers: u64,
+    /// Of drops whose (interface, reason) did not fit into the drop map, or that the program
+    /// could not attribute; `None` when drop reasons are not counted.
+    pub(crate) drops: Option<u64>,
+}
+
+/// Drops of one interface for one kernel drop reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DropSnapshot {
+    /// The interface (its exported name).
+    pub(crate) interface: String,
+    /// The reason, as the running kernel names it.
+    pub(crate) reason: String,
+    /// Packets dropped since the daemon started.
+    pub(crate) packets: u64,
 }
 
 /// Duration of the last collection and failures so far, per backend.
@@ -149,6 +163,10 @@ pub(crate) struct Snapshot {
     pub(crate) overlay_series: crate::zones::OverlaySeries,
     /// This node's zone, when known.
     pub(crate) node_zone: Option<String>,
+    /// Drops per interface and kernel drop reason, by interface then reason.
+    pub(crate) drops: Vec<DropSnapshot>,
+    /// Whether drops are counted by reason.
+    pub(crate) drop_reasons: bool,
 }
 
 impl Snapshot {

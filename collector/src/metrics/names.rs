@@ -11,6 +11,10 @@ pub(crate) const INTERFACE_BYTES: &str = "linkmeter_interface_bytes";
 pub(crate) const INTERFACE_ERRORS: &str = "linkmeter_interface_errors";
 /// Counter: kernel drops per `interface`, `direction`.
 pub(crate) const INTERFACE_DROPPED: &str = "linkmeter_interface_dropped";
+/// Counter: dropped packets per `interface`, `reason` (the kernel's drop reason, eBPF).
+pub(crate) const INTERFACE_DROPS: &str = "linkmeter_interface_drops";
+/// Gauge 1 if drops are counted by reason, 0 if not (`linkmeter check` says why).
+pub(crate) const DROP_REASONS_AVAILABLE: &str = "linkmeter_drop_reasons_available";
 /// Unknown-typed: raw driver statistics per `interface`, `stat`.
 pub(crate) const ETHTOOL_STAT: &str = "linkmeter_ethtool_stat";
 /// Gauge: link speed in bytes per second per `interface`.

@@ -15,11 +15,12 @@ use super::{Interface, Interfaces, Measure, Node, ResyncReason};
 use crate::{
     Report,
     backend::{
+        drops::DropCounter,
         ebpf::{MapReadError, Peer, TcCounter},
         ethtool::{DriverStats, Ethtool, EthtoolError, EthtoolIo},
     },
     discovery::{DiscoveryError, Links},
-    metrics::{CollectStats, InterfaceSnapshot, MapOverflow, PeerSnapshot, Snapshot},
+    metrics::{CollectStats, DropSnapshot, InterfaceSnapshot, MapOverflow, PeerSnapshot, Snapshot},
     policy::Backend,
     zones::{Overlay, ZoneCount, ZoneTable, ZoneTotals},
 };
@@ -36,6 +37,9 @@ pub(crate) enum CollectError {
     /// Reading the eBPF counters failed.
     #[error(transparent)]
     Ebpf(#[from] MapReadError),
+    /// Reading the drop counts failed.
+    #[error("reading the drop counts")]
+    Drops(#[source] aya::maps::MapError),
 }
 
 impl CollectError {
@@ -78,6 +82,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             settings,
             ethtool,
             ebpf,
+            drops,
             links,
             interfaces,
             stats,
@@ -96,13 +101,19 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         let driver = driver_stats(ethtool, interfaces, allowlist, &mut out);
         execute(&mut stats.collect, Backend::Ethtool, driver).await;
         tokio::task::yield_now().await;
-        if let Some(ebpf) = ebpf.as_mut() {
-            execute(
-                &mut stats.collect,
-                Backend::Ebpf,
-                ebpf_counts(ebpf, interfaces, (&settings.overlay, zone_totals), &mut out),
-            )
-            .await;
+        if ebpf.is_some() || drops.is_some() {
+            let ebpf_part = async {
+                let mut failures = Vec::new();
+                if let Some(ebpf) = ebpf.as_mut() {
+                    let overlay = (&settings.overlay, zone_totals);
+                    failures = ebpf_counts(ebpf, interfaces, overlay, &mut out).await;
+                }
+                if let Some(drops) = drops.as_mut() {
+                    failures.extend(drop_counts(drops.as_mut(), &mut out));
+                }
+                failures
+            };
+            execute(&mut stats.collect, Backend::Ebpf, ebpf_part).await;
         }
         self.stats.map_overflow = out.map_overflow;
         out.collect = self.stats.collect.clone();
@@ -113,6 +124,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             .map(|r| (r.as_str(), self.stats.netlink_resyncs[*r as usize]))
             .collect();
         out.ebpf_available = self.ebpf.is_some();
+        out.drop_reasons = self.drops.is_some();
         out.overlay_series = self.settings.overlay.series;
         out.node_zone.clone_from(&self.settings.overlay.node_zone);
         out
@@ -218,6 +230,7 @@ async fn ebpf_counts<E: TcCounter>(
             out.map_overflow = MapOverflow {
                 interfaces: overflow.interfaces.packets,
                 peers: overflow.peers.packets,
+                drops: out.map_overflow.drops,
             };
         }
         Err(err) => failures.push(err.into()),
@@ -229,6 +242,34 @@ async fn ebpf_counts<E: TcCounter>(
         .collect();
     out.slots = ebpf.slot_usage();
     failures
+}
+
+/// Drops by interface and reason, for the monitored interfaces of `out` (a drop map entry of an
+/// interface being removed, or not routed yet, is not shown).
+fn drop_counts(drops: &mut dyn DropCounter, out: &mut Snapshot) -> Vec<CollectError> {
+    match drops.read() {
+        Ok(reading) => {
+            out.map_overflow.drops = Some(reading.overflow.wrapping_add(reading.unread));
+            out.drops = reading
+                .drops
+                .into_iter()
+                .filter_map(|d| {
+                    let at = out
+                        .interfaces
+                        .binary_search_by_key(&d.ifindex, |i| i.ifindex)
+                        .ok()?;
+                    let interface = out.interfaces.get(at).filter(|i| i.monitored())?;
+                    Some(DropSnapshot {
+                        interface: interface.name.clone(),
+                        reason: d.reason,
+                        packets: d.packets,
+                    })
+                })
+                .collect();
+            Vec::new()
+        }
+        Err(source) => vec![CollectError::Drops(source)],
+    }
 }
 
 /// The exported form of `peers` of the interfaces in `out`, with their zones when there is a

@@ -32,6 +32,7 @@ pub(crate) use self::interface::{Answer, Attachment, Interface, Interfaces, Meas
 use self::{interface::Retry, resync::Listing};
 use crate::{
     backend::{
+        drops::DropCounter,
         ebpf::{AttachError, AttachMode, AttachedMode, AttachmentId, Pending, TcCounter},
         ethtool::{Ethtool, EthtoolIo, Ioctl},
     },
@@ -128,6 +129,8 @@ pub(crate) struct Node<I, E, L> {
     ethtool: Ethtool<I>,
     /// `None` when the eBPF backend is unavailable here.
     ebpf: Option<E>,
+    /// The drop-reason counter; `None` when turned off or unavailable here.
+    drops: Option<Box<dyn DropCounter>>,
     /// The links as a scrape reads them.
     links: L,
     /// The links as a resync reads them: a socket of its own, so that a resync's dump that is
@@ -212,6 +215,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             settings: settings.clone(),
             ethtool: Ethtool::new(io),
             ebpf,
+            drops: None,
             links,
             upkeep,
             interfaces: Interfaces::new(),
@@ -230,6 +234,14 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             resyncs: 0,
             stats: NodeStats::default(),
         }
+    }
+
+    /// Counts drops by kernel drop reason with `drops` (the node forgets an interface's counts
+    /// when it is removed).
+    #[must_use]
+    pub(crate) fn with_drops(mut self, drops: Option<Box<dyn DropCounter>>) -> Self {
+        self.drops = drops;
+        self
     }
 
     /// The routed interfaces, by ifindex.

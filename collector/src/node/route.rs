@@ -59,8 +59,11 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
     }
 
     /// Forgets an interface: detaches what it holds (a deleted device took our attachment with
-    /// it; a renamed one still has it) and frees its counters.
+    /// it; a renamed one still has it) and frees its counters, its drop counts included.
     pub(super) fn remove(&mut self, ifindex: u32) {
+        if let Some(drops) = self.drops.as_mut() {
+            drops.forget(ifindex);
+        }
         if let Some(link) = self.take_out(ifindex) {
             info!(interface = %link.name, ifindex, "interface removed");
         }

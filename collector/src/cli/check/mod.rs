@@ -143,6 +143,48 @@ fn node_zone_line(config: &Config) -> Option<Line> {
     Some(line(status, "node-zone", zone.describe()))
 }
 
+/// Whether drops can be counted by reason: the program loaded and attached for a moment, with
+/// the running kernel's layout; or why not.
+fn drop_reasons_line(config: &Config) -> Line {
+    use crate::backend::drops::{DropsUnavailable, TracedDrops};
+    if !config.drop_reasons {
+        return line(
+            Status::Ok,
+            "drop-reasons",
+            "turned off (drop_reasons = false)",
+        );
+    }
+    match TracedDrops::load() {
+        Ok(drops) => {
+            let names = drops.reason_names();
+            let examples: Vec<&str> = names.all().into_values().take(3).collect();
+            line(
+                Status::Ok,
+                "drop-reasons",
+                format!(
+                    "the kfree_skb program loads and attaches; this kernel names {} drop reasons ({}, ...)",
+                    names.all().len(),
+                    examples.join(", ")
+                ),
+            )
+        }
+        // The kernel lacks what it needs: everything else works.
+        Err(err @ (DropsUnavailable::Btf(_) | DropsUnavailable::NoReasonArgument(_))) => line(
+            Status::Warn,
+            "drop-reasons",
+            format!("{}: drops are not counted by reason", Report(&err)),
+        ),
+        Err(err) => line(
+            Status::Degraded,
+            "drop-reasons",
+            format!(
+                "{}: drops are not counted by reason; run as root or add the capabilities above",
+                Report(&err)
+            ),
+        ),
+    }
+}
+
 /// Runs `linkmeter check`, printing one line per requirement.
 ///
 /// # Errors
@@ -156,6 +198,7 @@ pub(crate) fn execute(args: &CheckArgs) -> Result<(), Failure> {
         .any(|l| l.what == "ebpf-object" && l.status == Status::Ok);
     lines.extend(runtime()?.block_on(interface_lines(&config, ebpf_ok)));
     lines.extend(node_zone_line(&config));
+    lines.push(drop_reasons_line(&config));
     for l in &lines {
         println!("{:<5} {:<13} {}", l.status.to_string(), l.what, l.detail);
     }

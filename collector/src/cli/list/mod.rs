@@ -121,7 +121,7 @@ pub(crate) fn execute(args: &ListArgs) -> Result<(), Failure> {
             once::collect_attached(&config, sample).await
         } else {
             let ebpf = unattached_if_loadable(&once::command_options(&config));
-            once::collect(&config, ebpf, Duration::ZERO).await
+            once::collect(&config, ebpf, Duration::ZERO, false).await
         }
     })?;
     let out = match args.output {

@@ -84,7 +84,9 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
             Report(&e)
         ))
     })?;
-    let mut node = once::route(&config, Some(counters)).await?;
+    let mut node = once::route(&config, Some(counters))
+        .await?
+        .with_drops(crate::backend::drops::load_or_explain(config.drop_reasons));
     for name in &args.interfaces {
         if !node.interfaces().any(|i| &i.link.name == name) {
             tracing::warn!("not counting {name}: no such interface");

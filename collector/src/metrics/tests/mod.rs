@@ -99,6 +99,7 @@ fn fixture() -> Snapshot {
         map_overflow: MapOverflow {
             interfaces: 9,
             peers: 2,
+            drops: Some(0),
         },
         map_bytes: vec![("directory", 32_768), ("stats", 131_072)],
         slots: Some((3, 253)),
@@ -126,6 +127,19 @@ fn fixture() -> Snapshot {
             },
         ],
         node_zone: Some("eu-west-1a".into()),
+        drops: vec![
+            DropSnapshot {
+                interface: "eth0".into(),
+                reason: "no_socket".into(),
+                packets: 12,
+            },
+            DropSnapshot {
+                interface: "eth0".into(),
+                reason: "netfilter_drop".into(),
+                packets: 3,
+            },
+        ],
+        drop_reasons: true,
     }
 }
 
