@@ -37,6 +37,12 @@ pub static BUILDS: [(&str, &[u8]); 12] = [
     ("peer_hash", object!("linkmeter-tc")),
 ];
 
+/// The empty `kfree_skb` tracing program (`variant-drops-empty`), the baseline of
+/// `cargo xtask bench --only drop_storm`; not one of [`BUILDS`], which are TC programs.
+pub fn drops_empty_object() -> &'static [u8] {
+    object!("variant-drops-empty")
+}
+
 /// The object of build `name` of [`BUILDS`].
 ///
 /// # Panics

@@ -4,7 +4,8 @@
 //! effective = the set, nothing inheritable or ambient, no_new_privs). With it, the Cilium-like
 //! node is routed as with full root, pinning works, and the eBPF counts are exact. Then each
 //! capability is removed in turn, and what stops working is shown: a capability that nothing
-//! needs would fail this test, so it cannot stay in the manifest.
+//! needs would fail this test, so it cannot stay in the manifest. The drop-reason tracing
+//! program (`kfree_skb`) loads and attaches with the same set: it needs no capability more.
 
 use integration_tests::{
     bpffs::BpfFs,
@@ -109,6 +110,8 @@ struct Outcome {
     vxlan: Option<(String, String)>,
     lxc: Option<(String, String)>,
     ebpf_tx_packets: Option<f64>,
+    /// `linkmeter_drop_reasons_available`: the kfree_skb program loaded and attached.
+    drop_reasons: Option<f64>,
     pinned: usize,
     warnings: Vec<String>,
 }
@@ -169,6 +172,7 @@ fn run_with(caps: &[String], tag: &str) -> Outcome {
                 ("backend", "ebpf"),
             ],
         ),
+        drop_reasons: m.value("linkmeter_drop_reasons_available", &[]),
         pinned,
         warnings,
     };
@@ -211,6 +215,8 @@ fn the_manifest_capabilities_are_enough_and_each_is_needed() {
         Some(("ethtool".to_owned(), "ethtool_stats".to_owned()))
     );
     assert_eq!(full.ebpf_tx_packets, Some(20.0), "{:?}", full.warnings);
+    // The drop-reason tracing program needs no capability beyond the TC counter's.
+    assert_eq!(full.drop_reasons, Some(1.0), "{:?}", full.warnings);
     assert!(full.pinned > 0, "nothing pinned with {caps:?}");
     // Its warnings are the routing notes a fully privileged run has too (no ethtool stats on
     // vxlan/bridge): nothing was refused.
@@ -231,12 +237,19 @@ fn the_manifest_capabilities_are_enough_and_each_is_needed() {
             .filter(|w| !full.warnings.contains(w))
             .collect();
         println!(
-            "without {missing}: cilium_vxlan {:?}, eBPF tx {:?}, {} pinned, new warnings {new:?}",
-            outcome.vxlan, outcome.ebpf_tx_packets, outcome.pinned
+            "without {missing}: cilium_vxlan {:?}, eBPF tx {:?}, drop reasons {:?}, {} pinned, new warnings {new:?}",
+            outcome.vxlan, outcome.ebpf_tx_packets, outcome.drop_reasons, outcome.pinned
         );
         assert_ne!(
             outcome.vxlan, ebpf,
             "without {missing} the eBPF counter still works: {missing} is not needed"
+        );
+        // The tracing program needs CAP_BPF and CAP_PERFMON, not CAP_NET_ADMIN.
+        let tracing_needs = ["BPF", "PERFMON"].contains(&missing.as_str());
+        assert_eq!(
+            outcome.drop_reasons,
+            Some(if tracing_needs { 0.0 } else { 1.0 }),
+            "drop reasons without {missing}"
         );
         // What does not need the capability goes on: ethtool routing and serving.
         assert_eq!(

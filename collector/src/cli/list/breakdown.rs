@@ -187,6 +187,20 @@ pub(super) fn sections(snapshot: &Snapshot) -> String {
             );
         }
     }
+    if !snapshot.drops.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nDROPS BY KERNEL DROP REASON (packets while counting)\n{:<16} {:<32} {:>12}",
+            "INTERFACE", "REASON", "PACKETS"
+        );
+        for d in &snapshot.drops {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<32} {:>12}",
+                d.interface, d.reason, d.packets
+            );
+        }
+    }
     if !snapshot.peers.is_empty() {
         let _ = writeln!(
             out,

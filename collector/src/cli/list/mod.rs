@@ -84,6 +84,9 @@ struct Row {
     /// With a zone table only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     zones: Vec<breakdown::Zone>,
+    /// Packets dropped while counting (`--attach`), by kernel drop reason.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    drops: std::collections::BTreeMap<String, u64>,
 }
 
 impl Row {
@@ -104,6 +107,12 @@ impl Row {
             breakdown: breakdown::of(i),
             peers: breakdown::peers_of(snapshot, &i.name),
             zones: breakdown::zones_of(snapshot, &i.name),
+            drops: snapshot
+                .drops
+                .iter()
+                .filter(|d| d.interface == i.name)
+                .map(|d| (d.reason.clone(), d.packets))
+                .collect(),
         }
     }
 }
@@ -312,6 +321,25 @@ mod tests {
         let text = breakdown::sections(&snapshot);
         assert!(
             text.contains("OVERLAY ZONES") && text.contains("vx1              tx  eu-west-1b"),
+            "{text}"
+        );
+        assert!(
+            json.get("drops").is_none() && !text.contains("DROPS"),
+            "{text}"
+        );
+        // Drops by reason, in the row and in their section.
+        snapshot.drops.push(crate::metrics::DropSnapshot {
+            interface: "vx1".into(),
+            reason: "no_socket".into(),
+            packets: 7,
+        });
+        let json =
+            serde_json::to_value(Row::new(&snapshot.interfaces[0], &snapshot)).expect("json");
+        assert_eq!(json["drops"]["no_socket"], 7);
+        let text = breakdown::sections(&snapshot);
+        assert!(
+            text.contains("DROPS BY KERNEL DROP REASON")
+                && text.contains("vx1              no_socket                                   7"),
             "{text}"
         );
     }

@@ -3,6 +3,7 @@
 //! rates over the last interval and totals since the start, the protocol mix, TCP flags and
 //! overlay peers, redrawn in place on a terminal, until Ctrl-C (or `--count` rounds).
 
+mod drops;
 mod view;
 
 use std::{io::IsTerminal as _, time::Duration};

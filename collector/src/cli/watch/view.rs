@@ -67,6 +67,7 @@ pub(super) struct View {
     last_zones: BTreeMap<(String, Direction, String), u64>,
     last_at: Instant,
     terminal: bool,
+    drops: super::drops::DropRates,
 }
 
 impl View {
@@ -86,6 +87,7 @@ impl View {
             last_zones: zone_packets(snapshot),
             last_at: now,
             terminal,
+            drops: super::drops::DropRates::new(snapshot),
         }
     }
 
@@ -130,6 +132,7 @@ impl View {
         }
         self.zones(&mut out, snapshot, seconds);
         self.peers(&mut out, snapshot, seconds);
+        self.drops.render(&mut out, snapshot, seconds);
         if snapshot.map_overflow.interfaces + snapshot.map_overflow.peers > 0 {
             let _ = writeln!(
                 out,
