@@ -1,5 +1,6 @@
-//! The README's PromQL joins from `peer` to node names and zones, evaluated by Prometheus' own
-//! engine (`promtool test rules`) on series shaped like linkmeter's and kube-state-metrics'.
+//! The README's PromQL — drops by reason, and the joins from `peer` to node names and zones —
+//! evaluated by Prometheus' own engine (`promtool test rules`) on series shaped like
+//! linkmeter's and kube-state-metrics'.
 
 use std::process::Command;
 
@@ -71,7 +72,7 @@ fn the_readme_joins_give_bytes_per_remote_node_and_per_zone_pair() {
     if !prometheus::available() {
         return;
     }
-    let queries = readme_queries(0);
+    let queries = readme_queries(1);
     assert_eq!(queries.len(), 2, "{queries:#?}");
     let tests = [
         expr_test(
@@ -141,10 +142,48 @@ fn the_readme_zone_query_gives_cross_zone_bytes_per_node() {
     if !prometheus::available() {
         return;
     }
-    let queries = readme_queries(1);
+    let queries = readme_queries(2);
     assert_eq!(queries.len(), 1, "{queries:#?}");
     promtool_test(
         ZONE_SERIES,
         &expr_test(&queries[0], &[(r#"{node="n1"}"#, 20.0)]),
     );
+}
+
+/// Node n1 drops 10/s for no socket and 1/s by a netfilter rule on eth0, 2/s for no socket on
+/// a pod's veth.
+const DROP_SERIES: &str = r#"
+      - series: 'linkmeter_interface_drops_total{instance="n1:9977", interface="eth0", reason="no_socket", job="linkmeter"}'
+        values: '0+600x10'
+      - series: 'linkmeter_interface_drops_total{instance="n1:9977", interface="eth0", reason="netfilter_drop", job="linkmeter"}'
+        values: '0+60x10'
+      - series: 'linkmeter_interface_drops_total{instance="n1:9977", interface="lxc1", reason="no_socket", job="linkmeter"}'
+        values: '0+120x10'
+"#;
+
+#[test]
+fn the_readme_drop_queries_give_drops_by_reason_and_the_top_reasons() {
+    if !prometheus::available() {
+        return;
+    }
+    let queries = readme_queries(0);
+    assert_eq!(queries.len(), 2, "{queries:#?}");
+    let tests = [
+        expr_test(
+            &queries[0],
+            &[
+                (r#"{interface="eth0", reason="no_socket"}"#, 10.0),
+                (r#"{interface="eth0", reason="netfilter_drop"}"#, 1.0),
+                (r#"{interface="lxc1", reason="no_socket"}"#, 2.0),
+            ],
+        ),
+        expr_test(
+            &queries[1],
+            &[
+                (r#"{instance="n1:9977", reason="no_socket"}"#, 12.0),
+                (r#"{instance="n1:9977", reason="netfilter_drop"}"#, 1.0),
+            ],
+        ),
+    ];
+    promtool_test(DROP_SERIES, &tests.concat());
 }

@@ -54,10 +54,12 @@ pub(crate) async fn collect<E: TcCounter>(
 ) -> Result<Snapshot, Failure> {
     let mut interrupted = std::pin::pin!(interruption());
     let _ = futures_util::poll!(interrupted.as_mut());
-    let mut node = route(config, ebpf).await?;
-    if with_drops {
-        node = node.with_drops(drops::load_or_explain(config.drop_reasons));
-    }
+    let drops = if with_drops {
+        drops::load_or_explain(config.drop_reasons)
+    } else {
+        None
+    };
+    let mut node = route(config, ebpf).await?.with_drops(drops);
     let stopped = tokio::select! {
         biased;
         () = &mut interrupted => true,

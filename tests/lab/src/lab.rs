@@ -68,6 +68,7 @@ impl Traffic {
                     refused(&pod1, overlay);
                 }
                 udp_exchange(&pod1, pod1_ip, &pod2, CiliumNode::POD_IPS[1], 5);
+                unanswered(&pod1, NODE_IP);
                 if round.is_multiple_of(5) {
                     let frame = frames::ethernet(0x88b5, &[0; 46]);
                     raw::send_frames(&node, "cilium_vxlan", &[frame]);
@@ -83,6 +84,17 @@ impl Traffic {
             thread: Some(thread),
         }
     }
+}
+
+/// The node's address on `cilium_host`.
+const NODE_IP: &str = "10.0.1.1";
+
+/// Sends a UDP datagram from `ns` to [`CLOSED_PORT`] of `ip`, which no socket receives: the
+/// kernel drops it with reason `no_socket` (the dashboard's drop panels have data).
+fn unanswered(ns: &NetNs, ip: &str) {
+    let to = SocketAddr::from((ip.parse::<IpAddr>().expect("address"), CLOSED_PORT));
+    let socket = ns.within(|| std::net::UdpSocket::bind(("0.0.0.0", 0)).expect("bind"));
+    socket.send_to(b"linkmeter lab", to).expect("send");
 }
 
 /// Connects from `ns` to [`CLOSED_PORT`] of `ip`, which answers with a TCP reset.

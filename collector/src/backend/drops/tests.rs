@@ -34,3 +34,32 @@ fn the_running_kernels_layout_and_names() {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     }));
 }
+
+#[test]
+fn the_readmes_common_reasons_are_named_by_this_kernel() {
+    let dir = Path::new(BTF_DIR);
+    if !dir.join("vmlinux").exists() {
+        println!("skipped: this kernel publishes no BTF under {BTF_DIR}");
+        return;
+    }
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("The reasons seen most often")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").nth(1))
+        .expect("the README's table of reasons");
+    let layout = Layout::read(dir).expect("the layout of this kernel");
+    let all = layout.names.all();
+    let mut named = 0;
+    for row in section.lines().skip(2) {
+        let first = row.split('|').nth(1).expect("a first cell");
+        for name in first.split('`').skip(1).step_by(2) {
+            assert!(
+                all.values().any(|n| *n == name),
+                "the README names {name}, which this kernel's BTF does not"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "{named} reasons read from the README");
+}

@@ -85,9 +85,12 @@ pub(crate) async fn run(args: WatchArgs) -> Result<(), Failure> {
             Report(&e)
         ))
     })?;
+    // Loaded before attaching: the first reading, which the view counts from, follows the
+    // attach at once.
+    let drops = crate::backend::drops::load_or_explain(config.drop_reasons);
     let mut node = once::route(&config, Some(counters))
         .await?
-        .with_drops(crate::backend::drops::load_or_explain(config.drop_reasons));
+        .with_drops(drops);
     for name in &args.interfaces {
         if !node.interfaces().any(|i| &i.link.name == name) {
             tracing::warn!("not counting {name}: no such interface");
