@@ -101,6 +101,7 @@ fn errors_name_the_key() {
         ("ethtool_stats_allowlist = \"(\"", "ethtool_stats_allowlist"),
         ("log_format = \"xml\"", "log_format"),
         ("max_interfaces = \"many\"", "max_interfaces"),
+        ("drop_reasons = \"no\"", "drop_reasons"),
     ];
     for (text, key) in cases {
         let err = build(text).expect_err(text);
@@ -162,6 +163,28 @@ fn pinning_is_off_by_default_and_the_flag_turns_it_on_or_off() {
         pin(&["--pin-path", "/x"], "pin = true"),
         Some(PathBuf::from("/x"))
     );
+}
+
+#[test]
+fn drop_reasons_are_on_by_default_and_the_flag_or_file_turns_them_off() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let on = |args: &[&str], toml: &str| {
+        let cli = Cli::try_parse_from(std::iter::once("linkmeter").chain(args.iter().copied()))
+            .expect("parses");
+        let file = FileConfig::parse(toml, Path::new("t")).expect("toml");
+        Config::build(cli.run.over(file))
+            .expect("valid")
+            .drop_reasons
+    };
+    assert!(on(&[], ""));
+    assert!(!on(&[], "drop_reasons = false"));
+    assert!(!on(&["--drop-reasons=false"], ""));
+    assert!(on(&["--drop-reasons"], "drop_reasons = false"));
 }
 
 #[test]

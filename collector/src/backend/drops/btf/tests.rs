@@ -273,3 +273,20 @@ fn the_running_kernel_has_the_fields_the_drop_program_reads() {
     let net = btf.find(Kind::Struct, "net").expect("net");
     btf.offset_of(net, &["ns", "inum"]).expect("net.ns.inum");
 }
+
+#[test]
+fn a_kernel_without_the_reason_argument_is_refused_with_its_prototype() {
+    let old = Btf::parse(kernel(false), None).expect("parses");
+    let err = crate::backend::drops::Layout::from_btf(&old, &[]).expect_err("no reason");
+    assert_eq!(
+        err.to_string(),
+        "the kfree_skb tracepoint has no drop reason as its third argument (prototype: void *, struct sk_buff *; Linux 5.17 or later is needed)"
+    );
+    // With the argument, the miniature kernel's layout and names are read.
+    let new = Btf::parse(kernel(true), None).expect("parses");
+    let module = new; // the same blob stands for vmlinux; no modules.
+    let layout = crate::backend::drops::Layout::from_btf(&module, &[]);
+    // The miniature's first `net_device` and `net` are empty: their fields are missing, named.
+    let err = layout.expect_err("empty net_device first");
+    assert_eq!(err.to_string(), "the kernel's BTF cannot be used");
+}
