@@ -99,6 +99,9 @@ fn closed_port_and_nftables_drops_are_counted_exactly_by_reason_on_their_interfa
     let daemon = Daemon::start(&pair.b, &[]);
     let m = scrape(&pair.b);
     assert_eq!(m.value("linkmeter_drop_reasons_available", &[]), Some(1.0));
+    // The drop map's kernel memory is accounted like the counter's maps.
+    let bytes = m.value("linkmeter_ebpf_map_bytes", &[("map", "drops")]);
+    assert!(bytes.is_some_and(|b| b > 0.0), "{bytes:?}");
 
     // Normal traffic is consumed, not dropped: nothing for vb.
     let before = drops_of(&m, "vb");

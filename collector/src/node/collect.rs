@@ -247,6 +247,7 @@ async fn ebpf_counts<E: TcCounter>(
 /// Drops by interface and reason, for the monitored interfaces of `out` (a drop map entry of an
 /// interface being removed, or not routed yet, is not shown).
 fn drop_counts(drops: &mut dyn DropCounter, out: &mut Snapshot) -> Vec<CollectError> {
+    out.map_bytes.extend(drops.map_bytes());
     match drops.read() {
         Ok(reading) => {
             out.map_overflow.drops = Some(reading.overflow.wrapping_add(reading.unread));

@@ -153,6 +153,9 @@ pub(crate) trait DropCounter {
     /// Deletes the counts of `ifindex` (the interface was removed: a device made later with
     /// the same ifindex starts from zero).
     fn forget(&mut self, ifindex: u32);
+
+    /// Kernel memory of the drop maps, bytes, by map label.
+    fn map_bytes(&self) -> Vec<(&'static str, u64)>;
 }
 
 /// How often the modules' BTF is read again for a subsystem reason without a name (a module
@@ -298,6 +301,19 @@ impl DropCounter for TracedDrops {
                 })
                 .collect(),
         })
+    }
+
+    fn map_bytes(&self) -> Vec<(&'static str, u64)> {
+        use aya::maps::IterableMap as _;
+
+        use crate::backend::ebpf::memory::memlock;
+        [
+            ("drops", memlock(self.drops.map())),
+            ("drop_stats", memlock(self.stats.map())),
+        ]
+        .into_iter()
+        .filter_map(|(map, bytes)| Some((map, bytes?)))
+        .collect()
     }
 
     fn forget(&mut self, ifindex: u32) {

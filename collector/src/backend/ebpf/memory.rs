@@ -3,7 +3,7 @@
 use aya::maps::MapData;
 
 /// The kernel's memory accounting of a map (`memlock:` in `/proc/self/fdinfo/<fd>`).
-pub(super) fn memlock(map: &MapData) -> Option<u64> {
+pub(crate) fn memlock(map: &MapData) -> Option<u64> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let fd = map.fd().as_fd().as_raw_fd();
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))

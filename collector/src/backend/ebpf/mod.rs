@@ -36,7 +36,7 @@ mod hooks;
 mod legacy;
 mod load;
 mod maps;
-mod memory;
+pub(crate) mod memory;
 mod netns;
 mod peer_table;
 mod peers;
