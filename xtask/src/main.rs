@@ -64,7 +64,7 @@ enum Task {
         /// Length of the idle-cost scenario, seconds.
         #[arg(long, default_value_t = 300)]
         idle_seconds: u64,
-        /// Run one section only: ebpf, datapath, scrape, attach_latency, idle, healthz or overlay_scale.
+        /// Run one section only: ebpf, datapath, scrape, attach_latency, idle, healthz, overlay_scale or drop_storm.
         #[arg(long)]
         only: Option<String>,
     },

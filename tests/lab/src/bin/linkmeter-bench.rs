@@ -4,7 +4,7 @@
 //! reports the median with the spread (min–max).
 //!
 //! `--reps N` repetitions per comparison (default 7), `--idle-seconds S` for the idle scenario
-//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf|datapath|scrape|attach_latency|idle|healthz|overlay_scale`
+//! (default 300), `--out DIR` (default `target/bench`), `--only ebpf|datapath|scrape|attach_latency|idle|healthz|overlay_scale|drop_storm`
 //! (one section; its report is written the same way), `--render REPORT.json` (the Markdown of an
 //! earlier run).
 
@@ -28,7 +28,7 @@ use linkmeter_lab::bench::{
     KeptAlive, NODE_EXPORTER_LISTEN, Process, Summary, cpu_seconds, interface_farm, node_exporter,
     rss_mib, udp_flood,
 };
-use linkmeter_lab::ebpf_cost;
+use linkmeter_lab::{drop_storm, ebpf_cost};
 use serde_json::{Value, json};
 
 struct Args {
@@ -47,7 +47,7 @@ fn argument(name: &str) -> Option<String> {
 }
 
 /// The sections, by the names `--only` takes and the report's keys.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "ebpf",
     "datapath",
     "scrape",
@@ -55,6 +55,7 @@ const SECTIONS: [&str; 7] = [
     "idle",
     "healthz",
     "overlay_scale",
+    "drop_storm",
 ];
 
 /// Flags that take a value; anything else on the command line is a usage error.
@@ -152,6 +153,10 @@ fn main() {
             "overlay_scale".to_owned(),
             linkmeter_lab::overlay_scale::scale(5000),
         );
+    }
+    if wanted("drop_storm") {
+        eprintln!("[9/9] drop storm: no_socket drops with and without the drop-reason counter");
+        report.insert("drop_storm".to_owned(), drop_storm::run(args.reps));
     }
     if wanted("healthz") {
         eprintln!("[7/7] /healthz during resyncs (1,000 legacy tc interfaces)");
@@ -512,6 +517,12 @@ fn markdown(r: &Value) -> String {
         if r.get(key).is_some() {
             section(&mut md, r);
         }
+    }
+    if let Some(d) = r.get("drop_storm") {
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        drop_storm::markdown(&mut md, d);
     }
     md
 }
