@@ -1,4 +1,4 @@
-//! Benchmark variant (`cargo xtask bench --only drops`): an empty program on the same
+//! Benchmark variant (`cargo xtask bench --only drop_storm`): an empty program on the same
 //! `kfree_skb` tracepoint as `linkmeter-drops`, the baseline its cost per event is net of.
 //! Never loaded by linkmeter.
 #![no_std]
