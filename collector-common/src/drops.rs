@@ -15,11 +15,8 @@ pub const DROP_ENTRIES: u32 = 4096;
 
 /// Index into [`DROP_STATS_MAP`]: drops whose (interface, reason) found [`DROPS_MAP`] full.
 pub const DROP_OVERFLOW: u32 = 0;
-/// Index into [`DROP_STATS_MAP`]: drops of a device in the daemon's network namespace that the
-/// program could not read (a failed kernel read): never expected, counted so it cannot hide.
-pub const DROP_UNREAD: u32 = 1;
 /// Entries of [`DROP_STATS_MAP`].
-pub const DROP_STATS_ENTRIES: u32 = 2;
+pub const DROP_STATS_ENTRIES: u32 = 1;
 
 /// Names of the program's load-time globals (`u32`), set by user space from the running
 /// kernel's BTF: byte offsets of the fields the program reads, the daemon's network namespace

@@ -26,7 +26,7 @@ use aya_ebpf::{
 };
 use collector_common::{
     DropKey,
-    drops::{DROP_ENTRIES, DROP_OVERFLOW, DROP_STATS_ENTRIES, DROP_UNREAD},
+    drops::{DROP_ENTRIES, DROP_OVERFLOW, DROP_STATS_ENTRIES},
 };
 
 /// Offset of `dev` in `struct sk_buff` (set at load time).
@@ -80,29 +80,21 @@ fn count(ctx: &BtfTracePointContext) {
     if reason == global!(REASON_NOT_DROPPED) || reason == global!(REASON_CONSUMED) {
         return;
     }
+    // Freed without a readable device, left out: no interface to put it on and no namespace to
+    // tell it by. That is `dev == NULL`, and also a datagram in a UDP socket's queue, whose
+    // `dev` field holds other data (`dev_scratch`): reading through it fails, or finds no
+    // namespace of ours.
     let skb = ctx.arg::<u64>(0);
-    let Some(dev) = read::<u64>(skb, global!(SKB_DEV)) else {
+    let Some(dev) = read::<u64>(skb, global!(SKB_DEV)).filter(|dev| *dev != 0) else {
         return;
     };
-    if dev == 0 {
-        // Freed without a device (a socket's queue, say): no interface, and no namespace to
-        // tell it by. Left out.
-        return;
-    }
     let Some(net) = read::<u64>(dev, global!(DEV_NET)) else {
-        bump(DROP_UNREAD);
         return;
     };
-    match read::<u32>(net, global!(NET_INUM)) {
-        Some(inum) if inum == global!(NETNS_INUM) => {}
-        Some(_) => return,
-        None => {
-            bump(DROP_UNREAD);
-            return;
-        }
+    if read::<u32>(net, global!(NET_INUM)) != Some(global!(NETNS_INUM)) {
+        return;
     }
     let Some(ifindex) = read::<u32>(dev, global!(DEV_IFINDEX)) else {
-        bump(DROP_UNREAD);
         return;
     };
     let key = DropKey { ifindex, reason };

@@ -1,6 +1,6 @@
 //! Drops by kernel drop reason, on the real kernel: datagrams to a closed port are `no_socket`
 //! and an nftables `drop` rule's packets `netfilter_drop`, exactly, on the interface they came
-//! in on; normal traffic adds nothing; drops in another namespace on a device with the same
+//! in on; normal traffic adds nothing, nor do datagrams freed from a closed socket's queue; drops in another namespace on a device with the same
 //! ifindex are not counted; every reason label is a name of the running kernel's BTF (read with
 //! `bpftool`); the series go with the interface; `drop_reasons = false` turns it all off.
 
@@ -107,6 +107,25 @@ fn closed_port_and_nftables_drops_are_counted_exactly_by_reason_on_their_interfa
     let before = drops_of(&m, "vb");
     udp_exchange(&pair.a, A_IP, &pair.b, B_IP, 40);
     assert_eq!(drops_of(&scrape(&pair.b), "vb"), before);
+
+    // Datagrams freed from a UDP socket's queue (closed with them unread) are left out: the
+    // kernel reuses their device field there. Nothing on any interface, and no overflow.
+    let queued = pair
+        .b
+        .within(|| UdpSocket::bind((B_IP, 0)).expect("bind receiver"));
+    let port = queued.local_addr().expect("address").port();
+    send_unanswered(&pair.a, port, 5);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(queued);
+    std::thread::sleep(Duration::from_millis(200));
+    let m = scrape(&pair.b);
+    assert_eq!(drops_of(&m, "vb"), before);
+    assert_eq!(
+        m.value("linkmeter_ebpf_map_overflow_total", &[("map", "drops")]),
+        Some(0.0),
+        "{}",
+        m.0
+    );
 
     send_unanswered(&pair.a, 9, 50);
     let after = until(&pair.b, "no_socket", 50.0);

@@ -109,8 +109,8 @@ pub(crate) struct MapOverflow {
     pub(crate) interfaces: u64,
     /// Of peers that did not fit into the peer map.
     pub(crate) peers: u64,
-    /// Of drops whose (interface, reason) did not fit into the drop map, or that the program
-    /// could not attribute; `None` when drop reasons are not counted.
+    /// Of drops whose (interface, reason) did not fit into the drop map; `None` when drop
+    /// reasons are not counted.
     pub(crate) drops: Option<u64>,
 }
 

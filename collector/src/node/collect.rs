@@ -250,7 +250,7 @@ fn drop_counts(drops: &mut dyn DropCounter, out: &mut Snapshot) -> Vec<CollectEr
     out.map_bytes.extend(drops.map_bytes());
     match drops.read() {
         Ok(reading) => {
-            out.map_overflow.drops = Some(reading.overflow.wrapping_add(reading.unread));
+            out.map_overflow.drops = Some(reading.overflow);
             out.drops = reading
                 .drops
                 .into_iter()

@@ -30,10 +30,7 @@ use aya::{
 };
 use collector_common::{
     DropKey,
-    drops::{
-        DROP_OVERFLOW, DROP_PROGRAM, DROP_STATS_MAP, DROP_TRACEPOINT, DROP_UNREAD, DROPS_MAP,
-        globals,
-    },
+    drops::{DROP_OVERFLOW, DROP_PROGRAM, DROP_STATS_MAP, DROP_TRACEPOINT, DROPS_MAP, globals},
 };
 
 use self::{
@@ -137,8 +134,6 @@ pub(crate) struct DropReading {
     pub(crate) drops: Vec<Drops>,
     /// Drops whose (interface, reason) found the map full.
     pub(crate) overflow: u64,
-    /// Drops the program could not attribute (a failed kernel read).
-    pub(crate) unread: u64,
 }
 
 /// The drop-reason counter as the node uses it: reads, and forgets a removed interface.
@@ -291,7 +286,6 @@ impl DropCounter for TracedDrops {
         };
         Ok(DropReading {
             overflow: stat(DROP_OVERFLOW)?,
-            unread: stat(DROP_UNREAD)?,
             drops: counts
                 .into_iter()
                 .map(|((ifindex, reason), packets)| Drops {
