@@ -13,9 +13,13 @@ use super::{
     wire::{self, Message, NLM_F_DUMP_INTR, NLMSG_DONE, RTM_DELLINK, RTM_NEWLINK},
 };
 
-/// Receive buffer per `recv`: a dump datagram is at most 32 KiB (the kernel's cap), an event
-/// one message.
+/// Receive buffer per `recv` to begin with: a dump datagram is at most 32 KiB (the kernel's
+/// cap) unless one message alone is larger, an event one message. A larger datagram (a link
+/// with hundreds of long altnames makes an `RTM_NEWLINK` of over 64 KiB) grows the buffer: each
+/// read is sized first with `MSG_PEEK | MSG_TRUNC`.
 const RECV_BUFFER: usize = 64 * 1024;
+/// The largest datagram read whole; a larger one is an error (the caller resynchronises).
+const MAX_DATAGRAM: usize = 16 << 20;
 
 /// `RTNLGRP_LINK`.
 const RTNLGRP_LINK: u32 = 1;
@@ -41,14 +45,23 @@ impl Rtnl {
         })
     }
 
-    /// Receives one datagram into the buffer; a datagram larger than the buffer is an error,
-    /// never a silently truncated read.
+    /// Receives one datagram into the buffer, grown to the datagram's size first; a datagram
+    /// larger than [`MAX_DATAGRAM`] is an error, never a silently truncated read.
     async fn recv(&mut self) -> io::Result<&[u8]> {
         loop {
             let mut ready = self.fd.readable().await?;
             self.buffer.clear();
             let buffer = &mut self.buffer;
-            match ready.try_io(|fd| fd.get_ref().recv(buffer, libc::MSG_TRUNC)) {
+            let read = |fd: &AsyncFd<Socket>| {
+                let socket = fd.get_ref();
+                // The size of the next datagram, left queued.
+                let size = socket.recv(&mut Vec::new(), libc::MSG_PEEK | libc::MSG_TRUNC)?;
+                if size > buffer.capacity() {
+                    buffer.reserve(size.min(MAX_DATAGRAM));
+                }
+                socket.recv(buffer, libc::MSG_TRUNC)
+            };
+            match ready.try_io(read) {
                 Ok(Ok(n)) if n > buffer.len() => {
                     return Err(io::Error::other(format!(
                         "netlink datagram of {n} bytes truncated to {}",

@@ -234,12 +234,20 @@ fn parse_stats64(bytes: &[u8]) -> Option<LinkStats> {
     })
 }
 
-/// An `RTM_GETLINK` request: a dump of every link (`ifindex` `None`) or one link by index.
+/// `IFLA_EXT_MASK`, and its `RTEXT_FILTER_SKIP_STATS` (no VF statistics; VF information is not
+/// asked for at all).
+const IFLA_EXT_MASK: u16 = 29;
+const RTEXT_FILTER_SKIP_STATS: u32 = 8;
+
+/// An `RTM_GETLINK` request: a dump of every link (`ifindex` `None`) or one link by index. It
+/// carries an `IFLA_EXT_MASK`: without one the kernel sizes a dump's buffers for an ordinary link
+/// and leaves out, silently, a link whose message is larger (hundreds of altnames make one of
+/// over 64 KiB); with one it sizes them for the largest link.
 pub(crate) fn getlink_request(seq: u32, ifindex: Option<u32>) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + IFINFOMSG_LEN;
+    let len = NLMSG_HDRLEN + IFINFOMSG_LEN + 8;
     let flags = NLM_F_REQUEST | if ifindex.is_none() { NLM_F_DUMP } else { 0 };
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(32).to_ne_bytes());
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(40).to_ne_bytes());
     out.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
@@ -248,34 +256,36 @@ pub(crate) fn getlink_request(seq: u32, ifindex: Option<u32>) -> Vec<u8> {
     let index = ifindex.and_then(|i| i32::try_from(i).ok()).unwrap_or(0);
     out.extend_from_slice(&index.to_ne_bytes());
     out.extend_from_slice(&[0; 8]); // ifi_flags, ifi_change
+    out.extend_from_slice(&8u16.to_ne_bytes()); // nla_len
+    out.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
+    out.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
     out
 }
 
-/// An interface name as linkmeter shows it: the kernel's bytes when they are UTF-8 without a
-/// backslash; otherwise each backslash doubled and each byte that is not part of valid UTF-8
-/// written `\xNN` (lowercase hex). Reversible with [`unescape_name`]; the kernel allows any
-/// byte but `/`, `:`, whitespace and NUL in a name.
+/// An interface name as linkmeter shows it: exactly the kernel's bytes when they are UTF-8 (as
+/// node_exporter's `device` and other tools show it, so joins on it work); otherwise each byte
+/// that is not part of valid UTF-8 written `:xNN` (lowercase hex). The kernel refuses `:` in a
+/// name (and `/`, whitespace, NUL), so a shown name with `:` is always such an escaping:
+/// unambiguous, and reversible with [`unescape_name`].
 pub(crate) fn escape_name(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    if let Ok(name) = std::str::from_utf8(bytes) {
+        return name.to_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
-        }
+        out.push_str(chunk.valid());
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+            out.push_str(&format!(":x{b:02x}"));
         }
     }
     out
 }
 
-/// The kernel's bytes of a name shown by [`escape_name`]; `None` when `name` is not such an
-/// escaping (a lone or unknown backslash escape).
+/// The kernel's bytes of a name shown by [`escape_name`]; `None` when `name` is not what
+/// [`escape_name`] shows for any name (a `:` that is not `:xNN`, or an escaping of bytes that
+/// are valid UTF-8, which would be shown as they are).
 pub(crate) fn unescape_name(name: &str) -> Option<Cow<'_, [u8]>> {
-    if !name.contains('\\') {
+    if !name.contains(':') {
         return Some(Cow::Borrowed(name.as_bytes()));
     }
     let bytes = name.as_bytes();
@@ -283,11 +293,7 @@ pub(crate) fn unescape_name(name: &str) -> Option<Cow<'_, [u8]>> {
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], bytes.get(i + 1)) {
-            (b'\\', Some(b'\\')) => {
-                out.push(b'\\');
-                i += 2;
-            }
-            (b'\\', Some(b'x')) => {
+            (b':', Some(b'x')) => {
                 let digit = |at: usize| match bytes.get(at)? {
                     d @ b'0'..=b'9' => Some(d - b'0'),
                     d @ b'a'..=b'f' => Some(d - b'a' + 10),
@@ -296,14 +302,15 @@ pub(crate) fn unescape_name(name: &str) -> Option<Cow<'_, [u8]>> {
                 out.push(digit(i + 2)? << 4 | digit(i + 3)?);
                 i += 4;
             }
-            (b'\\', _) => return None,
+            (b':', _) => return None,
             (b, _) => {
                 out.push(b);
                 i += 1;
             }
         }
     }
-    Some(Cow::Owned(out))
+    // Only the one way `escape_name` shows these bytes.
+    (escape_name(&out) == name).then_some(Cow::Owned(out))
 }
 
 #[cfg(test)]

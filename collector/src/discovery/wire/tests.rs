@@ -4,14 +4,15 @@
 use super::*;
 
 #[test]
-fn names_are_escaped_only_where_needed_and_the_escaping_is_reversible() {
+fn utf8_names_are_shown_exactly_and_only_other_bytes_are_escaped_reversibly() {
     let cases: [(&[u8], &str); 6] = [
         (b"eth0", "eth0"),
         (b"lxc\xc3\xa9", "lxc\u{e9}"),
-        (b"lm\xff", "lm\\xff"),
-        (b"a\\b", "a\\\\b"),
-        (b"\xc3", "\\xc3"),
-        (b"x\\xff\xfe", "x\\\\xff\\xfe"),
+        // A valid UTF-8 name is the kernel's, backslashes and all: joins on it work.
+        (b"a\\b", "a\\b"),
+        (b"x\\xff", "x\\xff"),
+        (b"lm\xff", "lm:xff"),
+        (b"\xc3x\\y", ":xc3x\\y"),
     ];
     for (bytes, shown) in cases {
         assert_eq!(escape_name(bytes), shown);
@@ -21,7 +22,17 @@ fn names_are_escaped_only_where_needed_and_the_escaping_is_reversible() {
 
 #[test]
 fn strings_that_are_no_escaping_are_refused() {
-    for bad in ["a\\", "a\\q", "a\\x4", "a\\xZZ", "a\\x+f", "a\\xFF"] {
+    // `:` never occurs in a kernel name: only `:xNN` of bytes that are not UTF-8.
+    for bad in [
+        "a:",
+        "a:q",
+        "a:x4",
+        "a:xZZ",
+        "a:x+f",
+        "a:xFF",
+        "a:x41",
+        "a:xc3:xa9",
+    ] {
         assert_eq!(unescape_name(bad), None, "{bad}");
     }
 }
@@ -53,7 +64,7 @@ fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
 fn a_non_utf8_name_is_read_and_escaped() {
     let msg = link_message(7, 1, &[(IFLA_IFNAME, b"lm\xff\0".to_vec())]);
     let facts = parse_link(&msg).expect("named");
-    assert_eq!(facts.link.name, "lm\\xff");
+    assert_eq!(facts.link.name, "lm:xff");
     assert_eq!(facts.link.ifindex, 7);
 }
 
