@@ -62,18 +62,19 @@ pub(crate) fn classify(ctx: &TcContext, flags: u32) -> Class {
         data: ctx.data(),
         end: ctx.data_end(),
     };
-    if let Some(class) = parse(&direct, flags, skb_protocol) {
+    if let Some(class) = parse(&direct, flags, skb_protocol, false) {
         return class;
     }
-    parse(&Loaded(ctx), flags, skb_protocol).unwrap_or(Class {
+    parse(&Loaded(ctx), flags, skb_protocol, true).unwrap_or(Class {
         protocol: Protocol::Other,
         tcp_flag: None,
     })
 }
 
-/// Classifies a frame; `None` when a header it needs is out of reach.
+/// Classifies a frame; `None` when a header it needs is out of reach. A TCP segment whose
+/// flags are out of reach of the `last` reader (a truncated TCP header) is TCP without a flag.
 #[inline(always)]
-fn parse<B: Bytes>(bytes: &B, flags: u32, skb_protocol: u16) -> Option<Class> {
+fn parse<B: Bytes>(bytes: &B, flags: u32, skb_protocol: u16, last: bool) -> Option<Class> {
     let (ethertype, l3) = if flags & SLOT_RAW_IP != 0 {
         (skb_protocol, 0)
     } else {
@@ -89,6 +90,14 @@ fn parse<B: Bytes>(bytes: &B, flags: u32, skb_protocol: u16) -> Option<Class> {
             tcp_flag: None,
         })
     };
+    let tcp = |protocol, at: usize| match bytes.byte(at) {
+        Some(flags) => Some(Class {
+            protocol,
+            tcp_flag: tcp_flag(flags),
+        }),
+        None if last => other(protocol),
+        None => None,
+    };
     match ethertype {
         0x0806 => other(Protocol::Arp),
         0x0800 => {
@@ -99,20 +108,14 @@ fn parse<B: Bytes>(bytes: &B, flags: u32, skb_protocol: u16) -> Option<Class> {
             if protocol != Protocol::Ipv4Tcp || fragment_offset != 0 || header < 20 {
                 return other(protocol);
             }
-            Some(Class {
-                protocol,
-                tcp_flag: tcp_flag(bytes.byte(l3 + header + 13)?),
-            })
+            tcp(protocol, l3 + header + 13)
         }
         0x86dd => {
             let protocol = Protocol::ipv6(bytes.byte(l3 + 6)?);
             if protocol != Protocol::Ipv6Tcp {
                 return other(protocol);
             }
-            Some(Class {
-                protocol,
-                tcp_flag: tcp_flag(bytes.byte(l3 + 40 + 13)?),
-            })
+            tcp(protocol, l3 + 40 + 13)
         }
         _ => other(Protocol::Other),
     }

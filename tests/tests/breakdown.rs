@@ -88,6 +88,10 @@ fn crafted() -> Vec<(Vec<u8>, Expected)> {
         ),
     );
     times(2, frame(v4(6, &tcp(flags::ACK, 1400)), Ipv4Tcp, None));
+    // A truncated TCP header (10 of its 20 bytes, the flags cut off): TCP without a flag, not
+    // `other` (issue 21, guard 9; it was `other` on `main` before the fix).
+    times(1, frame(v4(6, &tcp(flags::SYN, 0)[..10]), Ipv4Tcp, None));
+    times(1, frame(v6(6, &tcp(flags::SYN, 0)[..10]), Ipv6Tcp, None));
     // A later fragment: no TCP header, whatever its bytes look like.
     let fragment = ipv4(V4_A, V4_B, 6, 100, &tcp(flags::SYN, 0));
     times(1, frame(ethernet(0x0800, &fragment), Ipv4Tcp, None));
