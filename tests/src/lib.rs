@@ -20,6 +20,7 @@ pub mod tls;
 pub mod topology;
 pub mod traffic;
 pub mod variants;
+pub mod web;
 
 use std::time::{Duration, Instant};
 

@@ -13,9 +13,11 @@ mod ethtool;
 mod labels;
 mod netlink;
 mod web_config;
+mod web_reload;
 
 pub use self::{
     config::config, ethtool::ethtool, labels::labels, netlink::netlink, web_config::web_config,
+    web_reload::web_reload,
 };
 
 /// The parts of `data` between `0xFF` bytes, as strings.
@@ -33,7 +35,14 @@ mod tests {
 
     #[test]
     fn the_seeds_pass() {
-        for dir in ["ethtool", "netlink", "config", "labels", "web_config"] {
+        for dir in [
+            "ethtool",
+            "netlink",
+            "config",
+            "labels",
+            "web_config",
+            "web_reload",
+        ] {
             let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../fuzz/corpus")
                 .join(dir);
@@ -44,6 +53,7 @@ mod tests {
                     "netlink" => netlink(&data),
                     "config" => config(&data),
                     "web_config" => web_config(&data),
+                    "web_reload" => web_reload(&data),
                     _ => labels(&data),
                 }
             }

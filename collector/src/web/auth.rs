@@ -1,17 +1,26 @@
 //! HTTP basic authentication against the bcrypt hashes of `basic_auth_users`.
 //!
-//! bcrypt is slow on purpose (tens of milliseconds at cost 10), so, as in the exporter-toolkit,
-//! a verified (user, hash, password) is remembered, by an HMAC under a key drawn at load, and
-//! later scrapes cost a hash, not a bcrypt. Verifications run off the async thread, at most
-//! [`CONCURRENT_BCRYPT`] at a time (the permit goes with the verification, even when its client
-//! hangs up); a check that cannot get a turn within [`BCRYPT_WAIT`] is answered 503, so a flood
-//! of wrong passwords costs one core at most and never queues without bound. An unknown user is
-//! checked against a configured user's hash, so it costs what a known one costs.
+//! bcrypt is slow on purpose (tens of milliseconds at cost 10; hashes above cost
+//! [`MAX_BCRYPT_COST`](super::config::MAX_BCRYPT_COST) are refused at load), so, as in the
+//! exporter-toolkit, a verified (user, hash, password) is remembered, by an HMAC under a key
+//! drawn at start, and later scrapes cost a hash, not a bcrypt. What is remembered survives a
+//! reload for every user whose hash did not change (the hash is part of the HMAC).
+//!
+//! Verifications run off the async thread, in two lanes of [`CONCURRENT_BCRYPT`] each
+//! ([`Turns`], shared across reloads): one for sources (client addresses) that have never sent
+//! a wrong password, one for those that have. A check that cannot get a turn within
+//! [`BCRYPT_WAIT`] is answered 503, so a flood of wrong passwords costs one core at most and
+//! never queues without bound, and Prometheus, whose address never fails, gets its turn in its
+//! own lane during the flood; a check queued in the clean lane whose source failed meanwhile
+//! moves to the other. The permit goes with the verification, even when its client hangs up.
+//! An unknown user is checked against a configured user's hash, so it costs what a known one
+//! costs.
 
 use std::{
     collections::{BTreeMap, HashSet},
+    net::IpAddr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -20,14 +29,16 @@ use axum::{
 };
 use base64::Engine as _;
 use ring::{hmac, rand::SystemRandom};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// bcrypt verifications that may run at once.
+/// bcrypt verifications that may run at once in each lane.
 pub(crate) const CONCURRENT_BCRYPT: usize = 1;
 /// How long a password check waits for its turn before the answer is 503.
 pub(crate) const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 /// Verified credentials remembered; the set is cleared when it is full.
 const REMEMBERED: usize = 1024;
+/// Sources remembered as having failed; the set is cleared when it is full.
+const FAILED_SOURCES: usize = 4096;
 
 /// What the password check decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,12 +77,72 @@ impl Verdict {
     }
 }
 
+/// The turns of the password checks: two lanes, and the sources that have failed. Shared by
+/// every configuration loaded, so that a reload neither doubles the CPU an attacker can take
+/// nor forgets who failed.
+#[derive(Debug)]
+pub(crate) struct Turns {
+    clean: Arc<Semaphore>,
+    suspect: Arc<Semaphore>,
+    failed: Mutex<HashSet<IpAddr>>,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Self {
+            clean: Arc::new(Semaphore::new(CONCURRENT_BCRYPT)),
+            suspect: Arc::new(Semaphore::new(CONCURRENT_BCRYPT)),
+            failed: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl Turns {
+    fn has_failed(&self, source: Option<IpAddr>) -> bool {
+        // A source without an address is treated as one that failed.
+        source.is_none_or(|ip| {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&ip)
+        })
+    }
+
+    fn record(&self, source: Option<IpAddr>, passed: bool) {
+        let Some(ip) = source else { return };
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if passed {
+            failed.remove(&ip);
+        } else {
+            if failed.len() >= FAILED_SOURCES {
+                failed.clear();
+            }
+            failed.insert(ip);
+        }
+    }
+
+    /// A turn for `source` within [`BCRYPT_WAIT`]: in the clean lane while it has not failed
+    /// (moving to the other lane if it fails while it waits), else in the suspect lane.
+    async fn turn(&self, source: Option<IpAddr>) -> Option<OwnedSemaphorePermit> {
+        let deadline = tokio::time::Instant::now() + BCRYPT_WAIT;
+        if !self.has_failed(source) {
+            let clean = tokio::time::timeout_at(deadline, Arc::clone(&self.clean).acquire_owned());
+            let permit = clean.await.ok()?.ok()?;
+            if !self.has_failed(source) {
+                return Some(permit);
+            }
+        }
+        let suspect = tokio::time::timeout_at(deadline, Arc::clone(&self.suspect).acquire_owned());
+        suspect.await.ok()?.ok()
+    }
+}
+
 /// The users and what has been verified.
 pub(crate) struct Users {
     hashes: BTreeMap<String, String>,
     verified: Mutex<HashSet<Vec<u8>>>,
     key: hmac::Key,
-    bcrypt: Arc<Semaphore>,
+    turns: Arc<Turns>,
 }
 
 impl std::fmt::Debug for Users {
@@ -83,17 +154,34 @@ impl std::fmt::Debug for Users {
 }
 
 impl Users {
-    /// Users by name with their bcrypt hashes, verifying on `bcrypt` permits (shared across
-    /// reloads, so a reload does not double the CPU an attacker can take).
-    pub(crate) fn new(hashes: BTreeMap<String, String>, bcrypt: Arc<Semaphore>) -> Self {
-        // A fresh key: remembered credentials cannot be tested offline, nor survive a reload.
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
-            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback()));
+    /// Users by name with their bcrypt hashes, verifying in `turns`; what `previous` (the
+    /// configuration this one replaces) verified is kept: it holds for every unchanged hash.
+    pub(crate) fn new(
+        hashes: BTreeMap<String, String>,
+        turns: Arc<Turns>,
+        previous: Option<&Self>,
+    ) -> Self {
+        let (key, verified) = match previous {
+            Some(previous) => (
+                previous.key.clone(),
+                previous
+                    .verified
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+            // A fresh key: remembered credentials cannot be tested offline.
+            None => (
+                hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+                    .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback())),
+                HashSet::new(),
+            ),
+        };
         Self {
             hashes,
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(verified),
             key,
-            bcrypt,
+            turns,
         }
     }
 
@@ -102,8 +190,13 @@ impl Users {
         !self.hashes.is_empty()
     }
 
-    /// Whether an `Authorization` header value carries a known user's password.
-    pub(crate) async fn check(&self, authorization: Option<&[u8]>) -> Verdict {
+    /// Whether an `Authorization` header value, sent from `source`, carries a known user's
+    /// password.
+    pub(crate) async fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        source: Option<IpAddr>,
+    ) -> Verdict {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return Verdict::Unauthorized;
         };
@@ -116,17 +209,24 @@ impl Users {
         if known.is_some() && self.remembered(&fingerprint) {
             return Verdict::Allowed;
         }
-        let permit = tokio::time::timeout(BCRYPT_WAIT, Arc::clone(&self.bcrypt).acquire_owned());
-        let Ok(Ok(permit)) = permit.await else {
+        let Some(permit) = self.turns.turn(source).await else {
             return Verdict::Busy;
         };
+        let started = Instant::now();
         let verified = tokio::task::spawn_blocking(move || {
             let _turn = permit;
             bcrypt::verify(password, &hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false);
-        if !(verified && known.is_some()) {
+        let passed = verified && known.is_some();
+        self.turns.record(source, passed);
+        tracing::debug!(
+            passed,
+            seconds = started.elapsed().as_secs_f64(),
+            "password checked"
+        );
+        if !passed {
             return Verdict::Unauthorized;
         }
         let mut set = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -184,70 +284,4 @@ pub(crate) fn basic_credentials(value: &[u8]) -> Option<(String, Vec<u8>)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn users() -> Users {
-        let hash = bcrypt::hash("secret", 4).expect("hash");
-        Users::new(
-            BTreeMap::from([("prometheus".to_owned(), hash)]),
-            Arc::new(Semaphore::new(CONCURRENT_BCRYPT)),
-        )
-    }
-
-    fn header(user: &str, password: &str) -> Vec<u8> {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        )
-        .into_bytes()
-    }
-
-    #[tokio::test]
-    async fn the_right_password_passes_and_is_remembered() {
-        let users = users();
-        assert!(users.required());
-        let right = header("prometheus", "secret");
-        assert_eq!(users.check(Some(&right)).await, Verdict::Allowed);
-        assert_eq!(users.verified.lock().expect("lock").len(), 1);
-        // Remembered: allowed even with no bcrypt turn to be had.
-        let _all_turns = Arc::clone(&users.bcrypt).try_acquire_owned().expect("turn");
-        assert_eq!(users.check(Some(&right)).await, Verdict::Allowed);
-    }
-
-    #[tokio::test]
-    async fn wrong_passwords_unknown_users_and_bad_headers_fail() {
-        let users = users();
-        for bad in [
-            header("prometheus", "Secret"),
-            header("grafana", "secret"),
-            b"Bearer abc".to_vec(),
-            b"Basic !!!".to_vec(),
-            b"Basic cHJvbWV0aGV1cw==".to_vec(), // no ':'
-        ] {
-            assert_eq!(users.check(Some(&bad)).await, Verdict::Unauthorized);
-        }
-        assert_eq!(users.check(None).await, Verdict::Unauthorized);
-        assert!(users.verified.lock().expect("lock").is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_check_that_gets_no_turn_is_busy_not_queued_forever() {
-        let users = users();
-        let _all_turns = Arc::clone(&users.bcrypt).try_acquire_owned().expect("turn");
-        assert_eq!(
-            users.check(Some(&header("prometheus", "secret"))).await,
-            Verdict::Busy
-        );
-    }
-
-    #[test]
-    fn credentials_keep_colons_in_the_password() {
-        let (user, password) = basic_credentials(&header("u", "a:b")).expect("credentials");
-        assert_eq!((user.as_str(), password.as_slice()), ("u", &b"a:b"[..]));
-        assert!(
-            basic_credentials(b"basic dTpw").is_some(),
-            "scheme is case-insensitive"
-        );
-    }
-}
+mod tests;

@@ -68,6 +68,10 @@ const ALLOWED_HEADERS: &[&str] = &[
     "Content-Security-Policy",
 ];
 
+/// The highest bcrypt cost accepted in `basic_auth_users`: a check at cost 14 takes about a
+/// second of CPU (each step doubles it); cost 31 would take days.
+pub(crate) const MAX_BCRYPT_COST: u32 = 14;
+
 /// How a client certificate is asked for (`client_auth_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ClientAuth {
@@ -96,8 +100,13 @@ impl ClientAuth {
         })
     }
 
+    /// Whether a client must present a certificate.
+    pub(crate) const fn requires(self) -> bool {
+        matches!(self, Self::RequireAny | Self::RequireAndVerify)
+    }
+
     /// Whether certificates are verified against `client_ca_file`.
-    const fn verifies(self) -> bool {
+    pub(crate) const fn verifies(self) -> bool {
         matches!(self, Self::VerifyIfGiven | Self::RequireAndVerify)
     }
 }
@@ -235,12 +244,23 @@ impl WebConfig {
                     format!("{user:?}: a user name must be non-empty and without ':'"),
                 ));
             }
-            if hash.parse::<bcrypt::HashParts>().is_err() {
+            let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                 return Err(invalid(
                     "basic_auth_users",
                     format!(
                         "the password of {user:?} is not a bcrypt hash (make one with \
                          `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
+                    ),
+                ));
+            };
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(invalid(
+                    "basic_auth_users",
+                    format!(
+                        "the bcrypt hash of {user:?} has cost {}, above the maximum {MAX_BCRYPT_COST}: \
+                         every wrong password would take seconds of CPU (make one with \
+                         `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+                        parts.get_cost()
                     ),
                 ));
             }

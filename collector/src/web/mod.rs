@@ -4,10 +4,11 @@
 //!
 //! Each new connection and each request looks at the files' identities (inode, size,
 //! modification time; a Kubernetes Secret update swaps a symlink, which changes them). A change
-//! loads the configuration again. If the new one is invalid, or would turn TLS or
-//! authentication off (as a truncated file would), the previous one stays in force: the error is
-//! logged once, and the load is tried again every [`RETRY`] until it succeeds or the files
-//! change. Turning TLS or authentication off takes a restart.
+//! loads the configuration again. If the new one is invalid, or would weaken what protects the
+//! endpoint — turn TLS off, stop requiring or verifying client certificates, turn basic auth off
+//! (as a file cut off while being rewritten would) — the previous one stays in force: the error
+//! is logged once, and the load is tried again every [`RETRY`] until it succeeds or the files
+//! change. Weakening any of them takes a restart ([`weakened`]).
 
 mod auth;
 pub(crate) mod config;
@@ -22,11 +23,14 @@ use std::{
 };
 
 use axum::http::{HeaderName, HeaderValue};
-use tokio::sync::Semaphore;
 use tracing::{error, info};
 
 pub(crate) use self::config::WebConfig;
-use self::{auth::Users, config::WebConfigError, tls::TlsError};
+use self::{
+    auth::{Turns, Users},
+    config::{ClientAuth, WebConfigError},
+    tls::TlsError,
+};
 
 /// How often a failed reload is tried again while the files stay as they are.
 pub(crate) const RETRY: Duration = Duration::from_secs(10);
@@ -43,9 +47,69 @@ pub(crate) enum LoadError {
     /// The TLS part cannot be set up (certificate, key, CA, suites).
     #[error("web config file {0}")]
     Tls(PathBuf, #[source] TlsError),
-    /// A reload would turn TLS or authentication off.
-    #[error("web config file {0}: {1} would be turned off; that takes a restart")]
+    /// A reload would weaken TLS, client certificates or authentication.
+    #[error("web config file {0}: {1}; weakening the protection takes a restart")]
     Weaker(PathBuf, &'static str),
+}
+
+/// What protects the endpoint under a configuration: what a reload must not take away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Protection {
+    /// Served over TLS.
+    pub(crate) tls: bool,
+    /// A client certificate is required.
+    pub(crate) certificate_required: bool,
+    /// Client certificates are verified against a CA.
+    pub(crate) certificate_verified: bool,
+    /// Basic auth is required.
+    pub(crate) users: bool,
+}
+
+impl Protection {
+    /// The protection of TLS settings `client_auth` (`None`: plain HTTP) and users.
+    pub(crate) const fn of(client_auth: Option<ClientAuth>, users: bool) -> Self {
+        match client_auth {
+            None => Self {
+                tls: false,
+                certificate_required: false,
+                certificate_verified: false,
+                users,
+            },
+            Some(auth) => Self {
+                tls: true,
+                certificate_required: auth.requires(),
+                certificate_verified: auth.verifies(),
+                users,
+            },
+        }
+    }
+}
+
+impl WebConfig {
+    /// What protects the endpoint under this configuration.
+    pub(crate) fn protection(&self) -> Protection {
+        Protection::of(
+            self.tls.as_ref().map(|t| t.client_auth),
+            !self.users.is_empty(),
+        )
+    }
+}
+
+/// What a reload from `old` to `new` would take away, if anything: each of TLS, the client
+/// certificate requirement, their verification and basic auth can be added by a reload, never
+/// removed.
+pub(crate) const fn weakened(old: Protection, new: Protection) -> Option<&'static str> {
+    if old.tls && !new.tls {
+        Some("TLS would be turned off")
+    } else if old.certificate_required && !new.certificate_required {
+        Some("client certificates would no longer be required")
+    } else if old.certificate_verified && !new.certificate_verified {
+        Some("client certificates would no longer be verified")
+    } else if old.users && !new.users {
+        Some("basic auth would be turned off")
+    } else {
+        None
+    }
 }
 
 /// The configuration in force: what connections and requests use.
@@ -57,14 +121,17 @@ pub(crate) struct Active {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// Basic auth users.
     pub(crate) users: Users,
+    /// What protects the endpoint.
+    pub(crate) protection: Protection,
 }
 
 impl Active {
-    fn plain(bcrypt: &Arc<Semaphore>) -> Self {
+    fn plain(turns: &Arc<Turns>) -> Self {
         Self {
             tls: None,
             headers: Vec::new(),
-            users: Users::new(Default::default(), Arc::clone(bcrypt)),
+            users: Users::new(Default::default(), Arc::clone(turns), None),
+            protection: Protection::default(),
         }
     }
 }
@@ -82,7 +149,7 @@ fn stamp(path: &Path) -> Stamp {
 #[derive(Debug)]
 pub(crate) struct Web {
     path: Option<PathBuf>,
-    bcrypt: Arc<Semaphore>,
+    turns: Arc<Turns>,
     state: Mutex<State>,
 }
 
@@ -103,17 +170,17 @@ impl Web {
     /// [`LoadError`] naming the file and what is wrong: linkmeter does not start with a web
     /// configuration it cannot apply.
     pub(crate) fn load(path: Option<PathBuf>) -> Result<Self, LoadError> {
-        let bcrypt = Arc::new(Semaphore::new(auth::CONCURRENT_BCRYPT));
+        let turns = Arc::new(Turns::default());
         let (active, stamps) = match &path {
-            None => (Active::plain(&bcrypt), Vec::new()),
+            None => (Active::plain(&turns), Vec::new()),
             Some(path) => {
-                let (active, stamps) = load(path, &bcrypt);
+                let (active, stamps) = load(path, &turns, None);
                 (active?, stamps)
             }
         };
         Ok(Self {
             path,
-            bcrypt,
+            turns,
             state: Mutex::new(State {
                 active: Arc::new(active),
                 stamps,
@@ -139,17 +206,11 @@ impl Web {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() >= RETRY);
         if changed || retry {
-            let (loaded, stamps) = load(path, &self.bcrypt);
+            let (loaded, stamps) = load(path, &self.turns, Some(&state.active.users));
             state.stamps = stamps;
             let loaded = loaded.and_then(|new| {
-                let weaker = if state.active.tls.is_some() && new.tls.is_none() {
-                    Some("TLS")
-                } else if state.active.users.required() && !new.users.required() {
-                    Some("basic auth")
-                } else {
-                    None
-                };
-                weaker.map_or(Ok(new), |what| Err(LoadError::Weaker(path.clone(), what)))
+                weakened(state.active.protection, new.protection)
+                    .map_or(Ok(new), |what| Err(LoadError::Weaker(path.clone(), what)))
             });
             match loaded {
                 Ok(active) => {
@@ -183,7 +244,8 @@ impl Web {
 /// so that a change during the load is seen at the next look.
 fn load(
     path: &Path,
-    bcrypt: &Arc<Semaphore>,
+    turns: &Arc<Turns>,
+    previous: Option<&Users>,
 ) -> (Result<Active, LoadError>, Vec<(PathBuf, Stamp)>) {
     let mut stamps = vec![(path.to_owned(), stamp(path))];
     let text = match std::fs::read_to_string(path) {
@@ -205,10 +267,49 @@ fn load(
             }
         }
     };
+    let protection = config.protection();
     let active = Active {
         tls,
         headers: config.headers,
-        users: Users::new(config.users, Arc::clone(bcrypt)),
+        users: Users::new(config.users, Arc::clone(turns), previous),
+        protection,
     };
     (Ok(active), stamps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_may_add_protection_but_never_take_it_away() {
+        let plain = Protection::of(None, false);
+        let tls = Protection::of(Some(ClientAuth::None), false);
+        let mtls = Protection::of(Some(ClientAuth::RequireAndVerify), true);
+        let any_cert = Protection::of(Some(ClientAuth::RequireAny), true);
+        let if_given = Protection::of(Some(ClientAuth::VerifyIfGiven), true);
+        assert_eq!(weakened(plain, mtls), None);
+        assert_eq!(weakened(tls, mtls), None);
+        assert_eq!(weakened(mtls, mtls), None);
+        assert_eq!(weakened(mtls, plain), Some("TLS would be turned off"));
+        assert_eq!(
+            weakened(mtls, tls),
+            Some("client certificates would no longer be required")
+        );
+        assert_eq!(
+            weakened(mtls, any_cert),
+            Some("client certificates would no longer be verified")
+        );
+        assert_eq!(
+            weakened(mtls, if_given),
+            Some("client certificates would no longer be required")
+        );
+        assert_eq!(
+            weakened(
+                mtls,
+                Protection::of(Some(ClientAuth::RequireAndVerify), false)
+            ),
+            Some("basic auth would be turned off")
+        );
+    }
 }

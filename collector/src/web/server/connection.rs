@@ -3,7 +3,7 @@
 //! headers; the connection ends when the client leaves, on a timeout, on eviction or at
 //! shutdown.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -21,6 +21,7 @@ use tracing::debug;
 use super::{
     Limits,
     cap::{Busy, Shared, Slot},
+    progress::{Progress, Tracked},
     shutdown::Stop,
 };
 use crate::web::{Web, auth::Verdict};
@@ -44,6 +45,7 @@ pub(super) async fn run(
     let evicted = slot.shared.evicted();
     tokio::pin!(stop, evicted);
     evicted.as_mut().enable();
+    let source = stream.peer_addr().ok().map(|a| a.ip());
     let active = web.current();
     let io = match &active.tls {
         None => Either::Left(stream),
@@ -75,7 +77,7 @@ pub(super) async fn run(
             router.clone(),
             Arc::clone(&web),
             limits,
-            Arc::clone(&shared),
+            (Arc::clone(&shared), source),
         )
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -86,14 +88,22 @@ pub(super) async fn run(
         // One flattened buffer per write, as hyper advises for TLS transports. `Either`
         // reports both streams as vectored, which would switch hyper to queued `writev`s.
         .writev(false);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let progress = Progress::new();
+    let conn = builder.serve_connection(
+        TokioIo::new(Tracked::new(io, Arc::clone(&progress))),
+        service,
+    );
     tokio::pin!(conn);
+    let stalled = stalled(&progress, limits.request_timeout);
+    tokio::pin!(stalled);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(err) = result {
                 debug!(error = %err, "connection ended");
             }
         }
+        // A response the client does not read for `request_timeout`: closed, its buffers freed.
+        () = &mut stalled => debug!("closing a connection whose client stopped reading"),
         // Evicted while a request came in after all: that request is answered first, within
         // the header timeout (its response may be stuck on a client that does not read).
         () = &mut evicted => if slot.shared.in_flight() {
@@ -108,13 +118,27 @@ pub(super) async fn run(
     // `slot` leaves the registry as the connection ends.
 }
 
+/// Completes once the connection's writes have been blocked for `deadline` with no byte going
+/// out (its client stopped reading).
+async fn stalled(progress: &Progress, deadline: Duration) {
+    let mut tick = tokio::time::interval(
+        deadline.clamp(Duration::from_millis(10), Duration::from_millis(250)),
+    );
+    loop {
+        tick.tick().await;
+        if progress.stuck() >= deadline {
+            return;
+        }
+    }
+}
+
 /// One request: authentication, the route within the request timeout, the configured headers.
 async fn handle(
     request: Request<Incoming>,
     router: Router,
     web: Arc<Web>,
     limits: Limits,
-    shared: Arc<Shared>,
+    (shared, source): (Arc<Shared>, Option<std::net::IpAddr>),
 ) -> Result<Response<Body>, Infallible> {
     let active = web.current();
     let open = OPEN_PATHS.contains(&request.uri().path());
@@ -126,7 +150,7 @@ async fn handle(
         let authorization = request.headers().get(header::AUTHORIZATION);
         active
             .users
-            .check(authorization.map(|v| v.as_bytes()))
+            .check(authorization.map(|v| v.as_bytes()), source)
             .await
     };
     let busy = Busy::new(&shared);

@@ -21,6 +21,7 @@
 
 mod cap;
 mod connection;
+mod progress;
 mod shutdown;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -82,6 +83,9 @@ pub(crate) async fn serve(
                     continue;
                 };
                 let _nodelay = stream.set_nodelay(true);
+                // Unacknowledged data (a client gone, or one whose window stays shut) ends the
+                // connection after the request timeout, in the kernel too.
+                let _timeout = user_timeout(&stream, limits.request_timeout);
                 tasks.spawn(connection::run(
                     stream,
                     router.clone(),
@@ -99,6 +103,13 @@ pub(crate) async fn serve(
 }
 
 /// Accept errors that a busy or short-of-descriptors server waits out.
+/// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged (zero-window probes
+/// included) before the kernel closes the connection.
+fn user_timeout(stream: &tokio::net::TcpStream, timeout: Duration) -> nix::Result<()> {
+    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::TcpUserTimeout, &ms)
+}
+
 fn transient_accept_error(err: &std::io::Error) -> bool {
     matches!(
         err.raw_os_error(),
