@@ -4,6 +4,7 @@
 //! answered by that collection, so concurrent scrapers cost about one collection (the
 //! collection yields to the runtime now and then, so that the server takes them in).
 
+pub(crate) mod lock;
 #[cfg(test)]
 mod tests;
 
