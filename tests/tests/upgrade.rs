@@ -37,7 +37,12 @@ fn counters_continue_across_an_upgrade(mode: AttachMode, tag: &str) {
     let index = ifindex(&topo.a, "va");
     let mut want = Counter::default();
     {
-        let mut counters = EbpfCounters::load(&old).expect("load the old build");
+        // Loaded in the namespace of the devices, as the daemon loads in its own: adopting a
+        // pinned slot checks its links sit on that namespace's device.
+        let mut counters = topo
+            .a
+            .within(|| EbpfCounters::load(&old))
+            .expect("load the old build");
         let _attached =
             attach_counter(&topo.a, &mut counters, "va", mode, Framing::default()).expect("attach");
         send(&topo, 10, &mut want);
@@ -46,7 +51,10 @@ fn counters_continue_across_an_upgrade(mode: AttachMode, tag: &str) {
     // No daemon: the old programs, left on the hooks with the pinned maps, go on counting.
     send(&topo, 7, &mut want);
 
-    let mut counters = EbpfCounters::load(&new).expect("load the upgrade");
+    let mut counters = topo
+        .a
+        .within(|| EbpfCounters::load(&new))
+        .expect("load the upgrade");
     let attached = attach_counter(&topo.a, &mut counters, "va", mode, Framing::default())
         .expect("take over the hooks");
     assert!(

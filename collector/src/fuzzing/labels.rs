@@ -36,6 +36,7 @@ pub fn labels(data: &[u8]) {
             backend: Backend::Ethtool,
             reason: Reason::EthtoolStats,
             attach_mode: Some(AttachedMode::Tcx),
+            programs_before: None,
             kernel: Some(LinkStats::default()),
             ebpf,
             ethtool: vec![(stat.clone(), 1)],

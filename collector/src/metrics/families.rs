@@ -212,6 +212,29 @@ impl Families {
         )?;
         counter(
             encoder,
+            names::EBPF_REANCHOR,
+            "Moves of the eBPF counter back to the head of a hook's chain after another program was placed before it.",
+            plain(s.reanchor),
+        )?;
+        gauge(
+            encoder,
+            names::EBPF_PROGRAMS_BEFORE,
+            "Programs that run before the eBPF counter on the interface's hook (direction rx: ingress, tx: egress) at the last check, after moving it back to the head; 0 when first. Not 0: one of them may redirect, drop or end the chain and hide packets from the counts.",
+            MetricType::Gauge,
+            s.interfaces
+                .iter()
+                .filter_map(|i| {
+                    let [ingress, egress] = i.programs_before?;
+                    let value = RxTx {
+                        rx: u64::from(ingress),
+                        tx: u64::from(egress),
+                    };
+                    Some(rx_tx(i, value, false))
+                })
+                .flatten(),
+        )?;
+        counter(
+            encoder,
             names::EBPF_MAP_OVERFLOW,
             "Packets the eBPF programs could not count in their map: of an interface without an entry in the directory (map=directory: more interfaces than max_interfaces), of a peer that did not fit into the peer map (map=peers; raise max_peers), of a drop whose interface and reason did not fit into the drop map (map=drops).",
             [
@@ -284,6 +307,7 @@ mod tests {
             backend: Backend::Netdev,
             reason: crate::policy::Reason::EthtoolError,
             attach_mode: None,
+            programs_before: None,
             kernel: None,
             ebpf: None,
             ethtool: Vec::new(),

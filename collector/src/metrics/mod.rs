@@ -44,6 +44,9 @@ pub(crate) struct InterfaceSnapshot {
     /// eBPF attach mechanism, where the eBPF counter is attached (eBPF-routed interfaces, and
     /// those that get the breakdown besides another backend).
     pub(crate) attach_mode: Option<AttachedMode>,
+    /// Programs before the eBPF counter on (ingress, egress) at the last check, where it is
+    /// attached and has been checked.
+    pub(crate) programs_before: Option<[u32; 2]>,
     /// Kernel link statistics (netdev backend), when this collection read them.
     pub(crate) kernel: Option<LinkStats>,
     /// eBPF statistics (counts and breakdown), when this collection read them.
@@ -145,6 +148,8 @@ pub(crate) struct Snapshot {
     pub(crate) attach_failures: u64,
     /// Re-attachments since start.
     pub(crate) reattach: u64,
+    /// Moves back to the head of a hook's chain since start.
+    pub(crate) reanchor: u64,
     /// Resyncs the link-event subscription asked for, per reason label.
     pub(crate) netlink_resyncs: Vec<(&'static str, u64)>,
     /// Traffic per tunnel device, direction and remote endpoint.

@@ -31,6 +31,10 @@ pub(crate) const COLLECT_ERRORS: &str = "linkmeter_collect_errors";
 pub(crate) const EBPF_ATTACH_FAILURES: &str = "linkmeter_ebpf_attach_failures";
 /// Counter: re-attachments after our program was removed by someone else.
 pub(crate) const EBPF_REATTACH: &str = "linkmeter_ebpf_reattach";
+/// Counter: moves of our program back to the head of a hook's chain.
+pub(crate) const EBPF_REANCHOR: &str = "linkmeter_ebpf_reanchor";
+/// Gauge: programs before ours on a hook, per `interface` and `direction`.
+pub(crate) const EBPF_PROGRAMS_BEFORE: &str = "linkmeter_ebpf_programs_before";
 /// Counter: resyncs made because link events were lost or the subscription re-opened, per
 /// `reason`.
 pub(crate) const NETLINK_RESYNCS: &str = "linkmeter_netlink_resyncs";

@@ -4,13 +4,13 @@
 //! check is kernel work the node starts and finishes when it answers (see `Done`).
 
 use futures_util::FutureExt as _;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Attachment, Done, Interface, Measure, Node};
 use crate::{
     Report,
     backend::{
-        ebpf::{AttachError, AttachedMode, AttachmentId, TcCounter},
+        ebpf::{AttachError, AttachedMode, AttachmentId, CheckReport, Hook, TcCounter},
         ethtool::EthtoolIo,
     },
     discovery::{Link, Links},
@@ -203,11 +203,42 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         self.start(answer.map(Done::Checked));
     }
 
-    /// Re-attaches the eBPF counter where someone removed it (Cilium's TCX migration deletes
-    /// legacy filters; `tc filter del` or `bpftool link detach` remove ours).
-    pub(super) fn checked(&mut self, broken: &[AttachmentId]) {
+    /// Records where our programs stand on their hooks (said at WARN once per attachment when
+    /// one had to be moved back to the head), and re-attaches the eBPF counter where someone
+    /// removed it (Cilium's TCX migration deletes legacy filters; `tc filter del` or `bpftool
+    /// link detach` remove ours).
+    pub(super) fn checked(&mut self, report: &CheckReport) {
         self.checking = false;
-        for &id in broken {
+        for &(id, placed) in &report.placed {
+            let Some(interface) = self
+                .interfaces
+                .values_mut()
+                .find(|i| i.attachments().any(|a| a.id == id))
+            else {
+                continue;
+            };
+            let name = interface.link.name.clone();
+            let Some(held) = interface.attachment_mut(id) else {
+                continue;
+            };
+            held.placed = Some(placed);
+            for hook in Hook::ALL {
+                let Some(found) = placed[hook.index()].moved_from else {
+                    continue;
+                };
+                self.stats.reanchor += 1;
+                let ahead = placed[hook.index()].ahead;
+                if held.warned {
+                    debug!(interface = %name, %hook, programs_before = found, ahead,
+                        "moved linkmeter's program back to the head of the hook again");
+                } else {
+                    held.warned = true;
+                    warn!(interface = %name, %hook, programs_before = found, ahead,
+                        "another program was placed before linkmeter's on the hook (a redirect, drop or chain end there would hide packets from its counts); moved it back to the head");
+                }
+            }
+        }
+        for &id in &report.removed {
             let Some(ifindex) = self
                 .interfaces
                 .iter()

@@ -119,6 +119,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
         out.collect = self.stats.collect.clone();
         out.attach_failures = self.stats.attach_failures;
         out.reattach = self.stats.reattach;
+        out.reanchor = self.stats.reanchor;
         out.netlink_resyncs = ResyncReason::ALL
             .iter()
             .map(|r| (r.as_str(), self.stats.netlink_resyncs[*r as usize]))
@@ -342,6 +343,10 @@ fn routing(interface: &Interface) -> InterfaceSnapshot {
         backend: interface.measure.backend(),
         reason: interface.reason,
         attach_mode: interface.attachments().find_map(|a| a.mode),
+        programs_before: interface
+            .attachments()
+            .find_map(|a| a.placed)
+            .map(|placed| placed.map(|p| p.ahead)),
         kernel: None,
         ebpf: None,
         ethtool: Vec::new(),

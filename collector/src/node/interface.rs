@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     backend::{
-        ebpf::{AttachedMode, AttachmentId},
+        ebpf::{AttachedMode, AttachmentId, Placement},
         ethtool::{DriverStats, Probe},
     },
     discovery::{Link, LinkMode},
@@ -24,6 +24,11 @@ pub(crate) struct Attachment {
     pub(crate) pending: bool,
     /// The mechanism used, once attached; `None` while pending, and for a dry run.
     pub(crate) mode: Option<AttachedMode>,
+    /// Where our program stood on each hook (ingress, egress) at the last check; `None` until
+    /// the first check after attaching.
+    pub(crate) placed: Option<[Placement; 2]>,
+    /// Whether moving it back to the head of a hook was said at WARN (once per attachment).
+    pub(crate) warned: bool,
 }
 
 impl Attachment {
@@ -33,6 +38,8 @@ impl Attachment {
             id,
             pending: true,
             mode: None,
+            placed: None,
+            warned: false,
         }
     }
 }

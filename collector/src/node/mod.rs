@@ -33,7 +33,9 @@ use self::{interface::Retry, resync::Listing};
 use crate::{
     backend::{
         drops::DropCounter,
-        ebpf::{AttachError, AttachMode, AttachedMode, AttachmentId, Pending, TcCounter},
+        ebpf::{
+            AttachError, AttachMode, AttachedMode, AttachmentId, CheckReport, Pending, TcCounter,
+        },
         ethtool::{Ethtool, EthtoolIo, Ioctl},
     },
     discovery::{DiscoveryError, Links, Netlink},
@@ -62,6 +64,8 @@ struct NodeStats {
     collect: CollectStats,
     attach_failures: u64,
     reattach: u64,
+    /// Moves of our program back to the head of a hook's chain.
+    reanchor: u64,
     /// The overflow counters' last reading (kept when a read fails: they are counters).
     map_overflow: MapOverflow,
     /// Full resyncs made because of the link-event subscription, per [`ResyncReason`].
@@ -113,8 +117,8 @@ pub(crate) enum Done {
     },
     /// A resync's reading of the links answered.
     Listed(Box<Listing>),
-    /// A check of the attachments answered: those someone removed.
-    Checked(Vec<AttachmentId>),
+    /// A check of the attachments answered: those someone removed, where the others stand.
+    Checked(CheckReport),
     /// The removal of stale legacy filters answered: how many.
     StaleRemoved(usize),
     /// Every attachment was let go of (shutdown).
@@ -297,7 +301,7 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             }
             Done::Listed(_) | Done::Checked(_) if self.stopping => {}
             Done::Listed(listing) => return Some(self.listed(*listing)),
-            Done::Checked(broken) => self.checked(&broken),
+            Done::Checked(report) => self.checked(&report),
             Done::StaleRemoved(removed) => {
                 if removed > 0 {
                     tracing::info!(removed, "removed tc filters left by an earlier linkmeter");

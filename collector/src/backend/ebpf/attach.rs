@@ -23,7 +23,7 @@ use aya::{Ebpf, programs::tc::TcHandle};
 
 use super::{
     error::AttachError,
-    hooks::{AttachMode, AttachedMode, Hook, ProgramIds, classifier, kernel_has_tcx},
+    hooks::{AttachMode, AttachedMode, Hook, Placement, ProgramIds, classifier, kernel_has_tcx},
     legacy::{self, LEGACY_PRIORITY, Role},
     netns::{AttachNetns, NetnsRestore},
     pin::{self, PinDir},
@@ -211,6 +211,64 @@ impl HookAttachment {
 }
 
 impl HookAttachment {
+    /// How many programs run before ours (`id`) on this hook of `ifindex`; `None` when ours is
+    /// not there any more.
+    fn ahead(&self, ifindex: u32, id: u32) -> io::Result<Option<u32>> {
+        let position = match &self.link {
+            HookLink::Tcx { .. } => tcx::programs(ifindex, self.hook)?
+                .iter()
+                .position(|&program| program == id),
+            // The dump lists filters in the order they run: by priority, and within one the
+            // newest first; each priority's classifier also appears once with handle 0.
+            HookLink::Filter { handle } => legacy::filters(ifindex, self.hook)?
+                .iter()
+                .filter(|f| u32::from(f.handle) != 0)
+                .position(|f| legacy::is_ours(f, *handle, id)),
+        };
+        Ok(position.map(|p| u32::try_from(p).unwrap_or(u32::MAX)))
+    }
+
+    /// Moves our program to the head of this hook's chain (see [`InterfaceAttachment::check`]).
+    fn reanchor(&mut self, ebpf: &mut Ebpf, ifindex: u32) -> io::Result<()> {
+        let hook = self.hook;
+        let program = classifier(ebpf, hook.program())
+            .ok_or_else(|| io::Error::other(format!("program {} missing", hook.program())))?;
+        let program_fd = program.fd().map_err(io::Error::other)?;
+        let program_fd = program_fd.as_fd();
+        match &mut self.link {
+            HookLink::Tcx { fd, pin } => {
+                // The kernel runs a program once per hook: the old link goes first.
+                if let Some(path) = pin {
+                    pin::unpin(path);
+                }
+                match tcx::link_detach(fd.as_fd()) {
+                    Err(e) if e.raw_os_error() != Some(libc::ENOLINK) => return Err(e),
+                    _ => {}
+                }
+                let new = tcx::link_create(program_fd, ifindex, hook)?;
+                if let Some(path) = pin
+                    && let Err(err) = tcx::pin(new.as_fd(), path)
+                {
+                    // It counts while this daemon runs; a restart attaches afresh.
+                    tracing::warn!(path = %path.display(), error = %err,
+                        "cannot pin the re-anchored link");
+                }
+                *fd = new;
+            }
+            HookLink::Filter { handle } => {
+                legacy::delete_filter(ifindex, hook, LEGACY_PRIORITY, *handle)?;
+                legacy::add_filter(
+                    ifindex,
+                    hook,
+                    (LEGACY_PRIORITY, *handle),
+                    (program_fd, hook.program()),
+                    false,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Lets go of the attachment: detached, unless it is persistent, which stays in the kernel
     /// (a pinned TCX link, a legacy filter) for the next daemon to adopt.
     fn release(self, interface: &str, ifindex: u32, mode: AttachedMode) {
@@ -258,6 +316,15 @@ pub(super) fn attach(
         hooks,
         netns,
     })
+}
+
+/// What a check of an attachment found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// Our program no longer runs on a hook: someone removed it.
+    Removed,
+    /// Where it stands on each hook (ingress, egress).
+    Placed([Placement; 2]),
 }
 
 /// linkmeter's programs attached to both hooks of one interface.
@@ -331,12 +398,65 @@ impl InterfaceAttachment {
             })
     }
 
+    /// Checks both hooks as [`InterfaceAttachment::is_intact`] does and, where another
+    /// program was placed before ours (a Cilium restart that re-attached, an operator's tool),
+    /// moves ours back to the head of the chain: a program before ours that redirects, drops or
+    /// ends the chain would silently hide packets from our counts (retina#1958). A hook that
+    /// cannot be queried counts as in place and first.
+    ///
+    /// Moving is not atomic: the kernel runs a program only once per hook, so ours is detached
+    /// and attached again at the head (under legacy tc: removed and added again at our
+    /// priority, where the newest filter runs first). Packets in those microseconds are not
+    /// counted; a move that fails half-way leaves the hook without ours, which the next check
+    /// finds removed and re-attaches.
+    pub(crate) fn check(&mut self, ebpf: &mut Ebpf, ids: ProgramIds) -> Checked {
+        let mut placed = [Placement::default(); 2];
+        let _restore = match self.netns.enter() {
+            Ok(restore) => restore,
+            Err(err) => {
+                tracing::debug!(interface = %self.interface, error = %err,
+                    "cannot enter the attachment's network namespace; assuming it is intact");
+                return Checked::Placed(placed);
+            }
+        };
+        let (interface, ifindex) = (self.interface.as_str(), self.ifindex);
+        for attached in &mut self.hooks {
+            let hook = attached.hook;
+            let ahead = match attached.ahead(ifindex, ids.of(hook)) {
+                Ok(None) => return Checked::Removed,
+                Ok(Some(ahead)) => ahead,
+                Err(err) => {
+                    tracing::debug!(interface, %hook, error = %crate::Report(&err),
+                        "cannot query the hook; assuming our program is still attached");
+                    0
+                }
+            };
+            let place = &mut placed[hook.index()];
+            place.ahead = ahead;
+            if ahead == 0 {
+                continue;
+            }
+            match attached.reanchor(ebpf, ifindex) {
+                Ok(()) => {
+                    place.moved_from = Some(ahead);
+                    // Legacy tc cannot get before a filter of a lower priority number.
+                    place.ahead = match attached.ahead(ifindex, ids.of(hook)) {
+                        Ok(Some(now)) => now,
+                        Ok(None) => return Checked::Removed,
+                        Err(_) => 0,
+                    };
+                }
+                Err(err) => {
+                    tracing::warn!(interface, %hook, error = %crate::Report(&err),
+                        "cannot move linkmeter's program back to the head of the hook");
+                }
+            }
+        }
+        Checked::Placed(placed)
+    }
+
     fn runs_on(&self, attached: &HookAttachment, id: u32) -> io::Result<bool> {
-        let hook = attached.hook;
-        Ok(match &attached.link {
-            HookLink::Tcx { .. } => tcx::programs(self.ifindex, hook)?.contains(&id),
-            HookLink::Filter { handle } => legacy::still_ours(self.ifindex, hook, *handle, id)?,
-        })
+        Ok(attached.ahead(self.ifindex, id)?.is_some())
     }
 
     fn enter_netns(&self) -> Option<NetnsRestore> {

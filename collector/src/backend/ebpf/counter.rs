@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, future::Future, time::Duration};
 use futures_util::{FutureExt as _, future::LocalBoxFuture};
 use tracing::warn;
 
-pub(crate) use super::worker::AttachmentId;
+pub(crate) use super::worker::{AttachmentId, CheckReport};
 use super::{
     AttachError, AttachMode, AttachedMode, Counters, EbpfCounters, InterfaceStats, LoadError,
     LoadOptions, MapReadError, Overflow, Peer, maps::slot_flags, worker::HookWorker,
@@ -42,9 +42,10 @@ pub(crate) trait TcCounter {
     /// counts as detached.
     fn detach(&mut self, id: AttachmentId) -> Pending<Result<(), AttachError>>;
 
-    /// Which of `ids` are no longer in place: someone else removed them. A check that cannot
-    /// be made counts as in place.
-    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>>;
+    /// Which of `ids` are no longer in place (someone else removed them), and where the others
+    /// stand on their hooks, moved back to the head where another program was placed before
+    /// them. A check that cannot be made counts as in place and first.
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<CheckReport>;
 
     /// Removes from `ifindexes` the legacy tc filters earlier processes of this role left
     /// (after a SIGKILL, say); answers how many.
@@ -176,8 +177,8 @@ impl TcCounter for Counting {
         answered(self.worker.detach(id), || Ok(()))
     }
 
-    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
-        answered(self.worker.check(ids), Vec::new)
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<CheckReport> {
+        answered(self.worker.check(ids), CheckReport::default)
     }
 
     fn remove_stale_filters(&mut self, ifindexes: Vec<u32>) -> Pending<usize> {
@@ -248,8 +249,8 @@ impl TcCounter for Unattached {
         ready(Ok(()))
     }
 
-    fn check(&mut self, _: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
-        ready(Vec::new())
+    fn check(&mut self, _: Vec<AttachmentId>) -> Pending<CheckReport> {
+        ready(CheckReport::default())
     }
 
     fn remove_stale_filters(&mut self, _: Vec<u32>) -> Pending<usize> {
@@ -296,10 +297,9 @@ pub(crate) fn load_or_explain(options: &LoadOptions) -> Option<Counting> {
             })
         }
         Err(err) => {
-            warn!(error = %Report(&err),
-                "eBPF backend unavailable (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON and a \
-                 BPF-capable kernel); interfaces without ethtool stats fall back to kernel link \
-                 stats with reason ebpf_unavailable");
+            warn!(error = %Report(&err), cause = err.what_failed(),
+                "eBPF backend unavailable; interfaces without ethtool stats fall back to kernel \
+                 link stats with reason ebpf_unavailable");
             None
         }
     }

@@ -14,8 +14,8 @@ use collector_common::{Counter, Direction, Protocol, Stats};
 use futures_util::FutureExt as _;
 
 use super::{
-    AttachError, AttachMode, AttachedMode, AttachmentId, InterfaceStats, MapReadError, Overflow,
-    Peer, Pending, TcCounter,
+    AttachError, AttachMode, AttachedMode, AttachmentId, CheckReport, InterfaceStats, MapReadError,
+    Overflow, Peer, Pending, Placement, TcCounter,
 };
 use crate::discovery::Link;
 
@@ -46,6 +46,8 @@ struct State {
     released: bool,
     /// Attachments stay in the kernel when let go of (pinning).
     persisting: bool,
+    /// Attachments another program was placed before, on both hooks: how many programs.
+    ahead: HashMap<AttachmentId, u32>,
 }
 
 /// Statistics of `packets` IPv4 UDP packets of 100 bytes.
@@ -101,6 +103,21 @@ impl FakeEbpf {
     /// Removes our attachment from `ifindex`, as another tool would.
     pub(crate) fn remove_attachment(&self, ifindex: u32) {
         self.state().attached.retain(|_, on| *on != ifindex);
+    }
+
+    /// Places `programs` programs before ours on both hooks of `ifindex`: the next check moves
+    /// ours back to the head.
+    pub(crate) fn place_before(&self, ifindex: u32, programs: u32) {
+        let mut state = self.state();
+        let ids: Vec<AttachmentId> = state
+            .attached
+            .iter()
+            .filter(|(_, on)| **on == ifindex)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            state.ahead.insert(id, programs);
+        }
     }
 
     /// Whether our program is attached to `ifindex`.
@@ -233,14 +250,26 @@ impl TcCounter for FakeEbpf {
         self.answer(Ok(()))
     }
 
-    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<Vec<AttachmentId>> {
-        let broken = {
-            let state = self.state();
-            ids.into_iter()
-                .filter(|id| !state.attached.contains_key(id))
-                .collect()
+    fn check(&mut self, ids: Vec<AttachmentId>) -> Pending<CheckReport> {
+        let report = {
+            let mut state = self.state();
+            let mut report = CheckReport::default();
+            for id in ids {
+                if state.attached.contains_key(&id) {
+                    let placed = state.ahead.remove(&id).map_or_else(Default::default, |n| {
+                        [Placement {
+                            ahead: 0,
+                            moved_from: Some(n),
+                        }; 2]
+                    });
+                    report.placed.push((id, placed));
+                } else {
+                    report.removed.push(id);
+                }
+            }
+            report
         };
-        self.answer(broken)
+        self.answer(report)
     }
 
     fn remove_stale_filters(&mut self, ifindexes: Vec<u32>) -> Pending<usize> {

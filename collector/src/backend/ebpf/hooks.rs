@@ -83,6 +83,26 @@ impl fmt::Display for Hook {
     }
 }
 
+/// Where our program stands in one hook's chain, as the last check found it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// Programs that run before ours, after any move back to the head: 0 when first.
+    pub(crate) ahead: u32,
+    /// How many programs were found before ours when it was moved back to the head (`None`:
+    /// not moved).
+    pub(crate) moved_from: Option<u32>,
+}
+
+impl Hook {
+    /// Its index in [`Hook::ALL`] (and in per-hook arrays).
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Ingress => 0,
+            Self::Egress => 1,
+        }
+    }
+}
+
 /// The TC classifier named `program` in the loaded object `ebpf`; `None` when it is missing
 /// or of another kind.
 pub(super) fn classifier<'a>(

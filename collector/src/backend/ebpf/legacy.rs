@@ -16,12 +16,8 @@ use std::io;
 
 use aya::programs::tc::TcHandle;
 
-pub(super) use super::tc_netlink::{add_clsact, add_filter, delete_filter};
-use super::{
-    error::AttachError,
-    hooks::Hook,
-    tc_netlink::{Filter, filters},
-};
+pub(super) use super::tc_netlink::{add_clsact, add_filter, delete_filter, filters};
+use super::{error::AttachError, hooks::Hook, tc_netlink::Filter};
 
 /// Priority of linkmeter's cls_bpf filters in legacy tc mode (lower runs earlier).
 pub(crate) const LEGACY_PRIORITY: u16 = 1;

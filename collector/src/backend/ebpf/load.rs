@@ -17,7 +17,9 @@ use super::{
     legacy::Role,
     maps::CounterMaps,
     peer_table::PeerTable,
-    pin::{MAP_FILES, PinDir, PinError},
+    pin::{MAP_FILES, PinDir},
+    pin_fs::PinError,
+    pin_layout,
     programs::Programs,
 };
 /// Default of `max_interfaces`: how many interfaces the eBPF counter can be attached to at
@@ -189,6 +191,31 @@ pub enum LoadError {
     Worker(#[source] std::io::Error),
 }
 
+impl LoadError {
+    /// What failed, in the words of the fallback's WARN: permissions, the verifier, the map
+    /// layout, or the kernel's BPF support.
+    pub(crate) fn what_failed(&self) -> &'static str {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = cause {
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            {
+                return "permission denied: run as root or add CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON";
+            }
+            cause = err.source();
+        }
+        match self {
+            Self::Verify { .. } => "the verifier refused a program (its log follows)",
+            Self::MissingProgram { .. } | Self::MissingMap { .. } | Self::Maps(_) => {
+                "the maps or programs are not what this build expects (map layout)"
+            }
+            Self::Pin(_) => "the pin directory cannot be used",
+            Self::Worker(_) => "the hook worker thread cannot start",
+            Self::Object(_) => "the kernel refused the object (a BPF-capable kernel is needed)",
+        }
+    }
+}
+
 fn take_map<M: TryFrom<aya::maps::Map, Error = MapError>>(
     ebpf: &mut Ebpf,
     map: &'static str,
@@ -227,24 +254,36 @@ impl EbpfCounters {
             }
             None => None,
         };
+        let entries = [
+            (DIRECTORY_MAP, directory),
+            (STATS_MAP, interfaces * 2),
+            (PEERS_MAP, peers),
+            // An array cannot be empty: without a table, one unused entry.
+            (PEER_TABLE_MAP, (half * 2).max(1)),
+            (PEER_TOTALS_MAP, peers),
+        ];
+        let object = options.object.unwrap_or(OBJECT);
+        if let Some(pins) = &pins
+            && let Some(mismatch) = pin_layout::expected(object, &entries)
+                .and_then(|wanted| pin_layout::mismatch(pins, &wanted))
+        {
+            tracing::warn!(%mismatch,
+                "a pinned map is not what this build creates; replacing the pinned maps and links (counters restart)");
+            pins.clear().map_err(LoadError::Pin)?;
+        }
         let mut loader = EbpfLoader::new();
         loader
             .override_global(DIRECTORY_MASK_GLOBAL, &mask, true)
-            .override_global(PEER_TABLE_HALF_GLOBAL, &half, true)
-            .map_max_entries(DIRECTORY_MAP, directory)
-            .map_max_entries(STATS_MAP, interfaces * 2)
-            .map_max_entries(PEERS_MAP, peers)
-            // An array cannot be empty: without a table, one unused entry.
-            .map_max_entries(PEER_TABLE_MAP, (half * 2).max(1))
-            .map_max_entries(PEER_TOTALS_MAP, peers);
+            .override_global(PEER_TABLE_HALF_GLOBAL, &half, true);
+        for (map, n) in entries {
+            loader.map_max_entries(map, n);
+        }
         if let Some(pins) = &pins {
             for (map, file) in MAP_FILES {
                 loader.map_pin_path(map, pins.map(file));
             }
         }
-        let mut ebpf = loader
-            .load(options.object.unwrap_or(OBJECT))
-            .map_err(LoadError::Object)?;
+        let mut ebpf = loader.load(object).map_err(LoadError::Object)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -285,8 +324,21 @@ impl EbpfCounters {
             interfaces,
         )
         .map_err(LoadError::Maps)?;
-        if pins.is_some() {
-            let adopted = maps.adopt().map_err(LoadError::Maps)?;
+        if let Some(pins) = &pins {
+            // A slot whose pinned links no longer sit on that ifindex's device here counted
+            // another device: not continued, and its links let go.
+            let same_device = |ifindex| {
+                let same = pins.still_linked(ifindex) != Some(false);
+                if !same {
+                    tracing::info!(
+                        ifindex,
+                        "the pinned counters of this ifindex belonged to another device (deleted, or in another network namespace); starting from zero"
+                    );
+                    pins.unlink(ifindex);
+                }
+                same
+            };
+            let adopted = maps.adopt(same_device).map_err(LoadError::Maps)?;
             if adopted > 0 {
                 tracing::info!(
                     interfaces = adopted,

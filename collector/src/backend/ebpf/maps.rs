@@ -179,9 +179,13 @@ impl CounterMaps {
 
     /// Takes over the slots the directory already lists (pinned maps of an earlier daemon):
     /// their counters continue. Entries that cannot be ours (a slot out of range or taken
-    /// twice, a position the program would not probe for that ifindex) are cleared. Returns how
-    /// many interfaces were adopted.
-    pub(crate) fn adopt(&mut self) -> Result<usize, MapReadError> {
+    /// twice, a position the program would not probe for that ifindex) are cleared, and so are
+    /// those of an ifindex that is not the same device any more (`same_device` says no: its
+    /// counters were another device's). Returns how many interfaces were adopted.
+    pub(crate) fn adopt(
+        &mut self,
+        same_device: impl Fn(u32) -> bool,
+    ) -> Result<usize, MapReadError> {
         let entries: Vec<(u32, Slot)> = self
             .directory
             .iter()
@@ -196,7 +200,7 @@ impl CounterMaps {
                 flags: entry.flags,
                 generation: entry.generation,
             };
-            if !self.slots.adopt(entry.ifindex, position, taken) {
+            if !same_device(entry.ifindex) || !self.slots.adopt(entry.ifindex, position, taken) {
                 self.directory
                     .set(position, Slot::default(), 0)
                     .map_err(access(DIRECTORY_MAP))?;

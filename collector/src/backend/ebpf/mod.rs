@@ -41,6 +41,8 @@ mod netns;
 mod peer_table;
 mod peers;
 mod pin;
+mod pin_fs;
+mod pin_layout;
 mod programs;
 mod slots;
 mod tc_netlink;
@@ -52,8 +54,10 @@ use std::collections::BTreeMap;
 use aya_log::EbpfLogger;
 
 pub(crate) use self::counter::{
-    AttachmentId, Counting, Pending, TcCounter, Unattached, load_or_explain, unattached_if_loadable,
+    AttachmentId, CheckReport, Counting, Pending, TcCounter, Unattached, load_or_explain,
+    unattached_if_loadable,
 };
+pub(crate) use self::hooks::Placement;
 pub use self::{
     attach::InterfaceAttachment,
     error::{AttachError, MapReadError},
@@ -65,7 +69,8 @@ pub use self::{
     },
     maps::{InterfaceCounters, InterfaceStats, Overflow},
     peers::Peer,
-    pin::{DEFAULT_PIN_PATH, PinError},
+    pin::DEFAULT_PIN_PATH,
+    pin_fs::PinError,
 };
 use self::{maps::CounterMaps, maps::slot_flags, pin::PinDir, programs::Programs};
 pub use crate::discovery::Framing;
@@ -88,7 +93,7 @@ pub(crate) fn remove_linkmeter_filters(ifindex: u32) -> std::io::Result<usize> {
 ///
 /// `base` is not on a bpffs, or a pin could not be removed.
 pub(crate) fn remove_pins(base: &std::path::Path) -> Result<bool, PinError> {
-    pin::remove_ours(base)
+    pin_fs::remove_ours(base)
 }
 
 /// The eBPF object built from `collector-ebpf` by `collector/build.rs`, embedded at compile time.

@@ -19,17 +19,18 @@ use std::{
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
-use nix::{
-    errno::Errno,
-    fcntl::{Flock, FlockArg},
-};
-
 use collector_common::{
     DIRECTORY_MAP, MAP_LAYOUT_VERSION, OVERFLOW_MAP, PEER_CONTROL_MAP, PEER_TABLE_MAP,
     PEER_TOTALS_MAP, PEERS_MAP, STATS_MAP,
 };
 
-use super::{hooks::Hook, tcx};
+use super::{
+    hooks::Hook,
+    pin_fs::{
+        Lock, PinError, io_error, is_bpffs, is_layout_dir, remove_tree, same_filesystem, try_lock,
+    },
+    tcx,
+};
 
 /// The default `pin_path`.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/linkmeter";
@@ -45,44 +46,6 @@ pub(super) const MAP_FILES: [(&str, &str); 7] = [
     (OVERFLOW_MAP, "overflow"),
 ];
 
-/// Linux's `BPF_FS_MAGIC`: the filesystem type of a bpffs.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// Why the pin directory cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PinError {
-    /// The base is not on a bpffs.
-    #[error(
-        "{path} is not on a BPF filesystem (mount -t bpf bpf {path}, or mount the host's /sys/fs/bpf)"
-    )]
-    NotBpffs {
-        /// The base directory.
-        path: String,
-    },
-    /// Another linkmeter process holds the directory.
-    #[error("{path} is in use by another linkmeter process (stop it first)")]
-    Busy {
-        /// The directory.
-        path: String,
-    },
-    /// A directory could not be created, read or removed.
-    #[error("{what} {path}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: String,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinError {
-    let path = path.display().to_string();
-    move |source| PinError::Io { what, path, source }
-}
-
 /// The pin directory of this daemon's layout, locked (`flock`) for as long as it exists: a
 /// second daemon (another network namespace, a manual `run --pin` beside the DaemonSet) must
 /// not adopt the same maps, and `linkmeter cleanup` must not pull them from under it.
@@ -97,19 +60,6 @@ pub(crate) struct PinDir {
 /// still be shutting down).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// An open directory, locked.
-type Lock = Flock<fs::File>;
-
-/// Tries to take the exclusive lock of directory `path`; `Ok(None)` when someone holds it.
-fn try_lock(path: &Path) -> io::Result<Option<Lock>> {
-    let dir = fs::File::open(path)?;
-    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, errno)) => Err(errno.into()),
-    }
-}
-
 impl PinDir {
     /// The directory for maps of `interfaces` and `peers` entries under `base` (a bpffs),
     /// created if missing; the directories of other layouts or capacities are removed, which
@@ -119,6 +69,13 @@ impl PinDir {
         interfaces: u32,
         peers: u32,
     ) -> Result<(Self, Vec<String>), PinError> {
+        // Nothing is created outside a bpffs: the nearest existing directory must be on one.
+        let existing = base.ancestors().find(|a| a.exists()).unwrap_or(base);
+        if !is_bpffs(existing) {
+            return Err(PinError::NotBpffs {
+                path: base.display().to_string(),
+            });
+        }
         fs::create_dir_all(base).map_err(io_error("creating the pin directory", base))?;
         if !is_bpffs(base) {
             return Err(PinError::NotBpffs {
@@ -127,6 +84,11 @@ impl PinDir {
         }
         let name = format!("v{MAP_LAYOUT_VERSION}-i{interfaces}-p{peers}");
         let dir = base.join(&name);
+        if dir.exists() && !same_filesystem(base, &dir) {
+            return Err(PinError::Mounted {
+                path: dir.display().to_string(),
+            });
+        }
         let links = dir.join("links");
         fs::create_dir_all(&links).map_err(io_error("creating", &links))?;
         let lock = lock_waiting(&dir)?;
@@ -136,12 +98,19 @@ impl PinDir {
             let other = entry.file_name().to_string_lossy().into_owned();
             // Only our own layout directories (`pin_path` may hold other programs' pins), and
             // only those no other daemon holds.
-            if other != name
-                && is_layout_dir(&other)
-                && try_lock(&entry.path()).is_ok_and(|held| held.is_some())
-            {
-                remove_tree(&entry.path())?;
-                removed.push(other);
+            if other == name || !is_layout_dir(&other) {
+                continue;
+            }
+            // Held through the removal; one another daemon holds is left to it.
+            let Ok(Some(_held)) = try_lock(&entry.path()) else {
+                continue;
+            };
+            match remove_tree(base, &entry.path()) {
+                Ok(()) => removed.push(other),
+                Err(err @ PinError::Mounted { .. }) => {
+                    tracing::warn!(error = %err, "not removing a pin directory");
+                }
+                Err(err) => return Err(err),
             }
         }
         Ok((
@@ -153,6 +122,23 @@ impl PinDir {
         ))
     }
 
+    /// Removes every pin of the directory, maps and links, keeping it and its lock: what an
+    /// earlier daemon left there is replaced (its links detach, its maps are freed).
+    pub(super) fn clear(&self) -> Result<(), PinError> {
+        let links = self.dir.join("links");
+        remove_tree(&self.dir, &links)?;
+        fs::create_dir_all(&links).map_err(io_error("creating", &links))?;
+        for (_, file) in MAP_FILES {
+            let path = self.map(file);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &path)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Where map `file` (see [`MAP_FILES`]) is pinned.
     pub(super) fn map(&self, file: &str) -> PathBuf {
         self.dir.join(file)
@@ -161,6 +147,35 @@ impl PinDir {
     /// Where the TCX link of `hook` on `ifindex` is pinned.
     pub(super) fn link(&self, ifindex: u32, hook: Hook) -> PathBuf {
         self.dir.join("links").join(format!("{ifindex}-{hook}"))
+    }
+
+    /// Whether the links pinned for `ifindex` are attached to the interface with that index in
+    /// the calling thread's network namespace: `None` when none is pinned (legacy tc), `Some(false)`
+    /// when one is gone with its device, or sits on another namespace's device of that index, or
+    /// a device made anew there since (its counters are another device's: not adopted).
+    pub(super) fn still_linked(&self, ifindex: u32) -> Option<bool> {
+        let mut pinned = false;
+        for hook in [Hook::Ingress, Hook::Egress] {
+            let path = self.link(ifindex, hook);
+            let Ok(link) = tcx::open_pinned(&path) else {
+                continue;
+            };
+            pinned = true;
+            let attached = tcx::link_id(link.as_fd())
+                .and_then(|id| Ok(tcx::links(ifindex, hook)?.contains(&id)))
+                .unwrap_or(false);
+            if !attached {
+                return Some(false);
+            }
+        }
+        pinned.then_some(true)
+    }
+
+    /// Removes the pinned links of `ifindex` (they detach: no daemon holds them).
+    pub(super) fn unlink(&self, ifindex: u32) {
+        for hook in [Hook::Ingress, Hook::Egress] {
+            unpin(&self.link(ifindex, hook));
+        }
     }
 
     /// The ifindexes that have a pinned link.
@@ -219,17 +234,6 @@ pub(super) fn unpin(path: &Path) {
     }
 }
 
-/// Removes what linkmeter pinned under `base` (`linkmeter cleanup`): its layout directories
-/// only — `base` may hold other programs' pins — then `base` itself when that leaves it empty.
-/// Nothing there is fine.
-///
-/// # Errors
-///
-/// `base` is not on a bpffs, or a pin could not be removed.
-pub(crate) fn remove_ours(base: &Path) -> Result<bool, PinError> {
-    remove_ours_locked(base)
-}
-
 /// Waits up to [`LOCK_WAIT`] for the lock of `dir`.
 fn lock_waiting(dir: &Path) -> Result<Lock, PinError> {
     let start = std::time::Instant::now();
@@ -246,62 +250,6 @@ fn lock_waiting(dir: &Path) -> Result<Lock, PinError> {
             }
         }
     }
-}
-
-fn remove_ours_locked(base: &Path) -> Result<bool, PinError> {
-    if !base.exists() {
-        return Ok(false);
-    }
-    if !is_bpffs(base) {
-        return Err(PinError::NotBpffs {
-            path: base.display().to_string(),
-        });
-    }
-    let mut removed = false;
-    for entry in fs::read_dir(base).map_err(io_error("reading", base))? {
-        let entry = entry.map_err(io_error("reading", base))?;
-        if is_layout_dir(&entry.file_name().to_string_lossy()) {
-            // Held while its daemon runs: removing the pins then would only make it attach
-            // again, unpinned, at its next resync.
-            let _lock = try_lock(&entry.path())
-                .map_err(io_error("locking", &entry.path()))?
-                .ok_or_else(|| PinError::Busy {
-                    path: entry.path().display().to_string(),
-                })?;
-            remove_tree(&entry.path())?;
-            removed = true;
-        }
-    }
-    // Left in place when something else is in it.
-    let _ = fs::remove_dir(base);
-    Ok(removed)
-}
-
-/// Removes a pin directory tree: unpinning a link detaches it (nothing else holds it), unpinning
-/// a map frees it once no program uses it.
-fn remove_tree(path: &Path) -> Result<(), PinError> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error("removing", path)(e)),
-    }
-}
-
-/// Whether `name` is one of linkmeter's layout directories: `v<N>-i<N>-p<N>`.
-fn is_layout_dir(name: &str) -> bool {
-    let mut parts = name.split('-');
-    let numbered = |part: Option<&str>, prefix: char| {
-        part.and_then(|p| p.strip_prefix(prefix))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    numbered(parts.next(), 'v')
-        && numbered(parts.next(), 'i')
-        && numbered(parts.next(), 'p')
-        && parts.next().is_none()
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::{io, sync::Arc};
 use aya::Ebpf;
 
 use super::{
-    attach::{self, InterfaceAttachment, Target},
+    attach::{self, Checked, InterfaceAttachment, Target},
     error::AttachError,
     hooks::{AttachMode, ProgramIds},
     legacy::{self, Role},
@@ -84,6 +84,12 @@ impl Programs {
     /// [`InterfaceAttachment::is_intact`].
     pub(crate) fn is_intact(&self, attachment: &InterfaceAttachment) -> bool {
         attachment.is_intact(self.ids)
+    }
+
+    /// Checks `attachment` and moves our programs back to the head of a hook where another
+    /// program was placed before them; see [`InterfaceAttachment::check`].
+    pub(crate) fn check(&mut self, attachment: &mut InterfaceAttachment) -> Checked {
+        attachment.check(&mut self.ebpf, self.ids)
     }
 
     /// Removes the legacy tc filters earlier processes of our role left on `ifindex` (after a

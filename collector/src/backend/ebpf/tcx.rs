@@ -18,9 +18,11 @@ use super::hooks::Hook;
 
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 /// `BPF_F_BEFORE` without a relative program: first in the chain.
@@ -119,6 +121,17 @@ pub(super) fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::
     bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
 }
 
+/// Detaches the link `link` from its hook now, whoever else holds it (a pin, a descriptor).
+///
+/// # Errors
+///
+/// The kernel refused (`ENOLINK`: detached already).
+pub(super) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = Attr::new();
+    attr.u32_at(0, fd_u32(link));
+    bpf(BPF_LINK_DETACH, &mut attr).map(|_| ())
+}
+
 fn path_c(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
 }
@@ -145,6 +158,52 @@ pub(super) fn open_pinned(path: &Path) -> io::Result<OwnedFd> {
     let mut attr = Attr::new();
     attr.u64_at(0, path.as_ptr() as u64);
     owned(bpf(BPF_OBJ_GET, &mut attr)?)
+}
+
+/// The kernel id of the link `link` (`bpf_link_info.id`).
+///
+/// # Errors
+///
+/// The kernel refused (not a link).
+pub(super) fn link_id(link: BorrowedFd<'_>) -> io::Result<u32> {
+    // `struct bpf_link_info` starts with `type`, `id`, `prog_id` (u32 each); the kernel copies
+    // at most `info_len` bytes.
+    let mut info = [0u8; 64];
+    let mut attr = Attr::new();
+    attr.u32_at(0, fd_u32(link))
+        .u32_at(4, u32::try_from(info.len()).unwrap_or(0))
+        .u64_at(8, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(u32::from_ne_bytes(info[4..8].try_into().expect("4 bytes")))
+}
+
+/// The ids of the links on `hook` of the interface with index `ifindex` (calling thread's
+/// network namespace), in chain order; programs attached without a link have id 0.
+///
+/// # Errors
+///
+/// The kernel refused (`ENODEV`: no such interface).
+pub(super) fn links(ifindex: u32, hook: Hook) -> io::Result<Vec<u32>> {
+    let mut count = 64usize;
+    loop {
+        let (mut programs, mut links) = (vec![0u32; count], vec![0u32; count]);
+        let mut attr = Attr::new();
+        attr.u32_at(0, ifindex)
+            .u32_at(4, attach_type(hook))
+            .u64_at(16, programs.as_mut_ptr() as u64)
+            .u32_at(24, u32::try_from(count).unwrap_or(u32::MAX))
+            .u64_at(40, links.as_mut_ptr() as u64);
+        match bpf(BPF_PROG_QUERY, &mut attr) {
+            Ok(_) => {
+                links.truncate((attr.read_u32(24) as usize).min(count));
+                return Ok(links);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                count = (attr.read_u32(24) as usize).max(count * 2);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The ids of the programs on `hook` of the interface with index `ifindex`, in chain order.

@@ -16,9 +16,9 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{
-    attach::InterfaceAttachment,
+    attach::{Checked, InterfaceAttachment},
     error::AttachError,
-    hooks::{AttachMode, AttachedMode},
+    hooks::{AttachMode, AttachedMode, Placement},
     programs::Programs,
 };
 
@@ -26,6 +26,16 @@ use super::{
 /// detached or checked whatever became of its attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct AttachmentId(pub(crate) u64);
+
+/// What a check of attachments found: those someone removed, and where the others stand on
+/// each hook (ingress, egress), after any move back to the head.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CheckReport {
+    /// Attachments whose program no longer runs on a hook.
+    pub(crate) removed: Vec<AttachmentId>,
+    /// The others' places.
+    pub(crate) placed: Vec<(AttachmentId, [Placement; 2])>,
+}
 
 /// A request to the worker, with where to answer it.
 enum Request {
@@ -42,7 +52,7 @@ enum Request {
     },
     Check {
         ids: Vec<AttachmentId>,
-        reply: oneshot::Sender<Vec<AttachmentId>>,
+        reply: oneshot::Sender<CheckReport>,
     },
     RemoveStale {
         ifindexes: Vec<u32>,
@@ -106,9 +116,10 @@ impl HookWorker {
         self.ask(|reply| Request::Detach { id, reply })
     }
 
-    /// Which of `ids` no longer run our programs (someone removed them); unknown ids are
-    /// left out.
-    pub(crate) fn check(&self, ids: Vec<AttachmentId>) -> oneshot::Receiver<Vec<AttachmentId>> {
+    /// Which of `ids` no longer run our programs (someone removed them), and where the others
+    /// stand (moved back to the head where another program was placed before them); unknown
+    /// ids are left out.
+    pub(crate) fn check(&self, ids: Vec<AttachmentId>) -> oneshot::Receiver<CheckReport> {
         self.ask(|reply| Request::Check { ids, reply })
     }
 
@@ -151,15 +162,17 @@ fn serve(mut programs: Programs, inbox: &mpsc::Receiver<Request>) {
                 let _gone = reply.send(answer);
             }
             Request::Check { ids, reply } => {
-                let broken = ids
-                    .into_iter()
-                    .filter(|id| {
-                        attachments
-                            .get(id)
-                            .is_some_and(|attachment| !programs.is_intact(attachment))
-                    })
-                    .collect();
-                let _gone = reply.send(broken);
+                let mut report = CheckReport::default();
+                for id in ids {
+                    let Some(attachment) = attachments.get_mut(&id) else {
+                        continue;
+                    };
+                    match programs.check(attachment) {
+                        Checked::Removed => report.removed.push(id),
+                        Checked::Placed(placed) => report.placed.push((id, placed)),
+                    }
+                }
+                let _gone = reply.send(report);
             }
             Request::RemoveStale { ifindexes, reply } => {
                 let mut removed = 0;

@@ -225,6 +225,7 @@ mod tests {
             backend,
             reason,
             attach_mode: counts.then_some(AttachedMode::Tcx),
+            programs_before: None,
             kernel: None,
             ebpf: counts.then_some(InterfaceStats {
                 rx: udp_stats(1),

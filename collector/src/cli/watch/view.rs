@@ -277,6 +277,7 @@ mod tests {
                 backend: Backend::Ebpf,
                 reason: Reason::EthtoolNoStats,
                 attach_mode: Some(AttachedMode::Tc),
+                programs_before: None,
                 kernel: Some(LinkStats {
                     tx_packets: kernel_tx,
                     ..LinkStats::default()

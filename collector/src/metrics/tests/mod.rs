@@ -33,6 +33,7 @@ fn iface(name: &str, ifindex: u32, backend: Backend, reason: Reason) -> Interfac
         backend,
         reason,
         attach_mode: None,
+        programs_before: None,
         kernel: Some(kernel(10)),
         ebpf: None,
         ethtool: Vec::new(),
@@ -56,6 +57,7 @@ fn fixture() -> Snapshot {
     eth.full_duplex = Some(true);
     let mut vxlan = iface("cilium_vxlan", 3, Backend::Ebpf, Reason::EthtoolUnsupported);
     vxlan.attach_mode = Some(AttachedMode::Tcx);
+    vxlan.programs_before = Some([0, 1]);
     vxlan.ebpf = Some(InterfaceStats {
         rx: stats(&[(Protocol::Ipv4Udp, 5, 500), (Protocol::Arp, 2, 200)], &[]),
         tx: stats(
@@ -65,6 +67,7 @@ fn fixture() -> Snapshot {
     });
     // eth0 keeps ethtool and also gets the breakdown.
     eth.attach_mode = Some(AttachedMode::Tcx);
+    eth.programs_before = Some([0, 0]);
     eth.ebpf = Some(InterfaceStats {
         rx: stats(&[(Protocol::Ipv6Tcp, 1, 1500)], &[(TcpFlag::SynAck, 1)]),
         tx: Stats::default(),
@@ -89,6 +92,7 @@ fn fixture() -> Snapshot {
         },
         attach_failures: 1,
         reattach: 2,
+        reanchor: 1,
         netlink_resyncs: vec![("events_lost", 4), ("resubscribed", 1)],
         peers: vec![
             peer("cilium_vxlan", Direction::Egress, "192.0.2.2", 5),

@@ -131,6 +131,28 @@ async fn an_attachment_removed_by_someone_else_is_reattached_at_the_resync() {
 }
 
 #[tokio::test]
+async fn a_program_placed_before_ours_is_counted_and_ours_moved_back_without_reattaching() {
+    let mut f = fixture();
+    f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
+    assert_eq!(f.node.collect().await.interfaces[0].programs_before, None);
+    f.node.resync_now().await.expect("dump");
+    assert_eq!(
+        f.node.collect().await.interfaces[0].programs_before,
+        Some([0, 0])
+    );
+    f.ebpf.place_before(5, 2);
+    f.node.resync_now().await.expect("dump");
+    let snapshot = f.node.collect().await;
+    // Both hooks moved back; the fake puts ours first again.
+    assert_eq!(snapshot.reanchor, 2);
+    assert_eq!(snapshot.interfaces[0].programs_before, Some([0, 0]));
+    assert_eq!(snapshot.reattach, 0);
+    assert_eq!(f.ebpf.attaches(), 1, "moved, not re-attached");
+    f.node.resync_now().await.expect("dump");
+    assert_eq!(f.node.collect().await.reanchor, 2, "nothing to move");
+}
+
+#[tokio::test]
 async fn a_reattachment_that_fails_falls_back_to_kernel_stats() {
     let mut f = fixture();
     f.appear(5, "vx5", Some("vxlan"), no_stats("vxlan")).await;
