@@ -216,6 +216,20 @@ impl TracedDrops {
         if let Ok(layout) = Layout::read(&self.btf_dir) {
             self.names = layout.names;
         }
+        release_freed_memory();
+    }
+}
+
+/// Gives the memory freed after reading the kernel's BTF back to the system. The two parses at
+/// load (ours and aya's, several MiB of BTF into many small allocations) leave about 29 MiB that
+/// glibc's allocator would otherwise keep for the daemon's lifetime (measured RSS: 41.9 MiB
+/// with drop reasons, 12.6 MiB without).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` only returns free memory of the allocator's arenas to the kernel;
+    // no allocation is moved or freed.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -330,7 +344,9 @@ pub(crate) fn load_or_explain(enabled: bool) -> Option<Box<dyn DropCounter>> {
     if !enabled {
         return None;
     }
-    match TracedDrops::load() {
+    let loaded = TracedDrops::load();
+    release_freed_memory();
+    match loaded {
         Ok(drops) => Some(Box::new(drops)),
         Err(err) => {
             tracing::warn!(error = %crate::Report(&err),
