@@ -223,7 +223,8 @@ impl TracedDrops {
 /// Gives the memory freed after reading the kernel's BTF back to the system. The two parses at
 /// load (ours and aya's, several MiB of BTF into many small allocations) leave about 29 MiB that
 /// glibc's allocator would otherwise keep for the daemon's lifetime (measured RSS: 41.9 MiB
-/// with drop reasons, 12.6 MiB without).
+/// with drop reasons, 12.6 MiB without). Trimming alone is not enough when the parses ran in
+/// the daemon's own heap: its later allocations fault the trimmed pages in again.
 fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: `malloc_trim` only returns free memory of the allocator's arenas to the kernel;
@@ -344,7 +345,15 @@ pub(crate) fn load_or_explain(enabled: bool) -> Option<Box<dyn DropCounter>> {
     if !enabled {
         return None;
     }
-    let loaded = TracedDrops::load();
+    // On a thread of its own, so that the BTF parses' many small allocations land in that
+    // thread's arena, never in the heap the daemon keeps allocating from; freed, that arena is
+    // given back whole.
+    let loaded = std::thread::scope(|scope| {
+        scope
+            .spawn(TracedDrops::load)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
     release_freed_memory();
     match loaded {
         Ok(drops) => Some(Box::new(drops)),
