@@ -160,6 +160,119 @@ fn chain_ending_program_placed_first_is_found_and_ours_moved_back(
     drop(other);
 }
 
+/// linkmeter's own copies ahead (`watch` attaches first, counting into its own maps) are no reason
+/// to move: the daemon neither moves nor warns (from an adversarial review: before, each `watch`
+/// beside the daemon cost two moves, their lost packets and a WARN).
+fn watch_beside_the_daemon_is_no_reason_to_move(mode: &str, tag: &str) {
+    let topo = VethPair::new(tag);
+    let args = [
+        "--attach-mode",
+        mode,
+        "--override",
+        "va=ebpf",
+        "--resync-interval",
+        "1",
+    ];
+    let daemon = Daemon::start(&topo.a, &args);
+    let watch = std::process::Command::new("ip")
+        .args(["netns", "exec", topo.a.name()])
+        .arg(integration_tests::daemon::binary())
+        .args([
+            "watch",
+            "-i",
+            "va",
+            "--attach-mode",
+            mode,
+            "--interval",
+            "0.5",
+        ])
+        .args(["--count", "8"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let out = watch.wait_with_output().expect("watch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = scrape(&topo.a);
+    assert_eq!(
+        m.value("linkmeter_ebpf_reanchor_total", &[]),
+        Some(0.0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        (programs_before(&m, "rx"), programs_before(&m, "tx")),
+        (Some(0.0), Some(0.0))
+    );
+    assert!(
+        daemon.log_lines_at("WARN").is_empty(),
+        "{}",
+        daemon.log_text()
+    );
+    let (ours, kernel) = exchange_and_compare(&topo);
+    assert_eq!(ours, kernel);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn watch_beside_the_daemon_is_no_reason_to_move_tcx() {
+    if kernel_tests_enabled() && tcx_available() {
+        watch_beside_the_daemon_is_no_reason_to_move("tcx", "cwx");
+    }
+}
+
+#[test]
+fn watch_beside_the_daemon_is_no_reason_to_move_legacy_tc() {
+    if kernel_tests_enabled() {
+        watch_beside_the_daemon_is_no_reason_to_move("tc", "cwt");
+    }
+}
+
+/// Under legacy tc, a TCX program runs before every filter and cannot be passed: reported, said
+/// once, never moved for (from an adversarial review: before, a TCX chain end ahead of a legacy
+/// daemon hid every packet and programs_before said 0).
+#[test]
+fn a_tcx_program_ahead_of_a_legacy_filter_is_reported_not_moved_for() {
+    if !kernel_tests_enabled() || !tcx_available() {
+        return;
+    }
+    let topo = VethPair::new("cpl");
+    let args = [
+        "--attach-mode",
+        "tc",
+        "--override",
+        "va=ebpf",
+        "--resync-interval",
+        "1",
+    ];
+    let daemon = Daemon::start(&topo.a, &args);
+    let mut other = TestProgs::load();
+    topo.a
+        .within(|| other.attach_tcx(Kind::ChainEnd, "va", true));
+    let m = eventually("reported", Duration::from_secs(15), || {
+        let m = scrape(&topo.a);
+        let found = (programs_before(&m, "rx"), programs_before(&m, "tx"));
+        (found == (Some(1.0), Some(1.0))).then_some(m).ok_or(found)
+    });
+    assert_eq!(m.value("linkmeter_ebpf_reanchor_total", &[]), Some(0.0));
+    let said: Vec<_> = daemon
+        .log_lines_at("WARN")
+        .into_iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot be passed"))
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "once per attachment: {}", daemon.log_text());
+    assert!(daemon.stop().success());
+    drop(other);
+}
+
 #[test]
 fn a_program_placed_before_ours_is_found_and_ours_moved_back_tcx() {
     if kernel_tests_enabled() && tcx_available() {

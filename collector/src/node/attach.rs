@@ -223,18 +223,21 @@ impl<I: EthtoolIo, E: TcCounter, L: Links + Clone + 'static> Node<I, E, L> {
             };
             held.placed = Some(placed);
             for hook in Hook::ALL {
-                let Some(found) = placed[hook.index()].moved_from else {
-                    continue;
-                };
-                self.stats.reanchor += 1;
-                let ahead = placed[hook.index()].ahead;
-                if held.warned {
-                    debug!(interface = %name, %hook, programs_before = found, ahead,
-                        "moved linkmeter's program back to the head of the hook again");
-                } else {
+                let place = placed[hook.index()];
+                if let Some(found) = place.moved_from {
+                    self.stats.reanchor += 1;
+                    if held.warned {
+                        debug!(interface = %name, %hook, programs_before = found, ahead = place.ahead,
+                            "moved linkmeter's program back to the head of the hook again");
+                    } else {
+                        held.warned = true;
+                        warn!(interface = %name, %hook, programs_before = found, ahead = place.ahead,
+                            "another program was placed before linkmeter's on the hook (a redirect, drop or chain end there would hide packets from its counts); moved it back to the head");
+                    }
+                } else if place.ahead > 0 && !held.warned {
                     held.warned = true;
-                    warn!(interface = %name, %hook, programs_before = found, ahead,
-                        "another program was placed before linkmeter's on the hook (a redirect, drop or chain end there would hide packets from its counts); moved it back to the head");
+                    warn!(interface = %name, %hook, programs_before = place.ahead,
+                        "programs run before linkmeter's on the hook and cannot be passed (TCX programs run before every legacy tc filter: attach_mode auto uses TCX); what they redirect, drop or end is not counted");
                 }
             }
         }

@@ -83,6 +83,15 @@ impl fmt::Display for Hook {
     }
 }
 
+/// The prefix of the names of linkmeter's TC programs (the kernel keeps 15 bytes of a name).
+const PROGRAM_PREFIX: &str = "linkmeter";
+
+/// Whether a TC program of this name is linkmeter's (of this process or another: a command such
+/// as `watch` attaches its own copy, which counts into its own maps and lets every packet on).
+pub(super) fn is_linkmeter_program(name: &str) -> bool {
+    name.starts_with(PROGRAM_PREFIX)
+}
+
 /// Where our program stands in one hook's chain, as the last check found it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Placement {

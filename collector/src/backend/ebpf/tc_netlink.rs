@@ -15,11 +15,7 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::hooks::Hook;
-
-/// Names of linkmeter's programs start with this: how a filter of another linkmeter process
-/// is told from another tool's.
-const PROGRAM_PREFIX: &str = "linkmeter";
+use super::hooks::{Hook, is_linkmeter_program};
 
 /// One filter on a hook, as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,9 +57,7 @@ impl Filter {
 
     /// Whether it runs a linkmeter program (of this process or another).
     pub(super) fn is_linkmeter(&self) -> bool {
-        self.name
-            .as_deref()
-            .is_some_and(|n| n.starts_with(PROGRAM_PREFIX))
+        self.name.as_deref().is_some_and(is_linkmeter_program)
     }
 }
 

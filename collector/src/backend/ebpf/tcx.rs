@@ -8,7 +8,7 @@ use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
     },
     path::Path,
@@ -18,6 +18,7 @@ use super::hooks::Hook;
 
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -175,6 +176,27 @@ pub(super) fn link_id(link: BorrowedFd<'_>) -> io::Result<u32> {
         .u64_at(8, info.as_mut_ptr() as u64);
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(u32::from_ne_bytes(info[4..8].try_into().expect("4 bytes")))
+}
+
+/// The name of the loaded program with kernel id `id` (`bpf_prog_info.name`: at most 15 bytes).
+///
+/// # Errors
+///
+/// The kernel refused (`ENOENT`: no such program any more).
+pub(super) fn program_name(id: u32) -> io::Result<String> {
+    let mut attr = Attr::new();
+    attr.u32_at(0, id);
+    let program = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?)?;
+    // `struct bpf_prog_info` has `name[16]` at offset 64; the kernel copies at most `info_len`.
+    let mut info = [0u8; 80];
+    let mut attr = Attr::new();
+    attr.u32_at(0, fd_u32(program.as_fd()))
+        .u32_at(4, u32::try_from(info.len()).unwrap_or(0))
+        .u64_at(8, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let name = &info[64..80];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
 }
 
 /// The ids of the links on `hook` of the interface with index `ifindex` (calling thread's
