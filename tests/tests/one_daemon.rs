@@ -79,3 +79,51 @@ fn a_second_daemon_on_the_node_exits_and_the_first_counts_exactly() {
     );
     assert!(first.stop().success());
 }
+
+/// Abstract socket names have no permissions: an unprivileged process may bind the lock's
+/// name first. It is not a daemon of ours (another uid): the daemon says so and starts without
+/// waiting, rather than let it keep the node unmeasured (from an adversarial review: before,
+/// the daemon waited 12 s and exited, naming the squatter as "another linkmeter daemon").
+#[test]
+fn a_lock_name_squatted_by_another_user_does_not_stop_the_daemon() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let ns = integration_tests::netns::NetNs::new("sqt");
+    let mut squatter = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([
+            // Absolute: root's PATH may lead to interpreters `nobody` cannot run.
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(b'\\0linkmeter-daemon')\ns.listen(1)\nprint('bound',flush=True)\ntime.sleep(120)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the squatter");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(squatter.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("squatter output");
+    assert_eq!(line.trim(), "bound", "the squatter did not bind the name");
+    // Built before the clock starts.
+    let _ = binary();
+    let started = Instant::now();
+    let daemon = Daemon::start(&ns, &["--pin=false"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "the daemon waited for the squatter (the lock wait is 12 s)"
+    );
+    let said = daemon.log_text();
+    assert!(
+        said.contains("held by a process of another user") && said.contains("\"uid\":65534"),
+        "{said}"
+    );
+    assert!(scrape(&ns).0.contains("linkmeter_build_info"));
+    assert!(daemon.stop().success());
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+}

@@ -16,7 +16,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
 pub(crate) fn execute(config: Config) -> Result<(), Failure> {
     let web = crate::web::Web::load(config.web_config_file.clone())
         .map_err(|e| Failure::usage(Report(&e)))?;
-    // Held until the daemon has let everything go.
+    // Held until the daemon has let everything go (`None`: squatted by another user, said).
     let _node =
         daemon::lock::take(daemon::lock::LOCK_WAIT).map_err(|e| Failure::runtime(Report(&e)))?;
     // One thread is enough: one owner task does all the work, and a single thread keeps one

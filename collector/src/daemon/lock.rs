@@ -44,21 +44,35 @@ pub(crate) enum LockError {
     Io(#[source] io::Error),
 }
 
-/// Takes the lock, waiting up to `wait` for a daemon that holds it to end.
+/// Takes the lock, waiting up to `wait` for a daemon that holds it to end. `Ok(None)`: the
+/// name is held by a process of another user — not a daemon of ours (abstract names have no
+/// permissions: any local user can bind one) — said at WARN; the daemon runs without the lock
+/// rather than let an unprivileged process keep it from starting.
 ///
 /// # Errors
 ///
 /// [`LockError::Held`] when another daemon still holds it after `wait`.
-pub(crate) fn take(wait: Duration) -> Result<NodeLock, LockError> {
+pub(crate) fn take(wait: Duration) -> Result<Option<NodeLock>, LockError> {
     let addr = SocketAddr::from_abstract_name(NAME).map_err(LockError::Io)?;
     let start = Instant::now();
     loop {
         match UnixListener::bind_addr(&addr) {
-            Ok(socket) => return Ok(NodeLock { _socket: socket }),
+            Ok(socket) => return Ok(Some(NodeLock { _socket: socket })),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                let holder = holder(&addr);
+                if let Some((pid, uid)) = holder
+                    && uid != nix::unistd::geteuid().as_raw()
+                {
+                    tracing::warn!(
+                        pid,
+                        uid,
+                        "the one-daemon-per-node lock is held by a process of another user, not a linkmeter daemon; running without it"
+                    );
+                    return Ok(None);
+                }
                 if start.elapsed() >= wait {
                     return Err(LockError::Held {
-                        holder: holder(&addr),
+                        holder: holder.map(|(pid, _)| pid),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -68,12 +82,12 @@ pub(crate) fn take(wait: Duration) -> Result<NodeLock, LockError> {
     }
 }
 
-/// The pid of the process holding `addr` (`SO_PEERCRED` of a connection to it).
-fn holder(addr: &SocketAddr) -> Option<i32> {
+/// The pid and uid of the process holding `addr` (`SO_PEERCRED` of a connection to it).
+fn holder(addr: &SocketAddr) -> Option<(i32, u32)> {
     let stream = UnixStream::connect_addr(addr).ok()?;
     let cred =
         nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
-    Some(cred.pid())
+    Some((cred.pid(), cred.uid()))
 }
 
 #[cfg(test)]
@@ -84,7 +98,7 @@ mod tests {
     fn a_second_taker_is_told_who_holds_the_lock() {
         // Unit tests share one network namespace with anything else on this machine: a daemon
         // may hold the name already; then the first take fails the same way, which is the point.
-        let Ok(first) = take(Duration::ZERO) else {
+        let Ok(Some(first)) = take(Duration::ZERO) else {
             println!("skipped: a linkmeter daemon runs in this network namespace");
             return;
         };
