@@ -6,7 +6,8 @@ use crate::web::{WebConfig, weakened};
 
 /// Two web configuration files (exporter-toolkit YAML) split at `0xFF`, the one in force and
 /// its replacement: the reload decision never panics, refuses exactly the replacements that
-/// take away TLS, the client certificate requirement, their verification or basic auth, and
+/// take away TLS, the client certificate requirement, their verification or basic auth, or —
+/// TLS staying on — lower `min_version` or change the client CA file or the cipher suites, and
 /// accepts the others (a file cut off while being rewritten is one such replacement).
 pub fn web_reload(data: &[u8]) {
     let parts = super::fields(data);
@@ -16,10 +17,15 @@ pub fn web_reload(data: &[u8]) {
         return;
     };
     let (old, new) = (old.protection(), new.protection());
+    let both_tls = old.tls && new.tls;
     let lost = (old.tls && !new.tls)
         || (old.certificate_required && !new.certificate_required)
         || (old.certificate_verified && !new.certificate_verified)
-        || (old.users && !new.users);
+        || (old.users && !new.users)
+        || (both_tls
+            && (new.min_version < old.min_version
+                || new.client_ca != old.client_ca
+                || new.cipher_suites != old.cipher_suites));
     assert_eq!(
         weakened(old, new).is_some(),
         lost,

@@ -28,7 +28,7 @@ use tracing::{error, info};
 pub(crate) use self::config::WebConfig;
 use self::{
     auth::{Turns, Users},
-    config::{ClientAuth, WebConfigError},
+    config::{ClientAuth, TlsVersion, WebConfigError},
     tls::TlsError,
 };
 
@@ -63,6 +63,12 @@ pub(crate) struct Protection {
     pub(crate) certificate_verified: bool,
     /// Basic auth is required.
     pub(crate) users: bool,
+    /// The lowest TLS version served (`None`: no TLS).
+    pub(crate) min_version: Option<TlsVersion>,
+    /// Which CA file client certificates are checked against (a hash of its path; 0: none).
+    pub(crate) client_ca: u64,
+    /// Which cipher suites are served (a hash of `cipher_suites`; 0: the defaults).
+    pub(crate) cipher_suites: u64,
 }
 
 impl Protection {
@@ -74,12 +80,18 @@ impl Protection {
                 certificate_required: false,
                 certificate_verified: false,
                 users,
+                min_version: None,
+                client_ca: 0,
+                cipher_suites: 0,
             },
             Some(auth) => Self {
                 tls: true,
                 certificate_required: auth.requires(),
                 certificate_verified: auth.verifies(),
                 users,
+                min_version: None,
+                client_ca: 0,
+                cipher_suites: 0,
             },
         }
     }
@@ -88,17 +100,42 @@ impl Protection {
 impl WebConfig {
     /// What protects the endpoint under this configuration.
     pub(crate) fn protection(&self) -> Protection {
-        Protection::of(
+        let of = Protection::of(
             self.tls.as_ref().map(|t| t.client_auth),
             !self.users.is_empty(),
-        )
+        );
+        let Some(tls) = &self.tls else {
+            return of;
+        };
+        let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+            use std::hash::Hasher as _;
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            value(&mut hasher);
+            hasher.finish().max(1)
+        };
+        Protection {
+            min_version: Some(tls.min_version),
+            client_ca: tls
+                .client_ca_file
+                .as_ref()
+                .map_or(0, |path| hash(&|h| std::hash::Hash::hash(path, h))),
+            cipher_suites: if tls.cipher_suites.is_empty() {
+                0
+            } else {
+                hash(&|h| std::hash::Hash::hash(&tls.cipher_suites, h))
+            },
+            ..of
+        }
     }
 }
 
 /// What a reload from `old` to `new` would take away, if anything: each of TLS, the client
 /// certificate requirement, their verification and basic auth can be added by a reload, never
-/// removed.
-pub(crate) const fn weakened(old: Protection, new: Protection) -> Option<&'static str> {
+/// removed; while TLS stays on, `min_version` may be raised, never lowered, and the client CA
+/// file and the cipher suites stay as they are (a file's contents may change: a CA rotated by a
+/// Secret update is reloaded). Users and their hashes may change (password rotation).
+pub(crate) fn weakened(old: Protection, new: Protection) -> Option<&'static str> {
+    let both_tls = old.tls && new.tls;
     if old.tls && !new.tls {
         Some("TLS would be turned off")
     } else if old.certificate_required && !new.certificate_required {
@@ -107,6 +144,12 @@ pub(crate) const fn weakened(old: Protection, new: Protection) -> Option<&'stati
         Some("client certificates would no longer be verified")
     } else if old.users && !new.users {
         Some("basic auth would be turned off")
+    } else if both_tls && new.min_version < old.min_version {
+        Some("min_version would be lowered")
+    } else if both_tls && new.client_ca != old.client_ca {
+        Some("client certificates would be checked against another CA file")
+    } else if both_tls && new.cipher_suites != old.cipher_suites {
+        Some("cipher_suites would change")
     } else {
         None
     }
@@ -311,5 +354,46 @@ mod tests {
             ),
             Some("basic auth would be turned off")
         );
+    }
+
+    /// From an adversarial review: these reloaded without a restart before.
+    #[test]
+    fn a_reload_keeps_the_tls_version_the_client_ca_and_the_cipher_suites() {
+        let dir = Path::new("/etc/linkmeter/web");
+        let config = |extra: &str| {
+            WebConfig::parse(
+                &format!(
+                    "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n  \
+                     client_auth_type: RequireAndVerifyClientCert\n  {extra}"
+                ),
+                dir,
+            )
+            .expect("valid")
+            .protection()
+        };
+        let old = config("client_ca_file: ca1.crt\n  min_version: TLS13\n");
+        assert_eq!(weakened(old, old), None);
+        assert_eq!(
+            weakened(
+                old,
+                config("client_ca_file: ca1.crt\n  min_version: TLS12\n")
+            ),
+            Some("min_version would be lowered")
+        );
+        assert_eq!(
+            weakened(
+                old,
+                config("client_ca_file: ca2.crt\n  min_version: TLS13\n")
+            ),
+            Some("client certificates would be checked against another CA file")
+        );
+        let suites = "client_ca_file: ca1.crt\n  min_version: TLS13\n  cipher_suites:\n    - TLS_AES_128_GCM_SHA256\n";
+        assert_eq!(
+            weakened(old, config(suites)),
+            Some("cipher_suites would change")
+        );
+        // Raising min_version is no weakening.
+        let tls12 = config("client_ca_file: ca1.crt\n  min_version: TLS12\n");
+        assert_eq!(weakened(tls12, old), None);
     }
 }
