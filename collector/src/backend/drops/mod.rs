@@ -346,14 +346,22 @@ pub(crate) fn load_or_explain(enabled: bool) -> Option<Box<dyn DropCounter>> {
         return None;
     }
     // On a thread of its own, so that the BTF parses' many small allocations land in that
-    // thread's arena, never in the heap the daemon keeps allocating from; freed, that arena is
-    // given back whole.
-    let loaded = std::thread::scope(|scope| {
-        scope
-            .spawn(TracedDrops::load)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    });
+    // thread's arena, never in the heap the daemon keeps allocating from. The thread stays,
+    // parked: an ended thread's arena goes to the next thread started, whose allocations would
+    // fault the freed and trimmed pages in again.
+    let (answer, loaded) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("linkmeter-btf".to_owned())
+        .spawn(move || {
+            let _gone = answer.send(TracedDrops::load());
+            loop {
+                std::thread::park();
+            }
+        });
+    let loaded = match spawned {
+        Ok(_parked) => loaded.recv().unwrap_or_else(|_| TracedDrops::load()),
+        Err(_) => TracedDrops::load(),
+    };
     release_freed_memory();
     match loaded {
         Ok(drops) => Some(Box::new(drops)),
