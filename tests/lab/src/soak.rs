@@ -26,6 +26,11 @@ use integration_tests::{
 
 use crate::bench::rss_mib;
 
+mod rivals;
+
+pub use self::rivals::Rival;
+use self::rivals::{Rivals, exact, rival_problems, steady_pair};
+
 /// What to churn.
 #[derive(Clone, Copy, Debug)]
 pub struct Churn {
@@ -285,6 +290,13 @@ pub struct Report {
     pub scrapes_ok: u64,
     /// Scrapes that failed.
     pub scrapes_failed: u64,
+    /// How the two daemons started halfway ended.
+    pub rivals: Vec<Rival>,
+    /// Checks of the owner's counts on the steady pair (after every cycle), and how many were
+    /// not exact.
+    pub exact_checks: usize,
+    /// See `exact_checks`.
+    pub inexact: usize,
     /// What is wrong, if anything.
     pub problems: Vec<String>,
 }
@@ -293,8 +305,11 @@ pub struct Report {
 pub fn run(churn: Churn, duration: Duration, daemon_args: &[&str]) -> Report {
     let ns = NetNs::new("soak");
     let other = NetNs::new("soakmv");
+    steady_pair(&ns, &other);
     let daemon = Daemon::start(&ns, daemon_args);
     let baseline = steady(&ns, &other, &daemon);
+    let (mut rivals, mut ended) = (None, Vec::new());
+    let (mut exact_checks, mut inexact) = (0, Vec::new());
     let paused = Arc::new(AtomicBool::new(false));
     let scrapers = [Scraper::start(&ns, &paused), Scraper::start(&ns, &paused)];
     let [create, change, delete] = plan(churn, &other);
@@ -314,6 +329,17 @@ pub fn run(churn: Churn, duration: Duration, daemon_args: &[&str]) -> Report {
         std::thread::sleep(Duration::from_millis(300));
         let after = steady(&ns, &other, &daemon);
         paused.store(false, Ordering::Relaxed);
+        exact_checks += 1;
+        if let Some(wrong) = exact(&ns, &other, || scrape(&ns)) {
+            inexact.push(format!("cycle {}: {wrong}", cycles.len() + 1));
+        }
+        if rivals.is_none() && ended.is_empty() && start.elapsed() >= duration / 2 {
+            println!("soak: halfway; starting two more daemons on the node");
+            rivals = Some(Rivals::start(&ns, daemon_args));
+        } else if let Some(started) = rivals.take() {
+            ended = started.finish();
+            println!("soak: the two rivals ended: {ended:?}");
+        }
         println!(
             "cycle {:>3}: routed in {routed_seconds:.2} s, gone in {gone_seconds:.2} s; slots {} links {} filters {} fds {} rss {:.1} MiB",
             cycles.len() + 1,
@@ -336,7 +362,16 @@ pub fn run(churn: Churn, duration: Duration, daemon_args: &[&str]) -> Report {
         scrapes_ok += ok;
         scrapes_failed += failed;
     }
-    let problems = problems(&baseline, &cycles, scrapes_failed, &daemon);
+    if let Some(started) = rivals.take() {
+        ended = started.finish();
+    }
+    let mut problems = problems(&baseline, &cycles, scrapes_failed, &daemon);
+    if ended.is_empty() {
+        problems.push("the rivals never ran (too short a soak)".to_owned());
+    }
+    problems.extend(rival_problems(&ended));
+    let inexact_count = inexact.len();
+    problems.extend(inexact);
     drop(daemon);
     Report {
         pairs: churn.pairs,
@@ -346,6 +381,9 @@ pub fn run(churn: Churn, duration: Duration, daemon_args: &[&str]) -> Report {
         cycles,
         scrapes_ok,
         scrapes_failed,
+        rivals: ended,
+        exact_checks,
+        inexact: inexact_count,
         problems,
     }
 }

@@ -66,6 +66,8 @@ fn main() {
             "5",
             "--breakdown",
             "sv*,sr*",
+            "--override",
+            "so0=ebpf",
             "--max-interfaces",
             "512",
             "--attach-mode",
@@ -80,11 +82,14 @@ fn main() {
     )
     .expect("write soak.json");
     println!(
-        "{} cycles in {:.0} s; scrapes: {} answered, {} failed; report: {}",
+        "{} cycles in {:.0} s; scrapes: {} answered, {} failed; owner's counts exact in {} of {} checks; rivals: {:?}; report: {}",
         report.cycles.len(),
         report.seconds,
         report.scrapes_ok,
         report.scrapes_failed,
+        report.exact_checks - report.inexact,
+        report.exact_checks,
+        report.rivals,
         path.display()
     );
     if report.problems.is_empty() {
