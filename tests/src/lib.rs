@@ -11,6 +11,7 @@ pub mod frames;
 pub mod http;
 pub mod kernel;
 pub mod netns;
+pub mod oci;
 pub mod overlay;
 pub mod prometheus;
 pub mod raw;

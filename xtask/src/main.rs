@@ -11,7 +11,8 @@
 //! - `bench`: cost benchmarks against node_exporter and an empty eBPF program;
 //! - `soak`: interface churn against a running daemon for minutes;
 //! - `fuzz`: the cargo-fuzz targets for the parsers of kernel and user input;
-//! - `image`: the OCI image (buildah, from scratch, a static binary).
+//! - `image`: the OCI image index (buildah, from scratch, a static binary per platform:
+//!   linux/amd64 and linux/arm64).
 //!
 //! Each task installs what it needs when it is missing (nightly `rust-src`, `bpf-linker`,
 //! Debian packages) and says so.
@@ -99,11 +100,15 @@ enum Task {
         /// Only these targets (default: all).
         targets: Vec<String>,
     },
-    /// Build the OCI image `linkmeter` from scratch around a static release binary (buildah).
+    /// Build the OCI image index `linkmeter` from scratch: per platform, an image around a static
+    /// release binary (buildah; other architectures cross-compiled).
     Image {
-        /// The image name and tag.
+        /// The image index's name and tag.
         #[arg(long, default_value = "localhost/linkmeter:latest")]
         tag: String,
+        /// The platforms of the index, comma-separated.
+        #[arg(long, default_value = "linux/amd64,linux/arm64")]
+        platform: Vec<String>,
         /// Also save the image as an OCI archive at this path.
         #[arg(long)]
         save: Option<PathBuf>,
@@ -168,6 +173,11 @@ const TEST_TOOLS: &[Tool] = &[
         package: "prometheus",
         why: "a real Prometheus server scraping linkmeter in the tests",
     },
+    Tool {
+        command: "qemu-aarch64-static",
+        package: "qemu-user-static",
+        why: "running the arm64 image's binary in the image test",
+    },
 ];
 
 fn main() -> ExitCode {
@@ -201,7 +211,16 @@ impl Task {
                 attach_mode,
             } => soak(minutes, pairs, vxlans, &attach_mode),
             Self::Fuzz { seconds, targets } => fuzz::run(&workspace_root(), seconds, &targets),
-            Self::Image { tag, save } => image::build(&workspace_root(), &tag, save.as_deref()),
+            Self::Image {
+                tag,
+                platform,
+                save,
+            } => image::build(
+                &workspace_root(),
+                &tag,
+                &image::parse_platforms(&platform)?,
+                save.as_deref(),
+            ),
         }
     }
 }

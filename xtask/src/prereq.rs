@@ -13,8 +13,10 @@ use anyhow::{Context as _, bail};
 const BPF_LINKER: &str = "bpf-linker@0.10.4";
 
 /// A command the tasks run, and the Debian package that provides it.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Tool {
-    /// The command looked up on `PATH`.
+    /// The command looked up on `PATH`, or an absolute path (a file the package installs,
+    /// such as a cross toolchain's C library) that must exist.
     pub command: &'static str,
     /// The Debian package to install when it is missing.
     pub package: &'static str,
@@ -111,7 +113,13 @@ pub fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
 pub fn ensure_debian_tools(tools: &[Tool]) -> anyhow::Result<()> {
     let missing: Vec<&Tool> = tools
         .iter()
-        .filter(|t| which::which_in(t.command, Some(search_path()), ".").is_err())
+        .filter(|t| {
+            if t.command.starts_with('/') {
+                !std::path::Path::new(t.command).exists()
+            } else {
+                which::which_in(t.command, Some(search_path()), ".").is_err()
+            }
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -174,4 +182,21 @@ pub fn ensure_python_env(root: &std::path::Path) -> anyhow::Result<PathBuf> {
         ])
         .args(PYTHON_PACKAGES))?;
     Ok(python)
+}
+
+/// Makes sure the Rust standard library for `target` is installed for the toolchain cargo uses
+/// here, adding it with rustup if not.
+pub fn ensure_rust_target(target: &str) -> anyhow::Result<()> {
+    let installed = cmd("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("asking rustup for the installed targets")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == target)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the Rust standard library for {target} (rustup target add)");
+    run(cmd("rustup").args(["target", "add", target]))
 }

@@ -1,5 +1,5 @@
-//! The image's binary: linkmeter built static (glibc `+crt-static`), checked to need no
-//! dynamic loader.
+//! The image's binaries: linkmeter built static (glibc `+crt-static`) for each platform,
+//! checked to be of that platform's architecture and to need no dynamic loader.
 
 use std::{
     fs,
@@ -8,46 +8,76 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{Out, TARGET};
+use super::{
+    Out,
+    platform::{Platform, elf_machine},
+};
 
-/// Builds `linkmeter` (release) statically linked for [`TARGET`] in `target/image/` (never in
-/// `target/` itself, so it does not wait for or invalidate the developer builds there) and
-/// returns its path.
+/// Builds `linkmeter` (release) statically linked for `platform`'s target in `target/image/`
+/// (never in `target/` itself, so it does not wait for or invalidate the developer builds there)
+/// and returns its path. For another architecture than this machine's, Debian's cross gcc links
+/// it and compiles its C (zstd); the eBPF object inside is the same for every platform
+/// (`bpfel-unknown-none`: both architectures are little-endian).
 ///
 /// `+crt-static` goes in as `target.<triple>.rustflags` on the command line with `--target`:
 /// cargo then applies it to the binary only, not to build scripts and proc macros (which cannot
 /// be static), and since it is not in the environment it does not reach the nested nightly cargo
 /// that collector's build script (aya-build) runs for the eBPF object. The environment's own
 /// rustflags are removed so they cannot replace it.
-pub(super) fn build_static_binary(root: &Path, out: &Out) -> anyhow::Result<PathBuf> {
+pub(super) fn build_static_binary(
+    root: &Path,
+    platform: &Platform,
+    out: &Out,
+) -> anyhow::Result<PathBuf> {
+    platform.ensure_toolchain()?;
+    let target = platform.target;
     let target_dir = root.join("target/image");
     let mut build = out.cargo();
     build
         .current_dir(root)
         .args(["build", "--release", "--locked"])
         .args(["--package", "collector", "--bin", "linkmeter"])
-        .args(["--target", TARGET])
+        .args(["--target", target])
         .arg("--target-dir")
         .arg(&target_dir)
         .args([
             "--config",
-            &format!(r#"target.{TARGET}.rustflags = ["-C", "target-feature=+crt-static"]"#),
+            &format!(r#"target.{target}.rustflags = ["-C", "target-feature=+crt-static"]"#),
         ])
         // Without the symbol table (0.7 MB): release builds carry no debug information, so a
         // backtrace from the image shows no function names; panics still say where.
         .args(["--config", r#"profile.release.strip = "symbols""#]);
+    if let (Some(gcc), Some(ar)) = (platform.cross_gcc(), platform.cross_ar()) {
+        let var = target.replace('-', "_");
+        build
+            .args(["--config", &format!(r#"target.{target}.linker = "{gcc}""#)])
+            .env(format!("CC_{var}"), gcc)
+            .env(format!("AR_{var}"), ar);
+    }
+    let target_rustflags = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        target.replace('-', "_").to_uppercase()
+    );
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+        &target_rustflags,
         "CARGO_PROFILE_RELEASE_STRIP",
     ] {
         build.env_remove(var);
     }
     out.run(&mut build)?;
-    let binary = target_dir.join(TARGET).join("release/linkmeter");
+    let binary = target_dir.join(target).join("release/linkmeter");
     let elf = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    let machine = elf_machine(&elf)?;
+    ensure!(
+        machine == platform.elf_machine,
+        "{} is not a {} binary: its ELF machine is {machine}, not {}",
+        binary.display(),
+        platform.name(),
+        platform.elf_machine
+    );
     if let Some(interpreter) = elf_interpreter(&elf)? {
         bail!(
             "{} is not static: it asks for the dynamic loader {interpreter}",

@@ -9,7 +9,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{BUILDAH, Out, Store, TEST_TAG, build_image, remove_store, save_archive};
+use super::{
+    BUILDAH, Out, Store, TEST_TAG, build_index,
+    platform::{PLATFORMS, Platform},
+    remove_store, save_archive,
+};
 use crate::prereq::{ensure_debian_tools, ensure_ebpf_toolchain};
 
 /// The image build of `cargo xtask test`, running in the background while the tests are
@@ -42,7 +46,7 @@ impl TestImage {
 
 /// For `cargo xtask test`: starts building the image in the background and returns at once.
 ///
-/// The build (the static release binary, `nice`d, then buildah) writes its output to
+/// The build (the static release binaries of every platform, `nice`d, then buildah) writes its output to
 /// `target/image/test-build.log`, builds in a private `vfs` store under `target/image/` (the
 /// user's containers storage is not touched) and saves the OCI archive
 /// `target/image/linkmeter-test.oci.tar` for the image test (`tests/tests/image.rs`), which is
@@ -53,6 +57,9 @@ impl TestImage {
 pub(crate) fn spawn_for_tests(root: &Path) -> anyhow::Result<TestImage> {
     ensure_ebpf_toolchain()?;
     ensure_debian_tools(BUILDAH)?;
+    for platform in PLATFORMS {
+        platform.ensure_toolchain()?;
+    }
     let dir = root.join("target/image");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let archive = dir.join("linkmeter-test.oci.tar");
@@ -94,12 +101,14 @@ pub(crate) fn spawn_for_tests(root: &Path) -> anyhow::Result<TestImage> {
     })
 }
 
-/// Builds the test image in a private store and saves it at `archive`, then drops the store.
+/// Builds the test image index (every platform) in a private store and saves it at `archive`,
+/// then drops the store.
 fn build_test_archive(root: &Path, archive: &Path, out: &Out) -> anyhow::Result<()> {
     let dir = root.join("target/image/test-store");
     let store = Store::Private(dir.clone());
     remove_store(&store)?;
-    build_image(root, &store, TEST_TAG, &dir.join("context"), out)?;
+    let platforms: Vec<&Platform> = PLATFORMS.iter().collect();
+    build_index(root, &store, TEST_TAG, &platforms, &dir, out)?;
     let mut partial = archive.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

@@ -1,6 +1,8 @@
-//! `cargo xtask image`: the OCI image, `deploy/Containerfile` built by buildah around a static
-//! linkmeter binary. The image is `FROM scratch`: no base image is pulled and nothing runs in a
-//! container while it is built (buildah only copies the binary and writes the configuration).
+//! `cargo xtask image`: the OCI image index, `deploy/Containerfile` built by buildah around a
+//! static linkmeter binary per platform (linux/amd64, linux/arm64), the images gathered in one
+//! manifest list under the tag. Each image is `FROM scratch`: no base image is pulled and nothing
+//! runs in a container while it is built (buildah only copies the binary and writes the
+//! configuration), so an arm64 image is built on an amd64 machine without emulation.
 
 use std::{
     fs,
@@ -15,16 +17,13 @@ use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, run};
 
 mod binary;
 mod for_tests;
+mod platform;
 
 use self::binary::build_static_binary;
-pub(crate) use self::for_tests::spawn_for_tests;
+use self::platform::Platform;
+pub(crate) use self::{for_tests::spawn_for_tests, platform::parse as parse_platforms};
 
-/// The Rust target of the image's binary: glibc, linked statically (`+crt-static`), so the binary
-/// runs on an empty filesystem. linkmeter resolves no host names and looks up no users, so glibc's
-/// NSS (which a static glibc cannot load) is never needed.
-pub(super) const TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// The largest image allowed (issue 12): 15 MB, configuration and layer as stored.
+/// The largest image allowed (issue 12): 15 MB per platform, configuration and layer as stored.
 pub(crate) const MAX_IMAGE_BYTES: u64 = 15_000_000;
 
 /// The tag `cargo xtask test` builds, in a store of its own (see [`spawn_for_tests`]).
@@ -47,7 +46,7 @@ pub(super) enum Store {
 
 impl Store {
     /// `buildah` with this store's global options.
-    fn buildah(&self) -> Command {
+    pub(super) fn buildah(&self) -> Command {
         let mut buildah = cmd("buildah");
         if let Self::Private(dir) = self {
             buildah
@@ -61,19 +60,34 @@ impl Store {
     }
 }
 
-/// Builds the image `tag` into the default containers storage, and saves it as an OCI archive
-/// at `save` if given.
-pub(crate) fn build(root: &Path, tag: &str, save: Option<&Path>) -> anyhow::Result<()> {
+/// Builds the image index `tag` for `platforms` into the default containers storage, and saves
+/// it as an OCI archive at `save` if given.
+pub(crate) fn build(
+    root: &Path,
+    tag: &str,
+    platforms: &[&Platform],
+    save: Option<&Path>,
+) -> anyhow::Result<()> {
     ensure_ebpf_toolchain()?;
     ensure_debian_tools(BUILDAH)?;
+    for platform in platforms {
+        platform.ensure_toolchain()?;
+    }
     let (store, out) = (Store::Default, Out::terminal());
-    build_image(root, &store, tag, &root.join("target/image/context"), &out)?;
+    build_index(
+        root,
+        &store,
+        tag,
+        platforms,
+        &root.join("target/image"),
+        &out,
+    )?;
     if let Some(path) = save {
         save_archive(&store, tag, path, &out)?;
     }
     out.say(format_args!(
-        "xtask: push it with `buildah push {tag} docker://<registry>/linkmeter:<version>` \
-         (see the Kubernetes section of README.md)"
+        "xtask: push it with `buildah manifest push --all --format oci {tag} \
+         docker://<registry>/linkmeter:<version>` (see the Kubernetes section of README.md)"
     ));
     Ok(())
 }
@@ -135,65 +149,100 @@ pub(super) fn remove_store(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the static binary and the image `tag` in `store` from the build context `context`
-/// (the binary alone); prints and checks the image size.
-pub(super) fn build_image(
+/// Builds the image index `tag` in `store`: a static binary per platform into the build
+/// context `<dir>/context` (`linkmeter-<arch>`, which the Containerfile picks by `TARGETARCH`),
+/// then an image per platform, gathered in a manifest list named `tag` (whatever `tag` named
+/// before is removed first). Prints and checks each image's size. The ids of the last build are
+/// kept in `<dir>/image-<arch>.iid`, so a rebuild removes the images it replaces.
+pub(super) fn build_index(
     root: &Path,
     store: &Store,
     tag: &str,
-    context: &Path,
+    platforms: &[&Platform],
+    dir: &Path,
     out: &Out,
 ) -> anyhow::Result<()> {
-    let binary = build_static_binary(root, out)?;
+    let context = dir.join("context");
+    let mut binaries = Vec::new();
+    for platform in platforms {
+        binaries.push(build_static_binary(root, platform, out)?);
+    }
     if context.exists() {
-        fs::remove_dir_all(context).with_context(|| format!("removing {}", context.display()))?;
+        fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))?;
     }
-    fs::create_dir_all(context).with_context(|| format!("creating {}", context.display()))?;
-    fs::copy(&binary, context.join("linkmeter"))
-        .with_context(|| format!("copying {} into the build context", binary.display()))?;
+    fs::create_dir_all(&context).with_context(|| format!("creating {}", context.display()))?;
+    for (platform, binary) in platforms.iter().zip(&binaries) {
+        fs::copy(binary, context.join(format!("linkmeter-{}", platform.arch)))
+            .with_context(|| format!("copying {} into the build context", binary.display()))?;
+    }
 
-    let previous = image_id(store, tag);
+    // A list or an image of that name (an older single-platform build) is replaced.
+    for remove in [&["manifest", "rm"][..], &["rmi"][..]] {
+        let _ = store.buildah().args(remove).arg(tag).output();
+    }
     let (revision, timestamp) = git_revision(root);
-    let mut build = store.buildah();
-    build
-        .args(["build", "--quiet", "--format", "oci", "--layers=false"])
-        // Only linkmeter's labels, so the same sources give the same image whatever buildah.
-        .arg("--identity-label=false")
-        .arg("--file")
-        .arg(root.join("deploy/Containerfile"))
-        .args(["--tag", tag])
-        .args([
-            "--build-arg",
-            &format!("VERSION={}", env!("CARGO_PKG_VERSION")),
-        ])
-        .args(["--build-arg", &format!("REVISION={revision}")]);
-    if let Some(seconds) = timestamp {
-        // The commit's time as the creation time: rebuilding a commit gives the same image id.
-        build.args(["--timestamp", &seconds.to_string()]);
-    }
-    build.arg(context);
-    out.run(&mut build)?;
+    for (platform, binary) in platforms.iter().zip(&binaries) {
+        let iid = dir.join(format!("image-{}.iid", platform.arch));
+        let previous = fs::read_to_string(&iid).ok();
+        let mut build = store.buildah();
+        build
+            .args(["build", "--quiet", "--format", "oci", "--layers=false"])
+            // Only linkmeter's labels, so the same sources give the same image whatever buildah.
+            .arg("--identity-label=false")
+            .arg("--file")
+            .arg(root.join("deploy/Containerfile"))
+            .args(["--platform", &platform.name()])
+            .args(["--build-arg", &format!("TARGETARCH={}", platform.arch)])
+            .args(["--manifest", tag])
+            .arg("--iidfile")
+            .arg(&iid)
+            .args([
+                "--build-arg",
+                &format!("VERSION={}", env!("CARGO_PKG_VERSION")),
+            ])
+            .args(["--build-arg", &format!("REVISION={revision}")]);
+        if let Some(seconds) = timestamp {
+            // The commit's time as the creation time: rebuilding a commit gives the same ids.
+            build.args(["--timestamp", &seconds.to_string()]);
+        }
+        build.arg(&context);
+        out.run(&mut build)?;
 
-    let id = image_id(store, tag).context("the image just built is not in the store")?;
-    if let Some(old) = previous
-        && old != id
-    {
-        // The image this tag named before is now unnamed; remove it unless something uses it.
-        let _ = store.buildah().args(["rmi", &old]).output().map(|_| ());
+        let id = fs::read_to_string(&iid)
+            .with_context(|| format!("buildah wrote no image id to {}", iid.display()))?;
+        let id = id.trim();
+        if let Some(old) = previous.as_deref().map(str::trim)
+            && old != id
+        {
+            // The image this platform had before is now unnamed; remove it unless something
+            // uses it.
+            let _ = store.buildah().args(["rmi", old]).output();
+        }
+        let id = id.strip_prefix("sha256:").unwrap_or(id);
+        let size = image_size(store, id)?;
+        out.say(format_args!(
+            "xtask: image {} ({}): {} bytes ({:.1} MB; limit {:.0} MB), binary {} bytes",
+            platform.name(),
+            &id[..12.min(id.len())],
+            size,
+            mb(size),
+            mb(MAX_IMAGE_BYTES),
+            fs::metadata(binary)?.len()
+        ));
+        ensure!(
+            size <= MAX_IMAGE_BYTES,
+            "the {} image is {size} bytes, more than the {MAX_IMAGE_BYTES} allowed",
+            platform.name()
+        );
     }
-    let size = image_size(store, tag)?;
     out.say(format_args!(
-        "xtask: image {tag} ({}): {} bytes ({:.1} MB; limit {:.0} MB), binary {} bytes",
-        &id[..12.min(id.len())],
-        size,
-        mb(size),
-        mb(MAX_IMAGE_BYTES),
-        fs::metadata(&binary)?.len()
+        "xtask: image index {tag}: {}",
+        platforms
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    ensure!(
-        size <= MAX_IMAGE_BYTES,
-        "the image is {size} bytes, more than the {MAX_IMAGE_BYTES} allowed"
-    );
     Ok(())
 }
 
@@ -212,16 +261,9 @@ fn inspect(store: &Store, tag: &str, format: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// The full id of the image `tag` in `store`, if there is one.
-fn image_id(store: &Store, tag: &str) -> Option<String> {
-    inspect(store, tag, "{{.FromImageID}}")
-        .ok()
-        .filter(|id| !id.is_empty())
-}
-
-/// The image's size as stored: its configuration plus its layers, from the manifest.
-fn image_size(store: &Store, tag: &str) -> anyhow::Result<u64> {
-    manifest_size(&inspect(store, tag, "{{.Manifest}}")?)
+/// The size of the image `id` as stored: its configuration plus its layers, from the manifest.
+fn image_size(store: &Store, id: &str) -> anyhow::Result<u64> {
+    manifest_size(&inspect(store, id, "{{.Manifest}}")?)
 }
 
 /// The sum of the `"size"` fields of an OCI image manifest (the configuration's and each
@@ -247,8 +289,8 @@ fn manifest_size(manifest: &str) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Writes the image `tag` as an OCI archive at `path` (named `tag` inside, so `skopeo copy
-/// oci-archive:<path> docker://...` and `podman load` know it).
+/// Writes the image index `tag` with all its images as an OCI archive at `path` (named `tag`
+/// inside, so `skopeo copy --all oci-archive:<path> docker://...` knows it).
 pub(super) fn save_archive(store: &Store, tag: &str, path: &Path, out: &Out) -> anyhow::Result<()> {
     let text = path.to_str().context("the archive path is not UTF-8")?;
     ensure!(
@@ -261,11 +303,16 @@ pub(super) fn save_archive(store: &Store, tag: &str, path: &Path, out: &Out) -> 
     if path.exists() {
         fs::remove_file(path).with_context(|| format!("replacing {}", path.display()))?;
     }
-    out.run(
-        store
-            .buildah()
-            .args(["push", "--quiet", tag, &format!("oci-archive:{text}:{tag}")]),
-    )?;
+    out.run(store.buildah().args([
+        "manifest",
+        "push",
+        "--all",
+        "--format",
+        "oci",
+        "--quiet",
+        tag,
+        &format!("oci-archive:{text}:{tag}"),
+    ]))?;
     let size = fs::metadata(path)?.len();
     out.say(format_args!(
         "xtask: OCI archive {}: {size} bytes ({:.1} MB)",
