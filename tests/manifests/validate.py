@@ -3,7 +3,8 @@
 
 Reads YAML documents (the output of `kubectl kustomize`) from the files given; core objects are
 checked with kubernetes-validate in strict mode against Kubernetes KUBERNETES_VERSION, PodMonitors
-against the committed prometheus-operator schema. Prints one line per object; exits 1 on any error.
+and PrometheusRules against the committed prometheus-operator schemas (deploy/schemas). Prints one
+line per object; exits 1 on any error.
 """
 import json
 import pathlib
@@ -16,7 +17,10 @@ import yaml
 
 KUBERNETES_VERSION = "1.37.0"
 SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "schemas"
-CUSTOM = {("monitoring.coreos.com/v1", "PodMonitor"): SCHEMAS / "podmonitor.monitoring.coreos.com_v1.json"}
+CUSTOM = {
+    ("monitoring.coreos.com/v1", "PodMonitor"): SCHEMAS / "podmonitor.monitoring.coreos.com_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com_v1.json",
+}
 
 
 def main(paths):

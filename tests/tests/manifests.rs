@@ -1,6 +1,6 @@
 //! The Kubernetes manifests: kustomize renders them, they validate strictly offline (core objects
-//! with kubernetes-validate, the PodMonitor against prometheus-operator's schema), and they carry
-//! what a node agent needs.
+//! with kubernetes-validate, the PodMonitor and the PrometheusRule against prometheus-operator's
+//! schemas), and they carry what a node agent needs.
 
 use std::{
     path::{Path, PathBuf},
@@ -58,6 +58,7 @@ fn base_renders_a_least_privilege_host_network_daemonset() {
         "path: /sys/fs/bpf",
         "kind: ServiceAccount",
         "kind: PodMonitor",
+        "kind: PrometheusRule",
         "grafana_dashboard: \"1\"",
         "name: linkmeter-config",
     ] {
@@ -122,11 +123,13 @@ fn rendered_manifests_validate_strictly() {
     );
     assert_eq!(
         report.lines().filter(|l| l.starts_with("ok")).count(),
-        // Six objects per kustomization, and the tls overlay's web configuration Secret.
-        25,
+        // Seven objects per kustomization (the PrometheusRule of deploy/alerts included), and
+        // the tls overlay's web configuration Secret.
+        29,
         "{report}"
     );
     assert!(report.contains("ok   ") && report.contains("PodMonitor/linkmeter"));
+    assert!(report.contains("PrometheusRule/linkmeter"), "{report}");
 }
 
 #[test]
