@@ -97,13 +97,38 @@ impl Prometheus {
         labels: &[(&str, &str)],
         job_extra: &str,
     ) -> Self {
+        Self::start_config(ns, target, labels, job_extra, &[])
+    }
+
+    /// As [`Prometheus::start_with_labels`], evaluating the alerting and recording rules of
+    /// `rule_files` every second (see [`Prometheus::alerts`]).
+    pub fn start_with_rules(
+        ns: &NetNs,
+        target: &str,
+        labels: &[(&str, &str)],
+        rule_files: &[PathBuf],
+    ) -> Self {
+        Self::start_config(ns, target, labels, "", rule_files)
+    }
+
+    fn start_config(
+        ns: &NetNs,
+        target: &str,
+        labels: &[(&str, &str)],
+        job_extra: &str,
+        rule_files: &[PathBuf],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("{}.prometheus", ns.name()));
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
+        let rules: String = rule_files
+            .iter()
+            .map(|path| format!("  - '{}'\n", path.display()))
+            .collect();
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: linkmeter\n{job_extra}    static_configs:\n      - targets: ['{target}']\n        labels: {{{}}}\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: linkmeter\n{job_extra}    static_configs:\n      - targets: ['{target}']\n        labels: {{{}}}\n",
                 labels.iter().map(|(k, v)| format!("{k}: '{v}'")).collect::<Vec<_>>().join(", ")
             ),
         )
@@ -130,6 +155,21 @@ impl Prometheus {
     /// Evaluates `query` through the HTTP API; the `data.result` array.
     pub fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
         crate::netns::within_named(&self.ns, || query_at(ADDRESS, query))
+    }
+
+    /// The alerts of its rules, pending and firing (`data.alerts` of `/api/v1/alerts`: each with
+    /// `labels`, `annotations`, `state` and `value`); `None` when it does not answer (yet).
+    pub fn alerts(&self) -> Option<Vec<serde_json::Value>> {
+        crate::netns::within_named(&self.ns, || {
+            let response = crate::http::get_here(ADDRESS, "/api/v1/alerts", &[], &[])?;
+            let v: serde_json::Value = serde_json::from_str(&response.body).ok()?;
+            v["data"]["alerts"].as_array().cloned()
+        })
+    }
+
+    /// Its log so far (rule evaluation errors show here).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
     /// Waits until `query` returns at least one series, up to `timeout`.
