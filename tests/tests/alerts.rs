@@ -9,7 +9,12 @@ use integration_tests::prometheus;
 
 const RULES: &str = "deploy/alerts/linkmeter.rules.yml";
 const PROMETHEUS_RULE: &str = "deploy/alerts/prometheusrule.yaml";
-const UNIT_TESTS: &str = "tests/alerts/linkmeter.rules.test.yml";
+/// The `promtool test rules` files: one case per alert firing and quiet, and the edge cases an
+/// adversarial review reproduced.
+const UNIT_TESTS: &[&str] = &[
+    "tests/alerts/linkmeter.rules.test.yml",
+    "tests/alerts/edge_cases.test.yml",
+];
 const DOCS: &str = "docs/alerts.md";
 const THRESHOLD: &str = "linkmeter:alert_threshold:";
 
@@ -121,7 +126,11 @@ fn promtool_checks_the_rules_with_its_linter() {
 
 #[test]
 fn promtool_unit_tests_pass() {
-    let Some((ok, out)) = promtool(&["test", "rules", UNIT_TESTS]) else {
+    let args: Vec<&str> = ["test", "rules"]
+        .into_iter()
+        .chain(UNIT_TESTS.iter().copied())
+        .collect();
+    let Some((ok, out)) = promtool(&args) else {
         return;
     };
     assert!(ok && out.contains("SUCCESS"), "promtool test rules:\n{out}");
@@ -129,7 +138,7 @@ fn promtool_unit_tests_pass() {
 
 /// The `alert_rule_test` entries of the unit tests: (alertname, whether it expects alerts).
 fn alert_cases() -> Vec<(String, bool)> {
-    let text = read(UNIT_TESTS);
+    let text: String = UNIT_TESTS.iter().map(|file| read(file) + "\n").collect();
     let lines: Vec<&str> = text.lines().collect();
     let mut cases = Vec::new();
     for (at, line) in lines.iter().enumerate() {
@@ -164,7 +173,7 @@ fn every_alert_is_tested_firing_and_quiet() {
         for (fires, what) in [(true, "fires"), (false, "does not fire (exp_alerts: [])")] {
             assert!(
                 cases.iter().any(|(n, f)| *n == rule.name && *f == fires),
-                "{UNIT_TESTS} has no case where {} {what}",
+                "{UNIT_TESTS:?} have no case where {} {what}",
                 rule.name
             );
         }
@@ -172,7 +181,7 @@ fn every_alert_is_tested_firing_and_quiet() {
     for (name, _) in &cases {
         assert!(
             rules.iter().any(|r| r.alert && r.name == *name),
-            "{UNIT_TESTS} tests {name}, which {RULES} does not define"
+            "{UNIT_TESTS:?} test {name}, which {RULES} does not define"
         );
     }
 }
