@@ -21,6 +21,7 @@ mod floors;
 mod fuzz;
 mod image;
 mod prereq;
+mod suite;
 
 use std::{
     path::{Path, PathBuf},
@@ -30,9 +31,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::prereq::{
-    Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, ensure_python_env, is_root, run,
-};
+use crate::prereq::{Tool, cmd, ensure_debian_tools, ensure_ebpf_toolchain, is_root, run};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "linkmeter developer tasks")]
@@ -126,60 +125,6 @@ enum Task {
     },
 }
 
-/// The Debian packages the test suite uses, by the command that shows they are installed.
-const TEST_TOOLS: &[Tool] = &[
-    Tool {
-        command: "ip",
-        package: "iproute2",
-        why: "creating network namespaces, veth and vxlan devices in the tests",
-    },
-    Tool {
-        command: "tc",
-        package: "iproute2",
-        why: "inspecting legacy tc filters in the tests",
-    },
-    Tool {
-        command: "ethtool",
-        package: "ethtool",
-        why: "changing a veth's queue count (`ethtool -L`) in the ethtool tests",
-    },
-    Tool {
-        command: "nft",
-        package: "nftables",
-        why: "an nftables drop rule whose drops are counted by reason in the tests",
-    },
-    Tool {
-        command: "bpftool",
-        package: "bpftool",
-        why: "reading the kernel's drop reason names from its BTF in the tests",
-    },
-    Tool {
-        command: "setpriv",
-        package: "util-linux",
-        why: "running linkmeter without BPF capabilities in the tests",
-    },
-    Tool {
-        command: "kubectl",
-        package: "kubernetes-client",
-        why: "rendering the kustomize manifests (`kubectl kustomize`)",
-    },
-    Tool {
-        command: "promtool",
-        package: "prometheus",
-        why: "checking /metrics with `promtool check metrics`",
-    },
-    Tool {
-        command: "prometheus",
-        package: "prometheus",
-        why: "a real Prometheus server scraping linkmeter in the tests",
-    },
-    Tool {
-        command: "qemu-aarch64-static",
-        package: "qemu-user-static",
-        why: "running the arm64 image's binary in the image test",
-    },
-];
-
 fn main() -> ExitCode {
     match Cli::parse().task.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -195,7 +140,7 @@ impl Task {
         match self {
             Self::BuildEbpf { debug } => build_ebpf(!debug),
             Self::Run { args } => run_linkmeter(args),
-            Self::Test { no_lint, args } => test(no_lint, &args),
+            Self::Test { no_lint, args } => suite::test(no_lint, &args),
             Self::Man => man(),
             Self::Floors => floors::check(&workspace_root()),
             Self::Demo { duration } => demo(duration),
@@ -308,7 +253,7 @@ fn build_linkmeter(root: &std::path::Path, release: bool) -> anyhow::Result<Path
 }
 
 fn demo(duration: Option<f64>) -> anyhow::Result<()> {
-    let root = prepare_root_task(&[TEST_TOOLS], "the demo", "demo")?;
+    let root = prepare_root_task(&[suite::TEST_TOOLS], "the demo", "demo")?;
     // Build linkmeter first so the lab starts at once.
     build_linkmeter(&root, false)?;
     let mut lab = cmd("cargo");
@@ -341,7 +286,7 @@ const BENCH_TOOLS: &[Tool] = &[
 ];
 
 fn bench(reps: usize, idle_seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
-    let root = prepare_root_task(&[TEST_TOOLS, BENCH_TOOLS], "the benchmark", "bench")?;
+    let root = prepare_root_task(&[suite::TEST_TOOLS, BENCH_TOOLS], "the benchmark", "bench")?;
     let mut args = vec![
         "--reps".to_owned(),
         reps.to_string(),
@@ -355,7 +300,7 @@ fn bench(reps: usize, idle_seconds: u64, only: Option<&str>) -> anyhow::Result<(
 }
 
 fn soak(minutes: f64, pairs: usize, vxlans: usize, attach_mode: &str) -> anyhow::Result<()> {
-    let root = prepare_root_task(&[TEST_TOOLS], "the soak", "soak")?;
+    let root = prepare_root_task(&[suite::TEST_TOOLS], "the soak", "soak")?;
     let args = [
         "--minutes".to_owned(),
         minutes.to_string(),
@@ -393,68 +338,4 @@ fn man() -> anyhow::Result<()> {
         .arg(&dir))?;
     println!("man pages: {}", dir.display());
     Ok(())
-}
-
-fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
-    ensure_ebpf_toolchain()?;
-    ensure_debian_tools(TEST_TOOLS)?;
-    if !is_root() {
-        bail!(
-            "the test suite creates network namespaces and loads eBPF programs, so it needs root: \
-             run `sudo -E cargo xtask test`"
-        );
-    }
-    let root = workspace_root();
-    let python = ensure_python_env(&root)?;
-    // The image test's OCI archive, built in the background (nice'd) from here on, while the
-    // lints and the tests run: its static release build is the longest single step of the suite.
-    let image = image::spawn_for_tests(&root)?;
-    if !no_lint {
-        floors::check(&root)?;
-        run(cmd("cargo")
-            .current_dir(&root)
-            .args(["fmt", "--all", "--check"]))?;
-        run(cmd("cargo")
-            .current_dir(&root)
-            .args([
-                "clippy",
-                "--workspace",
-                "--exclude",
-                "collector-ebpf",
-                "--all-targets",
-            ])
-            .args(["--", "-D", "warnings"]))?;
-        run(cmd("rustup")
-            .current_dir(&root)
-            .args([
-                "run",
-                "nightly",
-                "cargo",
-                "clippy",
-                "--package",
-                "collector-ebpf",
-                "--bins",
-            ])
-            .args([
-                "-Z",
-                "build-std=core",
-                "--target",
-                "bpfel-unknown-none",
-                "--release",
-            ])
-            .args(["--", "-D", "warnings"]))?;
-    }
-    // Kernel tests may skip only where a kernel feature is missing; under `cargo xtask test`
-    // a skip is a failure, so a green run always means the eBPF tests ran for real.
-    let tests = run(cmd("cargo")
-        .current_dir(&root)
-        .args(["test", "--workspace", "--exclude", "collector-ebpf"])
-        .args(extra)
-        .env("LINKMETER_REQUIRE_KERNEL_TESTS", "1")
-        .env("LINKMETER_PYTHON", python)
-        .env("LINKMETER_IMAGE_ARCHIVE", image.archive()));
-    let built = image.finish();
-    tests.and(built)?;
-    // A few seconds of every fuzz target on its seeds (nightly, libFuzzer).
-    fuzz::smoke(&root)
 }
