@@ -6,6 +6,7 @@
 //! guards delete them on drop, also when the test panics. Nothing touches the host's interfaces.
 
 pub mod bpffs;
+pub mod container;
 pub mod daemon;
 pub mod frames;
 pub mod http;
