@@ -44,9 +44,10 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The archive `cargo xtask test` builds, unpacked under `work` once built; `None` (with the
-/// reason printed) when there is none to test.
-fn unpacked_images(work: &Path) -> Option<(PathBuf, Vec<OciImage>)> {
+/// The `arch` image of the archive `cargo xtask test` builds, once built, after checking the
+/// whole index; unpacked in a temporary directory (`tag`) that goes with the returned guard.
+/// `None` (with the reason printed) when there is none to test.
+fn unpacked_image(tag: &str, arch: &str) -> Option<(TempDir, OciImage)> {
     if !kernel_tests_enabled() {
         return None;
     }
@@ -61,7 +62,8 @@ fn unpacked_images(work: &Path) -> Option<(PathBuf, Vec<OciImage>)> {
     // A relative path is taken from the workspace root (`cargo test` runs tests in tests/).
     let archive = repo().join(archive);
     wait_for_archive(&archive);
-    let images = unpack_index(&archive, work);
+    let work = TempDir::new(tag);
+    let images = unpack_index(&archive, &work.0);
     assert_eq!(
         images.iter().map(|i| i.arch.as_str()).collect::<Vec<_>>(),
         PLATFORMS.map(|(arch, _)| arch),
@@ -70,7 +72,8 @@ fn unpacked_images(work: &Path) -> Option<(PathBuf, Vec<OciImage>)> {
     for image in &images {
         check_image(&archive, image);
     }
-    Some((archive, images))
+    let image = images.into_iter().find(|i| i.arch == arch)?;
+    Some((work, image))
 }
 
 /// What every image of the index must be: linkmeter's configuration, one layer holding only a
@@ -146,11 +149,9 @@ fn check_image(archive: &Path, image: &OciImage) {
 
 #[test]
 fn the_amd64_image_counts_a_cilium_like_node_from_its_own_rootfs() {
-    let work = TempDir::new("image");
-    let Some((_, images)) = unpacked_images(&work.0) else {
+    let Some((work, image)) = unpacked_image("image", "amd64") else {
         return;
     };
-    let image = images.iter().find(|i| i.arch == "amd64").expect("amd64");
     let rootfs = &image.rootfs;
     let run_config = &image.config["config"];
     let entrypoint = strings(&run_config["Entrypoint"]);
@@ -250,11 +251,9 @@ fn a_dynamic_executable_shows_its_loader_and_libraries() {
 /// refuses, and one collection of this namespace's kernel link statistics.
 #[test]
 fn the_arm64_image_binary_answers_and_reads_link_statistics_under_qemu() {
-    let work = TempDir::new("image-arm64");
-    let Some((_, images)) = unpacked_images(&work.0) else {
+    let Some((work, image)) = unpacked_image("image-arm64", "arm64") else {
         return;
     };
-    let image = images.iter().find(|i| i.arch == "arm64").expect("arm64");
     let binary = image.rootfs.join("usr/bin/linkmeter");
     let qemu = |ns: Option<&NetNs>, args: &[&str]| {
         let mut command = match ns {
