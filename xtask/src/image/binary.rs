@@ -17,7 +17,8 @@ use super::{
 /// (never in `target/` itself, so it does not wait for or invalidate the developer builds there)
 /// and returns its path. For another architecture than this machine's, Debian's cross gcc links
 /// it and compiles its C (zstd); the eBPF object inside is the same for every platform
-/// (`bpfel-unknown-none`: both architectures are little-endian).
+/// (`bpfel-unknown-none`: both architectures are little-endian). The caller has installed the
+/// toolchain ([`Platform::ensure_toolchain`]), before any build starts.
 ///
 /// `+crt-static` goes in as `target.<triple>.rustflags` on the command line with `--target`:
 /// cargo then applies it to the binary only, not to build scripts and proc macros (which cannot
@@ -29,7 +30,6 @@ pub(super) fn build_static_binary(
     platform: &Platform,
     out: &Out,
 ) -> anyhow::Result<PathBuf> {
-    platform.ensure_toolchain()?;
     let target = platform.target;
     let target_dir = root.join("target/image");
     let mut build = out.cargo();
@@ -47,12 +47,15 @@ pub(super) fn build_static_binary(
         // Without the symbol table (0.7 MB): release builds carry no debug information, so a
         // backtrace from the image shows no function names; panics still say where.
         .args(["--config", r#"profile.release.strip = "symbols""#]);
-    if let (Some(gcc), Some(ar)) = (platform.cross_gcc(), platform.cross_ar()) {
+    if let Some(triple) = platform.cross_triple() {
         let var = target.replace('-', "_");
         build
-            .args(["--config", &format!(r#"target.{target}.linker = "{gcc}""#)])
-            .env(format!("CC_{var}"), gcc)
-            .env(format!("AR_{var}"), ar);
+            .args([
+                "--config",
+                &format!(r#"target.{target}.linker = "{triple}-gcc""#),
+            ])
+            .env(format!("CC_{var}"), format!("{triple}-gcc"))
+            .env(format!("AR_{var}"), format!("{triple}-ar"));
     }
     let target_rustflags = format!(
         "CARGO_TARGET_{}_RUSTFLAGS",

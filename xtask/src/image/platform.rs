@@ -79,14 +79,10 @@ impl Platform {
         std::env::consts::ARCH == self.native_arch
     }
 
-    /// The cross gcc, when this machine is of another architecture.
-    pub(crate) fn cross_gcc(&self) -> Option<String> {
-        (!self.is_native()).then(|| format!("{}-gcc", self.gnu_triple))
-    }
-
-    /// The cross archiver that goes with [`Platform::cross_gcc`].
-    pub(crate) fn cross_ar(&self) -> Option<String> {
-        (!self.is_native()).then(|| format!("{}-ar", self.gnu_triple))
+    /// The GNU triple of the cross toolchain (`<triple>-gcc`, `<triple>-ar`), when this machine
+    /// is of another architecture.
+    pub(crate) fn cross_triple(&self) -> Option<&'static str> {
+        (!self.is_native()).then_some(self.gnu_triple)
     }
 
     /// Installs what building its binary here needs and is missing: the Rust standard library
