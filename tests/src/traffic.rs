@@ -3,6 +3,11 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -55,4 +60,44 @@ pub fn udp_exchange(src: &NetNs, src_ip: &str, dst: &NetNs, dst_ip: &str, count:
         sent.payload_bytes += len as u64;
     }
     sent
+}
+
+/// Datagrams sent from a namespace to a port no socket listens on, every 20 ms until dropped:
+/// the receiving kernel frees each with drop reason `no_socket`, so drops keep happening while a
+/// test needs some.
+#[derive(Debug)]
+pub struct Unanswered {
+    stop: Arc<AtomicBool>,
+    sender: Option<JoinHandle<()>>,
+}
+
+impl Unanswered {
+    /// Starts sending from `src_ip` in `src` to `dst_ip` port 9 (discard, never bound in tests).
+    pub fn start(src: &NetNs, src_ip: &str, dst_ip: &str) -> Self {
+        let socket = src.within(|| UdpSocket::bind((src_ip, 0)).expect("bind sender"));
+        let to: SocketAddr = format!("{dst_ip}:9").parse().expect("destination address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let sender = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                // An ICMP port unreachable may come back as an error on a later send: ignored,
+                // only the datagrams matter.
+                let _ = socket.send_to(b"unanswered", to);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            stop,
+            sender: Some(sender),
+        }
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+    }
 }

@@ -31,7 +31,7 @@ impl CiliumNode {
     /// The remote nodes' underlay addresses: the tunnel endpoints, so the `peer` label.
     pub const REMOTE_UNDERLAYS: [&'static str; 2] = ["192.168.50.2", "192.168.51.2"];
     /// The node's underlay address towards each remote node.
-    const LOCAL_UNDERLAYS: [&'static str; 2] = ["192.168.50.1", "192.168.51.1"];
+    pub const LOCAL_UNDERLAYS: [&'static str; 2] = ["192.168.50.1", "192.168.51.1"];
     /// Lxc interface names on the node, per pod.
     pub const LXC: [&'static str; 2] = ["lxc1111", "lxc2222"];
     const NODE_VXLAN_MAC: &'static str = "02:00:00:00:60:01";
