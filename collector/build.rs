@@ -1,14 +1,17 @@
 //! Builds the eBPF object (`collector-ebpf`) on every build of the collector whose inputs changed,
 //! so the object embedded in `linkmeter` is never stale: cargo reruns this script when anything
-//! under `collector-ebpf/` or `collector-common/` changes, and aya-build rebuilds the object with
-//! nightly for `bpf{el,eb}-unknown-none` into `OUT_DIR`.
+//! under `collector-ebpf/` or `collector-common/` changes, and [`ebpf_build`] rebuilds the object
+//! with nightly for `bpf{el,eb}-unknown-none` (in a directory shared by every build of the
+//! workspace) and copies it into `OUT_DIR`.
 
 use std::{path::PathBuf, process::Command};
+
+#[path = "ebpf_build.rs"]
+mod ebpf_build;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("collector/ has a parent");
-    let ebpf_dir = root.join("collector-ebpf");
     let common_dir = root.join("collector-common");
     println!("cargo:rerun-if-changed={}", common_dir.display());
     println!(
@@ -22,14 +25,8 @@ fn main() {
         std::process::exit(1);
     }
 
-    let ebpf_dir = ebpf_dir.to_str().expect("workspace path is UTF-8");
-    let package = aya_build::Package {
-        name: "collector-ebpf",
-        root_dir: ebpf_dir,
-        ..Default::default()
-    };
-    if let Err(err) = aya_build::build_ebpf([package], aya_build::Toolchain::default()) {
-        eprintln!("error: building the eBPF object failed: {err:#}");
+    if let Err(err) = ebpf_build::build_ebpf_bins(root) {
+        eprintln!("error: building the eBPF object failed: {err}");
         std::process::exit(1);
     }
 }

@@ -23,8 +23,8 @@ use super::{
 /// `+crt-static` goes in as `target.<triple>.rustflags` on the command line with `--target`:
 /// cargo then applies it to the binary only, not to build scripts and proc macros (which cannot
 /// be static), and since it is not in the environment it does not reach the nested nightly cargo
-/// that collector's build script (aya-build) runs for the eBPF object. The environment's own
-/// rustflags are removed so they cannot replace it.
+/// that collector's build script (`collector/ebpf_build.rs`) runs for the eBPF object. The
+/// environment's own rustflags are removed so they cannot replace it.
 pub(super) fn build_static_binary(
     root: &Path,
     platform: &Platform,
