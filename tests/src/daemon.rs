@@ -34,7 +34,28 @@ pub fn binary() -> PathBuf {
                 return PathBuf::from(path);
             }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let status = Command::new(env!("CARGO"))
+            let mut build = Command::new(env!("CARGO"));
+            // Without the variables `cargo test` set for this test (`CARGO_MANIFEST_DIR`,
+            // `CARGO_PKG_NAME`, `OUT_DIR`, ...): build scripts that track them (ring's) would
+            // run again, and rebuild ring and everything above it here and again in the next
+            // `cargo test`. xtask's `cmd` removes the same ones.
+            for (name, _) in std::env::vars_os() {
+                let package_variable = name.to_str().is_some_and(|n| {
+                    [
+                        "CARGO_PKG_",
+                        "CARGO_MANIFEST_",
+                        "CARGO_CRATE_",
+                        "CARGO_BIN_",
+                    ]
+                    .iter()
+                    .any(|prefix| n.starts_with(prefix))
+                        || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&n)
+                });
+                if package_variable {
+                    build.env_remove(name);
+                }
+            }
+            let status = build
                 .current_dir(&root)
                 .args([
                     "build",

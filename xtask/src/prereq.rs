@@ -42,11 +42,35 @@ fn search_path() -> OsString {
     env::join_paths(paths).unwrap_or_default()
 }
 
-/// A command that sees `$CARGO_HOME/bin` on its `PATH`.
+/// A command that sees `$CARGO_HOME/bin` on its `PATH`, without the variables that describe
+/// the package `cargo` ran ([`is_cargo_package_variable`]).
 pub fn cmd(program: &str) -> Command {
     let mut command = Command::new(program);
     command.env("PATH", search_path());
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_package_variable) {
+            command.env_remove(name);
+        }
+    }
     command
+}
+
+/// Whether `name` is one of the variables `cargo run` and `cargo test` set for the program they
+/// run (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, `OUT_DIR`, ...), here xtask's own. A build
+/// started with them sees an environment that differs from a build started from a shell, and
+/// build scripts that track them (ring's, through the cc crate: `CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, `OUT_DIR`) run again and rebuild ring and everything above it, in each
+/// direction. The test helper that builds `linkmeter` removes the same ones.
+fn is_cargo_package_variable(name: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+        || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&name)
 }
 
 /// Runs `command`, failing with its command line when it does not succeed.

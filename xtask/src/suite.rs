@@ -146,16 +146,16 @@ pub(crate) fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
             skip.extend(["--skip".to_owned(), test.to_owned()]);
         }
         cargo_test(&workspace, &skip).and_then(|()| {
-            // The same packages and dev-dependencies as above, so nothing is rebuilt: a narrower
-            // selection (`--test image`) unifies features differently and rebuilds rustls, the
-            // collector and the tests (half a minute). Every test binary starts; the filter
-            // leaves only the image tests to run.
+            // Exactly the cargo arguments above, so nothing is rebuilt: any other selection
+            // (`--test image`, `--tests`) builds some crates with other features or another
+            // profile and compiles ring, rustls, the collector and the tests again (30-50 s).
+            // Every test binary starts; the filter leaves only the image tests to run.
             let only: Vec<String> = ["--", "--exact"]
                 .into_iter()
                 .chain(IMAGE_TESTS)
                 .map(str::to_owned)
                 .collect();
-            cargo_test(&[&workspace[..], &["--tests"]].concat(), &only)
+            cargo_test(&workspace, &only)
         })
     } else {
         cargo_test(&workspace, extra)
