@@ -63,6 +63,23 @@ impl NetNs {
         run("ip", &full)
     }
 
+    /// A permanent neighbour entry `ip` -> `mac` on `dev` (`ip neigh replace ... nud permanent`;
+    /// the address family follows from `ip`), so no ARP or neighbour discovery adds packets to
+    /// the counts under test.
+    pub fn permanent_neighbour(&self, ip: &str, mac: &str, dev: &str) {
+        self.ip(&[
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+
     /// Runs `tc -n <ns> args...`, panicking with its output on failure.
     pub fn tc(&self, args: &[&str]) -> String {
         let mut full = vec!["-n", &self.name];

@@ -111,17 +111,7 @@ impl OverlayNode {
                 "dev",
                 DEVICE,
             ]);
-            node.ip(&[
-                "neigh",
-                "replace",
-                &overlay.to_string(),
-                "lladdr",
-                mac,
-                "dev",
-                DEVICE,
-                "nud",
-                "permanent",
-            ]);
+            node.permanent_neighbour(&overlay.to_string(), mac, DEVICE);
         }
         topo
     }
@@ -163,17 +153,7 @@ impl OverlayNode {
         ] {
             ns.ip(&["addr", "add", &format!("{own}/24"), "dev", "u4"]);
             ns.ip(&["link", "set", "u4", "up"]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &peer.to_string(),
-                "lladdr",
-                peer_mac,
-                "dev",
-                "u4",
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(&peer.to_string(), peer_mac, "u4");
         }
         for (ns, own, peer, peer_mac) in [
             (&self.node, NODE_V6, V6_PEER, "02:00:00:00:d6:03"),
@@ -186,18 +166,7 @@ impl OverlayNode {
             ]);
             ns.ip(&["addr", "add", &format!("{own}/64"), "dev", "u6", "nodad"]);
             ns.ip(&["link", "set", "u6", "up"]);
-            ns.ip(&[
-                "-6",
-                "neigh",
-                "replace",
-                &peer.to_string(),
-                "lladdr",
-                peer_mac,
-                "dev",
-                "u6",
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(&peer.to_string(), peer_mac, "u6");
         }
     }
 }

@@ -56,17 +56,7 @@ impl VethPair {
             }
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev]);
             ns.ip(&["link", "set", dev, "up"]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                peer_ip,
-                "lladdr",
-                peer_mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(peer_ip, peer_mac, dev);
         }
         Self { a, b }
     }
@@ -173,17 +163,7 @@ impl VxlanPair {
                     ns.ip(&["route", "add", &format!("{peer_ip}/32"), "dev", device])
                 }
             };
-            ns.ip(&[
-                "neigh",
-                "replace",
-                peer_ip,
-                "lladdr",
-                peer_mac,
-                "dev",
-                device,
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(peer_ip, peer_mac, device);
         }
         Self { underlay, device }
     }

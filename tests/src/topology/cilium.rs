@@ -108,17 +108,7 @@ impl CiliumNode {
         ] {
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev]);
             ns.ip(&["link", "set", dev, "up"]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                peer_ip,
-                "lladdr",
-                peer_mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(peer_ip, peer_mac, dev);
         }
     }
 
@@ -155,17 +145,7 @@ impl CiliumNode {
             "dev",
             "cilium_vxlan",
         ]);
-        node.ip(&[
-            "neigh",
-            "replace",
-            overlay,
-            "lladdr",
-            &remote_vx,
-            "dev",
-            "cilium_vxlan",
-            "nud",
-            "permanent",
-        ]);
+        node.permanent_neighbour(overlay, &remote_vx, "cilium_vxlan");
         remote.ip(&[
             "addr",
             "add",
@@ -187,17 +167,7 @@ impl CiliumNode {
             "cilium_vxlan",
         ]);
         for ip in Self::POD_IPS {
-            remote.ip(&[
-                "neigh",
-                "replace",
-                ip,
-                "lladdr",
-                Self::NODE_VXLAN_MAC,
-                "dev",
-                "cilium_vxlan",
-                "nud",
-                "permanent",
-            ]);
+            remote.permanent_neighbour(ip, Self::NODE_VXLAN_MAC, "cilium_vxlan");
         }
     }
 
@@ -251,17 +221,7 @@ impl CiliumNode {
                 "dev",
                 lxc,
             ]);
-            node.ip(&[
-                "neigh",
-                "replace",
-                Self::POD_IPS[i],
-                "lladdr",
-                &pod_mac,
-                "dev",
-                lxc,
-                "nud",
-                "permanent",
-            ]);
+            node.permanent_neighbour(Self::POD_IPS[i], &pod_mac, lxc);
             pod.ip(&[
                 "addr",
                 "add",
@@ -276,17 +236,7 @@ impl CiliumNode {
                 Self::REMOTE_OVERLAYS[0],
                 Self::REMOTE_OVERLAYS[1],
             ] {
-                pod.ip(&[
-                    "neigh",
-                    "replace",
-                    peer,
-                    "lladdr",
-                    &lxc_mac,
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ]);
+                pod.permanent_neighbour(peer, &lxc_mac, "eth0");
             }
         }
     }
