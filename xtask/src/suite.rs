@@ -146,10 +146,10 @@ pub(crate) fn test(no_lint: bool, extra: &[String]) -> anyhow::Result<()> {
             skip.extend(["--skip".to_owned(), test.to_owned()]);
         }
         cargo_test(&workspace, &skip).and_then(|()| {
-            // Exactly the cargo arguments above, so nothing is rebuilt: any other selection
-            // (`--test image`, `--tests`) builds some crates with other features or another
-            // profile and compiles ring, rustls, the collector and the tests again (30-50 s).
-            // Every test binary starts; the filter leaves only the image tests to run.
+            // Exactly the cargo arguments above, so nothing is rebuilt (a narrower selection
+            // such as `--test image` unifies features differently and compiles integration-tests
+            // and two of its dependencies again). Every test binary starts; the filter leaves
+            // only the image tests to run.
             let only: Vec<String> = ["--", "--exact"]
                 .into_iter()
                 .chain(IMAGE_TESTS)
